@@ -1,0 +1,118 @@
+"""pdtnb: data pipelines with pydatatask's model, driven from Jupyter or the command line.
+
+Everything a pipeline script needs is importable from here, under pydatatask 0.4's names, so a
+pydatatask script is ported by changing ``import pydatatask`` to ``import pdtnb as pydatatask``.
+Optional back ends (S3, MongoDB, Docker, SSH, Kubernetes) load on first use and need their
+extra (``pip install 'pdtnb[s3]'`` ...).
+"""
+
+from __future__ import annotations
+
+from .cli import (
+    cat_data,
+    delete_data,
+    inject_data,
+    launch,
+    list_data,
+    main,
+    print_status,
+    print_trace,
+    run,
+    shell,
+    update,
+)
+from .errors import (
+    InvalidJobIdError,
+    MetadataParseError,
+    PdtnbError,
+    PipelineStateError,
+    SessionClosedError,
+    TaskConfigError,
+    UnknownNameError,
+)
+from .pipeline import Pipeline
+from .repository import (
+    AggregateAndRepository,
+    AggregateOrRepository,
+    BlobRepository,
+    BlockingRepository,
+    DirectoryRepository,
+    ExecutorLiveRepo,
+    FileRepository,
+    FileRepositoryBase,
+    InProcessBlobRepository,
+    InProcessBlobStream,
+    InProcessMetadataRepository,
+    MapRepository,
+    MetadataRepository,
+    RelatedItemRepository,
+    Repository,
+    YamlMetadataFileRepository,
+    YamlMetadataRepository,
+)
+from .resources import ResourceManager, Resources, ResourceType, parse_quantity
+from .session import Session
+from .status import PipelineStatus, pipeline_status, pipeline_trace
+from .streams import AReadStream, AReadText, AWriteStream, AWriteText, async_copyfile, async_copyfile_str, roundrobin
+from .task import STDOUT, ExecutorTask, InProcessSyncTask, Link, Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "main",
+    "update",
+    "run",
+    "print_status",
+    "print_trace",
+    "list_data",
+    "cat_data",
+    "delete_data",
+    "inject_data",
+    "launch",
+    "shell",
+    "Pipeline",
+    "Session",
+    "Repository",
+    "BlobRepository",
+    "MetadataRepository",
+    "FileRepositoryBase",
+    "FileRepository",
+    "DirectoryRepository",
+    "YamlMetadataRepository",
+    "YamlMetadataFileRepository",
+    "InProcessMetadataRepository",
+    "InProcessBlobRepository",
+    "InProcessBlobStream",
+    "AggregateOrRepository",
+    "AggregateAndRepository",
+    "BlockingRepository",
+    "RelatedItemRepository",
+    "MapRepository",
+    "ExecutorLiveRepo",
+    "Link",
+    "Task",
+    "InProcessSyncTask",
+    "ExecutorTask",
+    "STDOUT",
+    "ResourceManager",
+    "Resources",
+    "ResourceType",
+    "parse_quantity",
+    "AReadStream",
+    "AWriteStream",
+    "AReadText",
+    "AWriteText",
+    "async_copyfile",
+    "async_copyfile_str",
+    "roundrobin",
+    "PipelineStatus",
+    "pipeline_status",
+    "pipeline_trace",
+    "PdtnbError",
+    "InvalidJobIdError",
+    "SessionClosedError",
+    "MetadataParseError",
+    "TaskConfigError",
+    "PipelineStateError",
+    "UnknownNameError",
+]

@@ -1,0 +1,59 @@
+"""The exceptions pdtnb raises on purpose.
+
+Every error a user can cause by bad input derives from :class:`PdtnbError`, and its message names the
+thing at fault (the job id, the repository, the file, the task, the resource), so that a pipeline
+operator can act on a one-line message without reading a traceback. Each one also derives from the
+built-in exception a pydatatask user would have caught before (``ValueError``, ``KeyError``...), so
+ported ``except`` clauses keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PdtnbError",
+    "InvalidJobIdError",
+    "SessionClosedError",
+    "MetadataParseError",
+    "TaskConfigError",
+    "PipelineStateError",
+    "UnknownNameError",
+]
+
+
+class PdtnbError(Exception):
+    """Base class of every error pdtnb raises deliberately."""
+
+
+class InvalidJobIdError(PdtnbError, ValueError):
+    """A job id that the repository's character set does not allow was used on a write path."""
+
+    def __init__(self, job: object, where: object) -> None:
+        self.job = job
+        self.where = where
+        super().__init__(
+            f"invalid job id {job!r} for {where}: job ids must be 1-255 characters from the repository's "
+            "CHARSET (letters and digits by default) and start and end with a CHARSET_START_END character"
+        )
+
+
+class SessionClosedError(PdtnbError, RuntimeError):
+    """A session resource was requested while its session is not open."""
+
+
+class MetadataParseError(PdtnbError, ValueError):
+    """A stored metadata value (YAML or JSON) could not be parsed."""
+
+
+class TaskConfigError(PdtnbError, ValueError):
+    """A task is misconfigured; raised when the pipeline validates its tasks on open."""
+
+
+class PipelineStateError(PdtnbError, RuntimeError):
+    """The pipeline was used in a state that does not allow the operation (for example not opened)."""
+
+
+class UnknownNameError(PdtnbError, KeyError):
+    """A task, link or repository name given by the user does not exist in the pipeline."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""

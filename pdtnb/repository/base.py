@@ -1,0 +1,232 @@
+"""The repository model: key-value stores keyed by job id.
+
+A repository answers one question for the scheduler, "which jobs do you hold?", plus ``info``
+(a value used in templates) and ``delete``. Subclasses add the value interface: streams for
+:class:`BlobRepository`, structured data for :class:`MetadataRepository`.
+
+Listing is the hot path of a pipeline: every round computes, for every task, which jobs are
+ready. pdtnb therefore lists whole repositories as sets (:meth:`Repository.job_ids`) and lets the
+combinators intersect, unite and subtract those sets, instead of streaming job ids one by one
+through nested async generators. Inside a :func:`listing_snapshot`, each repository is listed at
+most once however many tasks and combinators ask for it, so one round sees one consistent view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import string
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from ..errors import InvalidJobIdError
+from ..streams import AReadStream, AReadText, AWriteStream, AWriteText
+
+if TYPE_CHECKING:
+    from .combinators import MapRepository
+
+__all__ = [
+    "Repository",
+    "BlobRepository",
+    "MetadataRepository",
+    "listing_snapshot",
+]
+
+log = logging.getLogger("pdtnb.repository")
+
+_DEFAULT_CHARSET = string.ascii_letters + string.digits
+_SNAPSHOT: ContextVar[dict[int, tuple[Repository, asyncio.Future]] | None] = ContextVar(
+    "pdtnb_listing_snapshot", default=None
+)
+
+
+@contextlib.contextmanager
+def listing_snapshot() -> Iterator[None]:
+    """Within this block (and the tasks it starts), each repository is listed at most once.
+
+    The pipeline uses it around the gathering of ready jobs and the status computation, so that a
+    repository shared by several tasks is read once per round, and every task sees the same view.
+    """
+    token = _SNAPSHOT.set({})
+    try:
+        yield
+    finally:
+        _SNAPSHOT.reset(token)
+
+
+class Repository(ABC):
+    """A key-value store whose keys are job ids.
+
+    Iterate it with ``async for job in repo`` (filtered by :meth:`is_valid_job_id`), or get the
+    whole listing at once with ``await repo.job_ids()``.
+    """
+
+    CHARSET: str = _DEFAULT_CHARSET
+    CHARSET_START_END: str = _DEFAULT_CHARSET
+    #: Longest job id accepted (a SHA-256 hex digest, 64 characters, fits comfortably).
+    MAX_JOB_ID_LENGTH: int = 200
+
+    # ---- job ids ---------------------------------------------------------------------------
+
+    @classmethod
+    def is_valid_job_id(cls, job: str) -> bool:
+        """Whether ``job`` is a valid job id: 1 to MAX_JOB_ID_LENGTH characters of CHARSET, starting
+        and ending with a CHARSET_START_END character."""
+        if not isinstance(job, str) or not 0 < len(job) <= cls.MAX_JOB_ID_LENGTH:
+            return False
+        if cls.CHARSET == _DEFAULT_CHARSET and cls.CHARSET_START_END == _DEFAULT_CHARSET:
+            return job.isascii() and job.isalnum()
+        charset = cls.CHARSET
+        return (
+            all(c in charset for c in job)
+            and job[0] in cls.CHARSET_START_END
+            and job[-1] in cls.CHARSET_START_END
+        )
+
+    def check_job_id(self, job: str) -> str:
+        """Return ``job`` if valid, else raise :class:`InvalidJobIdError` naming it and this repository.
+
+        Every write path calls this, so an id like ``../../etc`` can never reach a path or a template.
+        """
+        if not self.is_valid_job_id(job):
+            raise InvalidJobIdError(job, self)
+        return job
+
+    def _warn_invalid(self, bad: Iterable[str]) -> None:
+        """Log one warning per listing for ids that are not valid, each id only the first time."""
+        warned: set[str] = self.__dict__.setdefault("_pdtnb_warned_ids", set())
+        new = [b for b in bad if b not in warned]
+        if new:
+            warned.update(new)
+            shown = ", ".join(repr(b) for b in sorted(new, key=str)[:5])
+            more = f" and {len(new) - 5} more" if len(new) > 5 else ""
+            log.warning("%s: skipping %d entries that are not valid job ids: %s%s", self, len(new), shown, more)
+
+    def _valid_subset(self, ids: Iterable[str]) -> set[str]:
+        """The valid job ids among ``ids``, warning once about the others."""
+        check = self.is_valid_job_id
+        good: set[str] = set()
+        bad: list[str] = []
+        for job in ids:
+            (good.add if check(job) else bad.append)(job)
+        if bad:
+            self._warn_invalid(bad)
+        return good
+
+    async def filter_jobs(self, iterator: AsyncIterator[str]) -> AsyncGenerator[str, None]:
+        """Apply :meth:`is_valid_job_id` to an async iterator, warning once about invalid entries."""
+        bad: list[str] = []
+        try:
+            async for job in iterator:
+                if self.is_valid_job_id(job):
+                    yield job
+                else:
+                    bad.append(job)
+        finally:
+            if bad:
+                self._warn_invalid(bad)
+
+    # ---- membership ------------------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self.filter_jobs(self.unfiltered_iter())
+
+    @abstractmethod
+    def unfiltered_iter(self) -> AsyncIterator[str]:
+        """Yield every name that may be a job id held here; iteration filters it by validity."""
+
+    async def contains(self, item: str) -> bool:
+        """Whether ``item`` is a job held here. Override when a direct lookup is cheaper than listing."""
+        return self.is_valid_job_id(item) and item in await self.job_ids()
+
+    async def job_ids(self) -> frozenset[str] | set[str]:
+        """All valid job ids held here, as a set the caller must not modify.
+
+        Inside :func:`listing_snapshot` the listing is shared with every other caller.
+        """
+        memo = _SNAPSHOT.get()
+        if memo is None:
+            return await self._list_job_ids()
+        entry = memo.get(id(self))
+        if entry is None:
+            future = asyncio.ensure_future(self._list_job_ids())
+            memo[id(self)] = (self, future)
+        else:
+            future = entry[1]
+        return await future
+
+    async def _list_job_ids(self) -> frozenset[str] | set[str]:
+        """List the repository; override with a bulk listing where the storage has one."""
+        return {job async for job in self}
+
+    # ---- values ----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def info(self, job: str) -> Any:
+        """A value describing ``job`` for templates; meaningful even when the job is absent."""
+
+    @abstractmethod
+    async def delete(self, job: str) -> None:
+        """Remove ``job``; succeeds when it is absent."""
+
+    async def info_all(self) -> dict[str, Any]:
+        """Every job held here mapped to its info; override when one query can load them all."""
+        jobs = sorted(await self.job_ids())
+        values = await asyncio.gather(*(self.info(job) for job in jobs))
+        return dict(zip(jobs, values))
+
+    async def validate(self) -> None:
+        """Raise if the repository is misconfigured; called once when the pipeline opens."""
+
+    def map(
+        self,
+        func: Callable[[Any], Any],
+        filt: Callable[[str], Awaitable[bool]] | None = None,
+        allow_deletes: bool = False,
+    ) -> MapRepository:
+        """A view of this repository whose info passes through ``func`` and whose jobs pass ``filt``."""
+        from .combinators import MapRepository
+
+        return MapRepository(self, func, filt, allow_deletes=allow_deletes)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+
+class BlobRepository(Repository, ABC):
+    """A repository whose values are byte blobs, read and written as streams."""
+
+    @overload
+    async def open(self, job: str, mode: Literal["r"] = "r") -> AReadText: ...
+    @overload
+    async def open(self, job: str, mode: Literal["rb"]) -> AReadStream: ...
+    @overload
+    async def open(self, job: str, mode: Literal["w"]) -> AWriteText: ...
+    @overload
+    async def open(self, job: str, mode: Literal["wb"]) -> AWriteStream: ...
+
+    @abstractmethod
+    async def open(self, job: str, mode: str = "r") -> Any:
+        """Open ``job``'s blob in mode r, rb, w or wb. A write becomes visible only when the stream is
+        closed without error."""
+
+
+class MetadataRepository(Repository, ABC):
+    """A repository whose values are small structured objects, loaded whole into memory."""
+
+    @abstractmethod
+    async def info(self, job: str) -> Any:
+        """The value stored for ``job`` (None when absent)."""
+
+    @abstractmethod
+    async def dump(self, job: str, data: Any) -> None:
+        """Store ``data`` under ``job``, replacing any previous value atomically."""
+
+
+def check_mode(mode: str, where: object) -> None:
+    """Raise ValueError for a stream mode other than r, rb, w, wb."""
+    if mode not in ("r", "rb", "w", "wb"):
+        raise ValueError(f"{where}: unsupported open mode {mode!r}; use 'r', 'rb', 'w' or 'wb'")

@@ -1,0 +1,258 @@
+"""Repositories computed from other repositories: AND, OR, "A unless B", mapped and translated views.
+
+A task's default ``ready`` repository is built from these (``AND(required) - OR(inhibiting)``),
+so their listings are set operations on the children's listings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from .base import BlobRepository, MetadataRepository, Repository
+
+__all__ = [
+    "AggregateAndRepository",
+    "AggregateOrRepository",
+    "BlockingRepository",
+    "MapRepository",
+    "RelatedItemRepository",
+]
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class _Computed(Repository):
+    """A repository whose listing is computed: iteration walks the computed set."""
+
+    async def unfiltered_iter(self) -> AsyncIterator[str]:
+        for job in sorted(await self.job_ids()):
+            yield job
+
+
+class _Aggregate(_Computed):
+    def __init__(self, **children: Repository):
+        self.children = children
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.children.items())
+        return f"<{type(self).__name__} {inner}>"
+
+    async def _child_sets(self) -> list[frozenset[str] | set[str]]:
+        return list(await asyncio.gather(*(c.job_ids() for c in self.children.values())))
+
+    async def info(self, job: str) -> dict[str, Any]:
+        """Each child's info, by child name."""
+        values = await asyncio.gather(*(c.info(job) for c in self.children.values()))
+        return dict(zip(self.children, values))
+
+    async def delete(self, job: str) -> None:
+        """Delete ``job`` from every child."""
+        await asyncio.gather(*(c.delete(job) for c in self.children.values()))
+
+
+class AggregateAndRepository(_Aggregate):
+    """Holds a job when every child holds it (and nothing when there are no children)."""
+
+    async def _list_job_ids(self) -> set[str]:
+        sets = sorted(await self._child_sets(), key=len)
+        if not sets:
+            return set()
+        return set(sets[0]).intersection(*sets[1:])
+
+    async def contains(self, item: str) -> bool:
+        if not self.children:
+            return False
+        results = await asyncio.gather(*(c.contains(item) for c in self.children.values()))
+        return all(results)
+
+
+class AggregateOrRepository(_Aggregate):
+    """Holds a job when any child holds it."""
+
+    async def _list_job_ids(self) -> set[str]:
+        return set().union(*await self._child_sets())
+
+    async def contains(self, item: str) -> bool:
+        for child in self.children.values():
+            if await child.contains(item):
+                return True
+        return False
+
+
+class BlockingRepository(_Computed):
+    """Holds the jobs of ``source`` that ``unless`` does not hold.
+
+    With ``enumerate_unless=False`` the ``unless`` repository is asked about each job of ``source``
+    instead of being listed, for when it is large or expensive to list.
+    """
+
+    def __init__(self, source: Repository, unless: Repository, enumerate_unless: bool = True):
+        self.source = source
+        self.unless = unless
+        self.enumerate_unless = enumerate_unless
+
+    def __repr__(self) -> str:
+        return f"<BlockingRepository {self.source!r} unless {self.unless!r}>"
+
+    async def _list_job_ids(self) -> set[str]:
+        if self.enumerate_unless:
+            source, unless = await asyncio.gather(self.source.job_ids(), self.unless.job_ids())
+            return set(source) - set(unless)
+        source = await self.source.job_ids()
+        blocked = await asyncio.gather(*(self.unless.contains(j) for j in source))
+        return {j for j, b in zip(source, blocked) if not b}
+
+    async def contains(self, item: str) -> bool:
+        return await self.source.contains(item) and not await self.unless.contains(item)
+
+    async def info(self, job: str) -> Any:
+        return await self.source.info(job)
+
+    async def delete(self, job: str) -> None:
+        await self.source.delete(job)
+
+
+class MapRepository(_Computed):
+    """A view of ``base`` whose info is ``func(base info)`` and whose jobs pass ``filt``.
+
+    ``func`` may be a plain function or a coroutine function; ``filt`` is an async predicate on the
+    job id. Deletion reaches ``base`` only when ``allow_deletes`` is set.
+    """
+
+    def __init__(
+        self,
+        base: Repository,
+        func: Callable[[Any], Any],
+        filt: Callable[[str], Awaitable[bool]] | None = None,
+        allow_deletes: bool = False,
+    ):
+        self.base = base
+        self.func = func
+        self.filter = filt
+        self.allow_deletes = allow_deletes
+
+    def __repr__(self) -> str:
+        return f"<MapRepository of {self.base!r}>"
+
+    async def _list_job_ids(self) -> set[str] | frozenset[str]:
+        ids = await self.base.job_ids()
+        if self.filter is None:
+            return ids
+        keep = await asyncio.gather(*(_maybe_await(self.filter(j)) for j in ids))
+        return {j for j, k in zip(ids, keep) if k}
+
+    async def contains(self, item: str) -> bool:
+        if self.filter is not None and not await _maybe_await(self.filter(item)):
+            return False
+        return await self.base.contains(item)
+
+    async def info(self, job: str) -> Any:
+        return await _maybe_await(self.func(await self.base.info(job)))
+
+    async def info_all(self) -> dict[str, Any]:
+        ids = await self.job_ids()
+        base = await self.base.info_all()
+        return {j: await _maybe_await(self.func(v)) for j, v in base.items() if j in ids}
+
+    async def delete(self, job: str) -> None:
+        if self.allow_deletes:
+            await self.base.delete(job)
+
+
+class RelatedItemRepository(_Computed):
+    """Follows a translation: job ``j`` is here when ``base`` holds ``await translator.info(j)``.
+
+    The result behaves like ``base``: if ``base`` is a blob repository, ``open(j)`` opens the
+    translated blob; if it is a metadata repository, ``info(j)`` and ``dump(j, ...)`` use the
+    translated id. With ``prefetch_lookup`` the translator is read whole once per listing instead
+    of once per job.
+    """
+
+    def __new__(cls, base_repository: Repository, *args: Any, **kwargs: Any) -> RelatedItemRepository:
+        if cls is RelatedItemRepository:
+            if isinstance(base_repository, BlobRepository):
+                cls = _RelatedItemBlobRepository
+            elif isinstance(base_repository, MetadataRepository):
+                cls = _RelatedItemMetadataRepository
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        base_repository: Repository,
+        translator_repository: Repository,
+        allow_deletes: bool = False,
+        prefetch_lookup: bool = True,
+    ):
+        self.base_repository = base_repository
+        self.translator_repository = translator_repository
+        self.allow_deletes = allow_deletes
+        self.prefetch_lookup = prefetch_lookup
+        self._lookup_cache: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<RelatedItemRepository {self.base_repository!r} by {self.translator_repository!r}>"
+
+    async def _translate(self, job: str) -> str | None:
+        if self._lookup_cache is not None and job in self._lookup_cache:
+            target = self._lookup_cache[job]
+        else:
+            target = await self.translator_repository.info(job)
+        return target if isinstance(target, str) else None
+
+    async def _require(self, job: str) -> str:
+        target = await self._translate(job)
+        if target is None:
+            raise KeyError(f"{self!r}: job {job!r} has no related item in {self.translator_repository!r}")
+        return target
+
+    async def _list_job_ids(self) -> set[str]:
+        base_ids = await self.base_repository.job_ids()
+        if self.prefetch_lookup:
+            mapping = await self.translator_repository.info_all()
+            self._lookup_cache = mapping
+        else:
+            jobs = list(await self.translator_repository.job_ids())
+            mapping = dict(zip(jobs, await asyncio.gather(*(self.translator_repository.info(j) for j in jobs))))
+        return {j for j, t in mapping.items() if isinstance(t, str) and t in base_ids}
+
+    async def contains(self, item: str) -> bool:
+        target = await self._translate(item)
+        return target is not None and await self.base_repository.contains(target)
+
+    async def info(self, job: str) -> Any:
+        return await self.base_repository.info(await self._require(job))
+
+    async def delete(self, job: str) -> None:
+        """Deletes the related item from ``base`` only when ``allow_deletes`` is set."""
+        if not self.allow_deletes:
+            return
+        target = await self._translate(job)
+        if target is not None:
+            await self.base_repository.delete(target)
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else (a back end's own attributes, e.g. ``basedir``) comes from the base.
+        if name.startswith("__") or name in ("base_repository", "translator_repository"):
+            raise AttributeError(name)
+        return getattr(self.base_repository, name)
+
+
+class _RelatedItemBlobRepository(RelatedItemRepository, BlobRepository):
+    async def open(self, job: str, mode: str = "r") -> Any:
+        assert isinstance(self.base_repository, BlobRepository)
+        return await self.base_repository.open(await self._require(job), mode)
+
+
+class _RelatedItemMetadataRepository(RelatedItemRepository, MetadataRepository):
+    async def info(self, job: str) -> Any:
+        target = await self._translate(job)
+        return None if target is None else await self.base_repository.info(target)
+
+    async def dump(self, job: str, data: Any) -> None:
+        assert isinstance(self.base_repository, MetadataRepository)
+        await self.base_repository.dump(await self._require(job), data)

@@ -1,0 +1,245 @@
+"""Repositories on the local filesystem: one file or one directory per job.
+
+Writes are atomic: a value is written to a temporary file in the same directory and renamed over
+the final name only when the stream closes without error, so a crash, a Ctrl-C or an exception
+inside ``async with`` never leaves a half-written value where a reader (or the scheduler) would
+take it as done. Temporary files start with ``.pdtnb-tmp-`` and listings ignore them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+import aiofiles.os
+
+from ..errors import InvalidJobIdError
+from ..streams import AReadText, AWriteText
+from .base import BlobRepository, Repository, check_mode
+
+__all__ = ["FileRepositoryBase", "FileRepository", "DirectoryRepository", "TMP_PREFIX", "atomic_write_bytes"]
+
+TMP_PREFIX = ".pdtnb-tmp-"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary sibling and a rename (blocking; run in a thread)."""
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            fp.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress_oserror():
+            os.unlink(tmp)
+        raise
+
+
+class _suppress_oserror:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        return exc_type is not None and issubclass(exc_type, OSError)
+
+
+class AtomicFileWriter:
+    """A binary write stream that becomes visible at its final path only on a clean close."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fp: Any = None
+        self._tmp: str | None = None
+
+    async def _start(self) -> AtomicFileWriter:
+        fd, self._tmp = await asyncio.to_thread(tempfile.mkstemp, prefix=TMP_PREFIX, dir=self.path.parent)
+        os.close(fd)
+        self._fp = await aiofiles.open(self._tmp, "wb")
+        return self
+
+    async def write(self, data: bytes) -> int:
+        return await self._fp.write(data)
+
+    async def close(self) -> None:
+        """Flush, then rename the temporary file over the final path."""
+        if self._tmp is None:
+            return
+        tmp, self._tmp = self._tmp, None
+        try:
+            await self._fp.close()
+            await aiofiles.os.replace(tmp, self.path)
+        except BaseException:
+            with _suppress_oserror():
+                os.unlink(tmp)
+            raise
+
+    async def abort(self) -> None:
+        """Throw away what was written; the previous value, if any, stays."""
+        if self._tmp is None:
+            return
+        tmp, self._tmp = self._tmp, None
+        with _suppress_oserror():
+            await self._fp.close()
+        with _suppress_oserror():
+            os.unlink(tmp)
+
+    async def __aenter__(self) -> AtomicFileWriter:
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            await self.abort()
+        else:
+            await self.close()
+
+
+class FileRepositoryBase(Repository):
+    """A local directory in which each job is the name ``JOB + extension``.
+
+    ``case_insensitive`` makes the extension match regardless of case when listing.
+    """
+
+    def __init__(self, basedir: str | os.PathLike[str], extension: str = "", case_insensitive: bool = False):
+        self.basedir = Path(basedir).expanduser()
+        self.extension = extension
+        self.case_insensitive = case_insensitive
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.basedir / ('*' + self.extension)}>"
+
+    def fullpath(self, job: str) -> Path:
+        """The path of ``job``'s file. Refuses an invalid id, so no id can point outside ``basedir``."""
+        if not self.is_valid_job_id(job) or "/" in job or "\0" in job or job in (".", ".."):
+            raise InvalidJobIdError(job, self)
+        return self.basedir / (job + self.extension)
+
+    async def info(self, job: str) -> str:
+        """The full path of ``job``'s file, as a string (for templates)."""
+        return str(self.fullpath(job))
+
+    def _entry_matches(self, entry: os.DirEntry[str]) -> bool:
+        return entry.is_file()
+
+    def _scan(self) -> list[str]:
+        ext = self.extension.lower() if self.case_insensitive else self.extension
+        cut = len(self.extension)
+        names = []
+        try:
+            with os.scandir(self.basedir) as it:
+                for entry in it:
+                    name = entry.name
+                    if name.startswith(TMP_PREFIX):
+                        continue
+                    test = name.lower() if self.case_insensitive else name
+                    if ext and (not test.endswith(ext) or len(name) == cut):
+                        continue
+                    if self._entry_matches(entry):
+                        names.append(name[: len(name) - cut] if cut else name)
+        except FileNotFoundError:
+            return []
+        return names
+
+    async def unfiltered_iter(self) -> AsyncIterator[str]:
+        for name in await asyncio.to_thread(self._scan):
+            yield name
+
+    async def _list_job_ids(self) -> set[str]:
+        return self._valid_subset(await asyncio.to_thread(self._scan))
+
+    async def contains(self, item: str) -> bool:
+        try:
+            path = self.fullpath(item)
+        except InvalidJobIdError:
+            return False
+        return await aiofiles.os.path.isfile(path)
+
+    async def validate(self) -> None:
+        """Create ``basedir`` if needed and check that it is writable."""
+        try:
+            await asyncio.to_thread(self.basedir.mkdir, parents=True, exist_ok=True)
+        except OSError as e:
+            raise PermissionError(f"{self!r}: cannot create directory {self.basedir}: {e}") from e
+        if not os.access(self.basedir, os.W_OK | os.X_OK):
+            raise PermissionError(f"{self!r}: directory {self.basedir} is not writable")
+
+
+class FileRepository(FileRepositoryBase, BlobRepository):
+    """A directory of files, one per job, read and written as streams."""
+
+    async def open(self, job: str, mode: str = "r") -> Any:
+        check_mode(mode, self)
+        path = self.fullpath(job)
+        if mode.startswith("w"):
+            await asyncio.to_thread(self.basedir.mkdir, parents=True, exist_ok=True)
+            writer = await AtomicFileWriter(path)._start()
+            return AWriteText(writer) if mode == "w" else writer
+        try:
+            reader = await aiofiles.open(path, "rb")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self!r}: no file for job {job!r} ({path})") from None
+        return AReadText(reader) if mode == "r" else reader
+
+    async def delete(self, job: str) -> None:
+        try:
+            await aiofiles.os.unlink(self.fullpath(job))
+        except (FileNotFoundError, InvalidJobIdError):
+            pass
+
+
+class DirectoryRepository(FileRepositoryBase):
+    """A directory of directories, one per job (for tasks that produce many files).
+
+    With ``discard_empty``, an empty directory does not count as holding its job.
+    """
+
+    def __init__(self, *args: Any, discard_empty: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.discard_empty = discard_empty
+
+    def _entry_matches(self, entry: os.DirEntry[str]) -> bool:
+        if not entry.is_dir():
+            return False
+        if self.discard_empty:
+            with os.scandir(entry.path) as inner:
+                return next(inner, None) is not None
+        return True
+
+    async def mkdir(self, job: str) -> None:
+        """Create ``job``'s directory (and ``basedir``); nothing happens if it exists."""
+        await asyncio.to_thread(self.fullpath(job).mkdir, parents=True, exist_ok=True)
+
+    async def contains(self, item: str) -> bool:
+        try:
+            path = self.fullpath(item)
+        except InvalidJobIdError:
+            return False
+
+        def check() -> bool:
+            if not path.is_dir():
+                return False
+            if not self.discard_empty:
+                return True
+            with os.scandir(path) as inner:
+                return next(inner, None) is not None
+
+        return await asyncio.to_thread(check)
+
+    async def delete(self, job: str) -> None:
+        try:
+            path = self.fullpath(job)
+        except InvalidJobIdError:
+            return
+
+        def remove() -> None:
+            try:
+                shutil.rmtree(path)
+            except FileNotFoundError:
+                pass
+
+        await asyncio.to_thread(remove)

@@ -1,0 +1,145 @@
+"""Repositories held in a Python dict, for tests, notebooks and small pipelines.
+
+The dict is public as ``.data`` so a notebook user can look inside or fill it directly. Because
+of that, listing cannot trust that every key went through :meth:`dump`; it re-checks only the
+keys it has not seen before, which keeps a listing of 100,000 jobs to a few set operations.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..streams import AReadText, AWriteText
+from .base import BlobRepository, MetadataRepository, Repository, check_mode
+
+__all__ = ["InProcessMetadataRepository", "InProcessBlobRepository", "InProcessBlobStream"]
+
+
+class _DictListing(Repository):
+    """Listing and deletion shared by the dict-backed repositories."""
+
+    data: dict[str, Any]
+
+    def _init_listing(self) -> None:
+        self._known_valid: set[str] = set()
+
+    async def _list_job_ids(self) -> set[str]:
+        ids = set(self.data)
+        unchecked = ids - self._known_valid
+        if unchecked:
+            good = self._valid_subset(unchecked)
+            self._known_valid |= good
+            if len(good) != len(unchecked):
+                ids -= unchecked - good
+        if len(self._known_valid) > 2 * len(ids) + 1024:
+            self._known_valid &= ids
+        return ids
+
+    async def unfiltered_iter(self) -> AsyncIterator[str]:
+        for job in list(self.data):
+            yield job
+
+    async def contains(self, item: str) -> bool:
+        return item in self.data and self.is_valid_job_id(item)
+
+    async def delete(self, job: str) -> None:
+        self.data.pop(job, None)
+
+
+class InProcessMetadataRepository(_DictListing, MetadataRepository):
+    """Metadata in a dict; gone when the process ends."""
+
+    def __init__(self, data: dict[str, Any] | None = None):
+        self.data: dict[str, Any] = data if data is not None else {}
+        self._init_listing()
+
+    def __repr__(self) -> str:
+        return f"<InProcessMetadataRepository {len(self.data)} jobs>"
+
+    async def info(self, job: str) -> Any:
+        return self.data.get(job)
+
+    async def info_all(self) -> dict[str, Any]:
+        ids = await self.job_ids()
+        return {job: self.data[job] for job in ids if job in self.data}
+
+    async def dump(self, job: str, data: Any) -> None:
+        self.check_job_id(job)
+        self.data[job] = data
+
+
+class InProcessBlobStream:
+    """A stream over one blob of an :class:`InProcessBlobRepository`; use ``repo.open`` to get one.
+
+    A write stream buffers and stores its blob when closed, so readers never see a partial value.
+    """
+
+    def __init__(self, repo: InProcessBlobRepository, job: str, writing: bool = False):
+        self.repo = repo
+        self.job = job
+        self._writing = writing
+        if writing:
+            self._buf = io.BytesIO()
+        else:
+            try:
+                self._buf = io.BytesIO(repo.data[job])
+            except KeyError:
+                raise FileNotFoundError(f"{repo}: no blob for job {job!r}") from None
+        self._closed = False
+
+    async def read(self, n: int | None = None) -> bytes:
+        """Read up to ``n`` bytes (all remaining when None)."""
+        return self._buf.read(-1 if n is None else n)
+
+    async def write(self, data: bytes) -> int:
+        """Append ``data`` to the blob being written."""
+        return self._buf.write(data)
+
+    async def close(self) -> None:
+        """Store the written blob (write mode) and release the stream."""
+        if not self._closed:
+            self._closed = True
+            if self._writing:
+                self.repo.data[self.job] = self._buf.getvalue()
+
+    async def abort(self) -> None:
+        """Discard what was written; the previous value, if any, stays."""
+        self._closed = True
+
+    async def __aenter__(self) -> InProcessBlobStream:
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            await self.abort()
+        else:
+            await self.close()
+
+
+class InProcessBlobRepository(_DictListing, BlobRepository):
+    """Blobs (bytes) in a dict; gone when the process ends."""
+
+    def __init__(self, data: dict[str, bytes] | None = None):
+        self.data: dict[str, bytes] = data if data is not None else {}
+        self._init_listing()
+
+    def __repr__(self) -> str:
+        return f"<InProcessBlobRepository {len(self.data)} jobs>"
+
+    async def info(self, job: str) -> None:
+        """An in-memory blob has nothing to put in a template."""
+        return None
+
+    async def open(self, job: str, mode: str = "r") -> Any:
+        check_mode(mode, self)
+        writing = mode.startswith("w")
+        if writing:
+            self.check_job_id(job)
+        stream = InProcessBlobStream(self, job, writing)
+        if mode == "r":
+            return AReadText(stream)
+        if mode == "w":
+            return AWriteText(stream)
+        return stream

@@ -1,0 +1,217 @@
+"""The one status and trace computation, shared by the command line, the magics and the widgets.
+
+:func:`pipeline_status` lists every repository once (inside a listing snapshot), computes each
+task's ready set, and reads each task's done records to tell successes from failures. The result
+is plain data (:class:`PipelineStatus`) with renderers: text in pydatatask's format, JSON for
+scripts, and HTML for notebooks (in :mod:`pdtnb.notebook`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from .repository.base import listing_snapshot
+from .task.base import Link, Task, is_failure_record
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+
+__all__ = [
+    "LinkStatus",
+    "TaskStatus",
+    "PipelineStatus",
+    "pipeline_status",
+    "pipeline_trace",
+    "shown_links",
+    "JOB_STATES",
+]
+
+#: The states a job can be in for one task, as :func:`pipeline_trace` reports them.
+JOB_STATES = ("waiting", "ready", "live", "done", "failed")
+
+
+@dataclass
+class LinkStatus:
+    """One link of one task: its job count, and in a trace the traced jobs it holds."""
+
+    name: str
+    kind: str
+    count: int
+    jobs: list[str] | None = None
+
+
+@dataclass
+class TaskStatus:
+    """One task: its links, and how many jobs are ready, live, done (succeeded) and failed."""
+
+    name: str
+    links: list[LinkStatus]
+    ready: int
+    live: int
+    done: int
+    failed: int
+    disabled: bool = False
+    #: In a trace: each traced job's state for this task (one of :data:`JOB_STATES`).
+    job_states: dict[str, str] | None = None
+
+
+@dataclass
+class PipelineStatus:
+    """A snapshot of the whole pipeline (or, with ``jobs``, a trace of some jobs)."""
+
+    tasks: list[TaskStatus]
+    taken_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    jobs: list[str] | None = None
+
+    @property
+    def is_trace(self) -> bool:
+        """Whether this is a trace of particular jobs."""
+        return self.jobs is not None
+
+    def task(self, name: str) -> TaskStatus:
+        """The status of the task called ``name``."""
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def to_text(self) -> str:
+        """pydatatask's format: per task its name, one ``TASK.LINK COUNT`` line per link (inputs,
+        then status links, then the rest; job ids instead of counts in a trace), a blank line."""
+        lines: list[str] = []
+        for t in self.tasks:
+            lines.append(t.name)
+            for link in t.links:
+                value = " ".join(link.jobs or []) if self.is_trace else str(link.count)
+                lines.append(f"{t.name}.{link.name} {value}")
+            lines.append("")
+        return "\n".join(lines) + ("\n" if lines else "")
+
+    def summary_lines(self) -> list[str]:
+        """One ``# TASK: ready R, live L, done D, failed F`` line per task (commented, so parsers of
+        the pydatatask format can ignore them)."""
+        out = []
+        for t in self.tasks:
+            extra = " (disabled)" if t.disabled else ""
+            out.append(f"# {t.name}: ready {t.ready}, live {t.live}, done {t.done}, failed {t.failed}{extra}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON: tasks with their links and counts."""
+        data: dict[str, Any] = {"taken_at": self.taken_at.isoformat(), "tasks": []}
+        if self.jobs is not None:
+            data["jobs"] = list(self.jobs)
+        for t in self.tasks:
+            entry = asdict(t)
+            if not self.is_trace:
+                entry.pop("job_states")
+                for link in entry["links"]:
+                    link.pop("jobs")
+            data["tasks"].append(entry)
+        return data
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """:meth:`to_dict` as a JSON document."""
+        return json.dumps(self.to_dict(), indent=indent, default=str)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def shown_links(task: Task, all_repos: bool) -> list[tuple[str, Link]]:
+    """The links status shows for ``task``, in order: inputs, status links, the rest.
+
+    Without ``all_repos``, links that are neither input, output nor status are hidden.
+    """
+    links = [
+        (name, link)
+        for name, link in task.links.items()
+        if all_repos or link.is_input or link.is_output or link.is_status
+    ]
+    order = {"input": 0, "status": 1}
+    return sorted(links, key=lambda nl: order.get(nl[1].kind, 2))
+
+
+async def pipeline_status(pipeline: Pipeline, all_repos: bool = False) -> PipelineStatus:
+    """Count every shown link's jobs and each task's ready, live, done and failed jobs."""
+    return await _compute(pipeline, all_repos, None)
+
+
+async def pipeline_trace(pipeline: Pipeline, jobs: Iterable[str], all_repos: bool = False) -> PipelineStatus:
+    """Where the given jobs are: which links hold them, and each job's state for each task."""
+    return await _compute(pipeline, all_repos, list(jobs))
+
+
+async def _compute(pipeline: Pipeline, all_repos: bool, jobs: list[str] | None) -> PipelineStatus:
+    tasks = list(pipeline.tasks.values())
+    with listing_snapshot():
+        per_task = [shown_links(t, all_repos) for t in tasks]
+        repos: dict[int, Any] = {}
+        for task, links in zip(tasks, per_task):
+            for _, link in links:
+                repos[id(link.repo)] = link.repo
+            for extra in (task.done_repository, task.live_repository):
+                if extra is not None:
+                    repos[id(extra)] = extra
+        repo_list = list(repos.values())
+        listings_list, ready_sets, done_infos = await asyncio.gather(
+            asyncio.gather(*(r.job_ids() for r in repo_list)),
+            asyncio.gather(*(pipeline.gather_ready_jobs(t) for t in tasks)),
+            asyncio.gather(*(_done_infos(t, jobs) for t in tasks)),
+        )
+    listings = {id(r): ids for r, ids in zip(repo_list, listings_list)}
+
+    result = []
+    for task, links, ready, infos in zip(tasks, per_task, ready_sets, done_infos):
+        link_rows = []
+        for name, link in links:
+            ids = listings[id(link.repo)]
+            present = None if jobs is None else [j for j in jobs if j in ids]
+            link_rows.append(LinkStatus(name=name, kind=link.kind, count=len(ids), jobs=present))
+        done_repo, live_repo = task.done_repository, task.live_repository
+        done_ids = listings[id(done_repo)] if done_repo is not None else set()
+        live_ids = listings[id(live_repo)] if live_repo is not None else set()
+        failed_ids = {j for j, rec in infos.items() if j in done_ids and is_failure_record(rec)}
+        states = None
+        if jobs is not None:
+            states = {j: _state(j, ready, live_ids, done_ids, failed_ids) for j in jobs}
+        result.append(
+            TaskStatus(
+                name=task.name,
+                links=link_rows,
+                ready=len(ready),
+                live=len(live_ids),
+                done=len(done_ids) - len(failed_ids),
+                failed=len(failed_ids),
+                disabled=task.disabled,
+                job_states=states,
+            )
+        )
+    return PipelineStatus(tasks=result, jobs=jobs)
+
+
+async def _done_infos(task: Task, jobs: list[str] | None) -> dict[str, Any]:
+    repo = task.done_repository
+    if repo is None:
+        return {}
+    if jobs is None:
+        return await repo.info_all()
+    present = [j for j in jobs if await repo.contains(j)]
+    return dict(zip(present, await asyncio.gather(*(repo.info(j) for j in present))))
+
+
+def _state(job: str, ready: set[str], live: Any, done: Any, failed: set[str]) -> str:
+    if job in failed:
+        return "failed"
+    if job in done:
+        return "done"
+    if job in live:
+        return "live"
+    if job in ready:
+        return "ready"
+    return "waiting"

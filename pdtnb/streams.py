@@ -1,0 +1,161 @@
+"""Asynchronous byte and text streams, and helpers to copy between them.
+
+Repositories hand out streams instead of whole values so that blobs of any size move through a
+pipeline with bounded memory. The protocols here are structural: any object with async ``read`` /
+``write`` and ``close`` methods (aiofiles handles, S3 bodies, SFTP files) qualifies.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "AReadStream",
+    "AWriteStream",
+    "AReadText",
+    "AWriteText",
+    "async_copyfile",
+    "async_copyfile_str",
+    "roundrobin",
+]
+
+DEFAULT_BLOCKSIZE = 1024 * 1024
+
+
+@runtime_checkable
+class AReadStream(AbstractAsyncContextManager, Protocol):
+    """A stream of bytes to read asynchronously."""
+
+    async def read(self, n: int | None = None) -> bytes:
+        """Read and return up to ``n`` bytes, or the rest of the stream when ``n`` is None."""
+        ...
+
+    async def close(self) -> None:
+        """Release the stream."""
+        ...
+
+
+@runtime_checkable
+class AWriteStream(AbstractAsyncContextManager, Protocol):
+    """A stream of bytes to write asynchronously."""
+
+    async def write(self, data: bytes) -> Any:
+        """Write ``data`` to the stream."""
+        ...
+
+    async def close(self) -> None:
+        """Finish writing and release the stream."""
+        ...
+
+
+class _StreamWrapper:
+    """Shared context-manager plumbing of the text wrappers."""
+
+    base: Any
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb):
+        # A write stream that knows how to throw away a half-written value gets the chance to: an
+        # exception inside ``async with`` must never commit partial data.
+        if exc_type is not None and hasattr(self.base, "abort"):
+            await self.base.abort()
+        else:
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the underlying stream."""
+        await self.base.close()
+
+
+class AReadText(_StreamWrapper):
+    """Decode a byte stream to text, like :class:`io.TextIOWrapper` for reading only.
+
+    Decoding is incremental, so a multi-byte character split across two reads is handled.
+    """
+
+    def __init__(self, base: AReadStream, encoding: str = "utf-8", errors: str = "strict", chunksize: int = 4096):
+        self.base = base
+        self.chunksize = chunksize
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors=errors)
+        self._buffer = ""
+        self._eof = False
+
+    async def read(self, n: int | None = None) -> str:
+        """Read up to ``n`` characters, or the rest of the stream when ``n`` is None or negative."""
+        if n is None or n < 0:
+            rest = await self.base.read()
+            out = self._buffer + self._decoder.decode(rest, final=True)
+            self._buffer = ""
+            self._eof = True
+            return out
+        while len(self._buffer) < n and not self._eof:
+            chunk = await self.base.read(self.chunksize)
+            if not chunk:
+                self._buffer += self._decoder.decode(b"", final=True)
+                self._eof = True
+            else:
+                self._buffer += self._decoder.decode(chunk)
+        out, self._buffer = self._buffer[:n], self._buffer[n:]
+        return out
+
+
+class AWriteText(_StreamWrapper):
+    """Encode text onto a byte stream, like :class:`io.TextIOWrapper` for writing only."""
+
+    def __init__(self, base: AWriteStream, encoding: str = "utf-8", errors: str = "strict"):
+        self.base = base
+        self._encoder = codecs.getincrementalencoder(encoding)(errors=errors)
+
+    async def write(self, data: str) -> int:
+        """Write ``data``; returns the number of characters written."""
+        await self.base.write(self._encoder.encode(data))
+        return len(data)
+
+    async def close(self) -> None:
+        tail = self._encoder.encode("", final=True)
+        if tail:
+            await self.base.write(tail)
+        await self.base.close()
+
+
+async def async_copyfile(copyfrom: AReadStream, copyto: AWriteStream, blocksize: int = DEFAULT_BLOCKSIZE) -> None:
+    """Copy bytes from one stream to another, ``blocksize`` at a time (memory stays bounded)."""
+    while True:
+        data = await copyfrom.read(blocksize)
+        if not data:
+            return
+        await copyto.write(data)
+
+
+async def async_copyfile_str(copyfrom: AReadText, copyto: AWriteText, blocksize: int = DEFAULT_BLOCKSIZE) -> None:
+    """Copy text from one text stream to another, ``blocksize`` characters at a time."""
+    while True:
+        data = await copyfrom.read(blocksize)
+        if not data:
+            return
+        await copyto.write(data)
+
+
+async def roundrobin(iterables: list[AsyncIterable[Any]]) -> AsyncIterator[Any]:
+    """Interleave async iterables: ``roundrobin(['ABC', 'D', 'EF'])`` yields A D E B F C.
+
+    Plain (synchronous) iterables are accepted too.
+    """
+    iterators: list[Any] = []
+    for it in iterables:
+        iterators.append(it.__aiter__() if hasattr(it, "__aiter__") else iter(it))
+    while iterators:
+        still = []
+        for it in iterators:
+            try:
+                item = await it.__anext__() if hasattr(it, "__anext__") else next(it)
+            except (StopAsyncIteration, StopIteration):
+                continue
+            still.append(it)
+            yield item
+        iterators = still

@@ -1,0 +1,140 @@
+"""ExecutorTask: a Python function run in a :class:`concurrent.futures.Executor`.
+
+For CPU-bound or blocking bodies that must not stall the pipeline's event loop. Each job runs in
+a worker thread; an ``async def`` body gets its own event loop there. Completion is signalled to
+the pipeline at once (no polling), so ``run`` reaps a job the moment it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from datetime import datetime
+from typing import Any
+
+from ..repository.base import MetadataRepository, Repository
+from ..repository.live import ExecutorLiveRepo
+from .base import Task, failure_record, utcnow
+from .function import FunctionBinding
+
+__all__ = ["ExecutorTask"]
+
+log = logging.getLogger("pdtnb.task")
+
+
+def _run_body(func: Callable[..., Any], kwargs: dict[str, Any]) -> datetime:
+    if inspect.iscoroutinefunction(func):
+        asyncio.run(func(**kwargs))
+    else:
+        result = func(**kwargs)
+        if inspect.isawaitable(result):
+            asyncio.run(_await(result))
+    return utcnow()
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+class ExecutorTask(Task):
+    """Runs the body in ``executor`` (tested with ThreadPoolExecutor).
+
+    Links ``live`` (the running jobs) and ``done`` (outcomes, as for
+    :class:`~pdtnb.InProcessSyncTask`). The executor bounds the concurrency.
+    """
+
+    poll_interval = None  # completion callbacks wake the pipeline
+    jobs_outlive_process = False  # worker threads end with this process
+
+    def __init__(
+        self,
+        name: str,
+        executor: Executor,
+        done: MetadataRepository,
+        ready: Repository | None = None,
+        func: Callable[..., Any] | None = None,
+    ):
+        super().__init__(name, ready=ready)
+        self.executor = executor
+        self.done = done
+        self._binding = FunctionBinding(self, func)
+        self.jobs: dict[Future, tuple[str, datetime]] = {}
+        self.rev_jobs: dict[str, Future] = {}
+        self._finished: collections.deque[Future] = collections.deque()
+        self.live = ExecutorLiveRepo(self)
+        self.link("live", self.live, is_status=True, inhibits_output=True, inhibits_start=True)
+        self.link("done", done, is_status=True, required_for_output=True, inhibits_start=True)
+
+    @property
+    def func(self) -> Callable[..., Any] | None:
+        """The task body."""
+        return self._binding.func
+
+    @func.setter
+    def func(self, value: Callable[..., Any] | None) -> None:
+        self._binding.func = value
+
+    def __call__(self, f: Callable[..., Any]) -> ExecutorTask:
+        self.func = f
+        return self
+
+    async def validate(self) -> None:
+        await super().validate()
+        self._binding.bind()
+
+    def _on_done(self, future: Future) -> None:
+        # Runs in the worker thread (or here, if already finished): hand over and wake the loop.
+        self._finished.append(future)
+        self.notify()
+
+    async def update(self) -> bool:
+        live = bool(self.jobs)
+        while self._finished:
+            future = self._finished.popleft()
+            entry = self.jobs.pop(future, None)
+            if entry is None:
+                continue  # cancelled: its outcome is not recorded
+            job, start = entry
+            self.rev_jobs.pop(job, None)
+            await self._record(future, job, start)
+        return live
+
+    async def _record(self, future: Future, job: str, start: datetime) -> None:
+        exc = future.exception()
+        if exc is not None:
+            log.info("executor task %s:%s failed: %r", self.name, job, exc)
+            record = failure_record(exc, start, phase="run")
+        else:
+            record = {"result": "success", "start_time": start, "end_time": future.result()}
+        if self.metadata:
+            await self.done.dump(job, record)
+
+    async def launch(self, job: str) -> None:
+        if job in self.rev_jobs:
+            return
+        kwargs = self._binding.kwargs(job)
+        start = utcnow()
+        future = self.executor.submit(_run_body, self._binding.func, kwargs)  # type: ignore[arg-type]
+        if self.synchronous:
+            try:
+                await asyncio.wrap_future(future)
+            except Exception:
+                pass  # recorded below
+            await self._record(future, job, start)
+            return
+        self.jobs[future] = (job, start)
+        self.rev_jobs[job] = future
+        future.add_done_callback(self._on_done)
+
+    async def cancel(self, job: str) -> None:
+        """Stop ``job`` if it has not started; a body already running in a thread cannot be
+        interrupted, and its outcome is discarded. Does nothing for a job that is not live."""
+        future = self.rev_jobs.pop(job, None)
+        if future is None:
+            return
+        self.jobs.pop(future, None)
+        future.cancel()

@@ -1,0 +1,63 @@
+"""What the Python-function tasks share: the decorator form and binding links to parameters.
+
+A function task's body is ``async def body(job, some_link, other_link)``: each parameter other
+than ``job`` names a link, and receives that link's repository. The binding is checked when the
+pipeline opens, so a typo in a parameter name fails at once with the task and parameter named,
+not at the first launch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import TaskConfigError
+from .base import Task
+
+__all__ = ["FunctionBinding"]
+
+
+class FunctionBinding:
+    """The body of a function task and the repositories its parameters receive."""
+
+    def __init__(self, task: Task, func: Callable[..., Any] | None):
+        self.task = task
+        self.func = func
+        self._repos: dict[str, Any] = {}
+        self._wants_job = False
+
+    def bind(self) -> None:
+        """Resolve each parameter to a link; raise TaskConfigError naming what is missing."""
+        task = self.task
+        if self.func is None:
+            raise TaskConfigError(
+                f"task {task.name!r} has no function: use it as a decorator or pass func=..."
+            )
+        try:
+            sig = inspect.signature(self.func, follow_wrapped=True)
+        except (TypeError, ValueError) as e:
+            raise TaskConfigError(f"task {task.name!r}: cannot inspect its function: {e}") from e
+        repos: dict[str, Any] = {}
+        wants_job = False
+        for pname, param in sig.parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            if pname == "job":
+                wants_job = True
+            elif pname in task.links:
+                repos[pname] = task.links[pname].repo
+            elif param.default is param.empty:
+                raise TaskConfigError(
+                    f"task {task.name!r}: its function takes parameter {pname!r} but the task has no link "
+                    f"of that name (links: {', '.join(sorted(task.links)) or 'none'})"
+                )
+        self._repos = repos
+        self._wants_job = wants_job
+
+    def kwargs(self, job: str) -> dict[str, Any]:
+        """The keyword arguments for one call of the body."""
+        args = dict(self._repos)
+        if self._wants_job:
+            args["job"] = job
+        return args

@@ -1,0 +1,75 @@
+"""InProcessSyncTask: an async Python function run inside the pipeline's own event loop."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..repository.base import MetadataRepository, Repository
+from .base import Task, failure_record, utcnow
+from .function import FunctionBinding
+
+__all__ = ["InProcessSyncTask"]
+
+log = logging.getLogger("pdtnb.task")
+
+
+class InProcessSyncTask(Task):
+    """Runs ``async def body(job, LINK...)`` to completion during the launch phase.
+
+    Use it as a decorator::
+
+        @InProcessSyncTask("summary", done_repo)
+        async def summary(job, books, reports): ...
+
+    Each job's outcome goes to ``done`` (linked as status, inhibiting restart): ``result`` is
+    ``success`` or ``exception`` with the exception and traceback, plus start and end times. A job
+    that raised is therefore not retried until its ``done`` entry is removed (``rm``).
+    """
+
+    poll_interval = None  # nothing outlives a launch
+
+    def __init__(
+        self,
+        name: str,
+        done: MetadataRepository,
+        ready: Repository | None = None,
+        func: Callable[..., Any] | None = None,
+    ):
+        super().__init__(name, ready=ready)
+        self.done = done
+        self._binding = FunctionBinding(self, func)
+        self.link("done", done, is_status=True, inhibits_start=True, required_for_output=True)
+
+    @property
+    def func(self) -> Callable[..., Any] | None:
+        """The task body."""
+        return self._binding.func
+
+    @func.setter
+    def func(self, value: Callable[..., Any] | None) -> None:
+        self._binding.func = value
+
+    def __call__(self, f: Callable[..., Any]) -> InProcessSyncTask:
+        self.func = f
+        return self
+
+    async def validate(self) -> None:
+        await super().validate()
+        self._binding.bind()
+
+    async def update(self) -> bool:
+        return False
+
+    async def launch(self, job: str) -> None:
+        start = utcnow()
+        try:
+            await self._binding.func(**self._binding.kwargs(job))  # type: ignore[misc]
+        except Exception as e:
+            log.info("in-process task %s:%s failed: %r", self.name, job, e)
+            record = failure_record(e, start, phase="run")
+        else:
+            record = {"result": "success", "start_time": start, "end_time": utcnow()}
+        if self.metadata:
+            await self.done.dump(job, record)
