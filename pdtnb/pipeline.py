@@ -218,41 +218,53 @@ class Pipeline:
             await res.flush()
         return report
 
-    def _priority_groups(self, tasks: list[Task], ready_sets: list[set[str]]) -> list[list[tuple[Task, str]]]:
+    def _priority_groups(self, tasks: list[Task], ready_sets: list[set[str]]) -> list[list[tuple[Task, Iterable[str]]]]:
+        """Ready jobs grouped by descending priority; each group is a list of (task, jobs)."""
         if self.priority is None:
-            return [[(t, j) for t, jobs in zip(tasks, ready_sets) for j in jobs]]
-        by_priority: dict[int, list[tuple[Task, str]]] = {}
+            return [[(t, jobs) for t, jobs in zip(tasks, ready_sets) if jobs]]
+        by_priority: dict[int, dict[str, list[str]]] = {}
         for task, jobs in zip(tasks, ready_sets):
             for job in jobs:
-                by_priority.setdefault(self.priority(task.name, job), []).append((task, job))
-        return [sorted(by_priority[p], key=lambda tj: (tj[0].name, tj[1])) for p in sorted(by_priority, reverse=True)]
+                by_priority.setdefault(self.priority(task.name, job), {}).setdefault(task.name, []).append(job)
+        return [
+            [(self.tasks[name], sorted(jobs)) for name, jobs in sorted(by_priority[p].items())]
+            for p in sorted(by_priority, reverse=True)
+        ]
 
-    async def _launch_group(self, group: list[tuple[Task, str]], report: LaunchReport) -> bool:
-        refused_tasks: set[str] = set()
+    async def _launch_group(self, group: list[tuple[Task, Iterable[str]]], report: LaunchReport) -> bool:
+        """Launch a priority group's jobs, ``launch_concurrency`` at a time; True if a quota refused one."""
+        refused = False
         backoff = self._backoff
-        it: Iterator[tuple[Task, str]] = iter(group)
+        for task, jobs in group:
+            it: Iterator[str] = iter(jobs)
+            name = task.name
+            task_refused = False
 
-        async def worker() -> None:
-            for task, job in it:
-                if backoff and (task.name, job) in backoff:
-                    report.deferred += 1
-                    continue
-                if task.name in refused_tasks:
-                    continue
-                try:
-                    started = await task.launch(job)
-                except Exception as e:  # noqa: BLE001 - recorded, never swallowed silently
-                    report.failed += 1
-                    await self._launch_failed(task, job, e)
-                    continue
-                if started is False:
-                    report.refused += 1
-                    refused_tasks.add(task.name)
-                else:
-                    report.launched += 1
+            async def worker() -> None:
+                nonlocal task_refused
+                launch = task.launch  # noqa: B023 - the workers are awaited within this iteration
+                for job in it:  # noqa: B023
+                    if task_refused:
+                        return
+                    if backoff and (name, job) in backoff:  # noqa: B023
+                        report.deferred += 1
+                        continue
+                    try:
+                        started = await launch(job)
+                    except Exception as e:  # noqa: BLE001 - recorded, never swallowed silently
+                        report.failed += 1
+                        await self._launch_failed(task, job, e)  # noqa: B023
+                        continue
+                    if started is False:
+                        report.refused += 1
+                        task_refused = True
+                    else:
+                        report.launched += 1
 
-        await asyncio.gather(*(worker() for _ in range(min(self.launch_concurrency, len(group)))))
-        return bool(refused_tasks)
+            n = len(jobs) if isinstance(jobs, (set, list, frozenset)) else self.launch_concurrency
+            await asyncio.gather(*(worker() for _ in range(min(self.launch_concurrency, n))))
+            refused = refused or task_refused
+        return refused
 
     async def _launch_failed(self, task: Task, job: str, exc: Exception) -> None:
         log.error("launching %s:%s failed: %r", task.name, job, exc, exc_info=exc)

@@ -176,7 +176,13 @@ async def _compute(pipeline: Pipeline, all_repos: bool, jobs: list[str] | None) 
         done_repo, live_repo = task.done_repository, task.live_repository
         done_ids = listings[id(done_repo)] if done_repo is not None else set()
         live_ids = listings[id(live_repo)] if live_repo is not None else set()
-        failed_ids = {j for j, rec in infos.items() if j in done_ids and is_failure_record(rec)}
+        failed_ids = {
+            j
+            for j, rec in infos.items()
+            if not (type(rec) is dict and rec.get("result") == "success")  # the common case, fast
+            and j in done_ids
+            and is_failure_record(rec)
+        }
         states = None
         if jobs is not None:
             states = {j: _state(j, ready, live_ids, done_ids, failed_ids) for j in jobs}

@@ -75,10 +75,10 @@ class Repository(ABC):
     def is_valid_job_id(cls, job: str) -> bool:
         """Whether ``job`` is a valid job id: 1 to MAX_JOB_ID_LENGTH characters of CHARSET, starting
         and ending with a CHARSET_START_END character."""
-        if not isinstance(job, str) or not 0 < len(job) <= cls.MAX_JOB_ID_LENGTH:
+        if type(job) is not str or not 0 < len(job) <= cls.MAX_JOB_ID_LENGTH:
             return False
-        if cls.CHARSET == _DEFAULT_CHARSET and cls.CHARSET_START_END == _DEFAULT_CHARSET:
-            return job.isascii() and job.isalnum()
+        if cls.CHARSET is _DEFAULT_CHARSET and cls.CHARSET_START_END is _DEFAULT_CHARSET:
+            return job.isalnum() and job.isascii()  # the same test, at C speed
         charset = cls.CHARSET
         return (
             all(c in charset for c in job)

@@ -99,6 +99,25 @@ class AtomicFileWriter:
             await self.close()
 
 
+class FileReader:
+    """A binary read stream over a local file (an aiofiles handle usable with ``async with``)."""
+
+    def __init__(self, handle: Any):
+        self._fp = handle
+
+    async def read(self, n: int | None = None) -> bytes:
+        return await self._fp.read(-1 if n is None else n)
+
+    async def close(self) -> None:
+        await self._fp.close()
+
+    async def __aenter__(self) -> FileReader:
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        await self.close()
+
+
 class FileRepositoryBase(Repository):
     """A local directory in which each job is the name ``JOB + extension``.
 
@@ -180,7 +199,7 @@ class FileRepository(FileRepositoryBase, BlobRepository):
             writer = await AtomicFileWriter(path)._start()
             return AWriteText(writer) if mode == "w" else writer
         try:
-            reader = await aiofiles.open(path, "rb")
+            reader = FileReader(await aiofiles.open(path, "rb"))
         except FileNotFoundError:
             raise FileNotFoundError(f"{self!r}: no file for job {job!r} ({path})") from None
         return AReadText(reader) if mode == "r" else reader

@@ -63,10 +63,15 @@ class InProcessMetadataRepository(_DictListing, MetadataRepository):
 
     async def info_all(self) -> dict[str, Any]:
         ids = await self.job_ids()
-        return {job: self.data[job] for job in ids if job in self.data}
+        data = self.data
+        if len(ids) == len(data):  # every key is a valid job id (ids is a subset of the keys)
+            return dict(data)
+        return {job: data[job] for job in ids if job in data}
 
     async def dump(self, job: str, data: Any) -> None:
-        self.check_job_id(job)
+        if job not in self._known_valid:
+            self.check_job_id(job)
+            self._known_valid.add(job)
         self.data[job] = data
 
 
@@ -135,8 +140,9 @@ class InProcessBlobRepository(_DictListing, BlobRepository):
     async def open(self, job: str, mode: str = "r") -> Any:
         check_mode(mode, self)
         writing = mode.startswith("w")
-        if writing:
+        if writing and job not in self._known_valid:
             self.check_job_id(job)
+            self._known_valid.add(job)
         stream = InProcessBlobStream(self, job, writing)
         if mode == "r":
             return AReadText(stream)
