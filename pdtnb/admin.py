@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidJobIdError, MetadataParseError, PdtnbError, UnknownNameError
+from .errors import InvalidJobIdError, PdtnbError, UnknownNameError
 from .repository.base import BlobRepository, MetadataRepository, Repository
 from .repository.metadata import yaml_dump, yaml_load
 from .task.base import Task
@@ -135,7 +135,12 @@ async def read_value(pipeline: Pipeline, data: str, job: str) -> AsyncIterator[b
     """Yield the stored value of ``job`` in ``TASK.LINK`` as bytes: a blob's content, or a
     metadata value as YAML."""
     repo = resolve_repository(pipeline, data)
-    if isinstance(repo, BlobRepository):
+    # Metadata first: a YAML-in-files repository is also a blob repository, but its values are data.
+    if isinstance(repo, MetadataRepository):
+        if not await repo.contains(job):
+            raise PdtnbError(f"{data} has no job {job!r}")
+        yield yaml_dump(await repo.info(job))
+    elif isinstance(repo, BlobRepository):
         if not await repo.contains(job):
             raise PdtnbError(f"{data} has no job {job!r}")
         async with await repo.open(job, "rb") as fp:
@@ -144,10 +149,6 @@ async def read_value(pipeline: Pipeline, data: str, job: str) -> AsyncIterator[b
                 if not chunk:
                     return
                 yield chunk
-    elif isinstance(repo, MetadataRepository):
-        if not await repo.contains(job):
-            raise PdtnbError(f"{data} has no job {job!r}")
-        yield yaml_dump(await repo.info(job))
     else:
         raise PdtnbError(f"{data} is a {type(repo).__name__}, which holds no values to print")
 
@@ -168,7 +169,16 @@ async def inject_value(
     """
     repo = resolve_repository(pipeline, data)
     repo.check_job_id(job)
-    if isinstance(repo, BlobRepository):
+    if isinstance(repo, MetadataRepository):  # before blob: YAML files are both, and must parse
+        if parsed is None:
+            if callable(source):
+                chunks = []
+                while chunk := await source(1 << 20):
+                    chunks.append(chunk)
+                source = b"".join(chunks)
+            parsed = yaml_load(source, f"the value given for {data} job {job!r}")
+        await repo.dump(job, parsed)
+    elif isinstance(repo, BlobRepository):
         async with await repo.open(job, "wb") as fp:
             if isinstance(source, str):
                 await fp.write(source.encode())
@@ -180,18 +190,6 @@ async def inject_value(
                     if not chunk:
                         break
                     await fp.write(chunk)
-    elif isinstance(repo, MetadataRepository):
-        if parsed is None:
-            if callable(source):
-                chunks = []
-                while chunk := await source(1 << 20):
-                    chunks.append(chunk)
-                source = b"".join(chunks)
-            try:
-                parsed = yaml_load(source, f"the value given for {data} job {job!r}")
-            except MetadataParseError:
-                raise
-        await repo.dump(job, parsed)
     else:
         raise PdtnbError(f"{data} is a {type(repo).__name__}, which cannot store values")
     return repo

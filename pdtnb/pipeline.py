@@ -251,7 +251,7 @@ class Pipeline:
                         continue
                     try:
                         started = await launch(job)
-                    except Exception as e:  # noqa: BLE001 - recorded, never swallowed silently
+                    except Exception as e:
                         report.failed += 1
                         await self._launch_failed(task, job, e)  # noqa: B023
                         continue

@@ -47,10 +47,11 @@ def parse_quantity(quantity: str | int | float | Decimal) -> Decimal:
     """
     if isinstance(quantity, bool):
         raise ValueError(f"invalid quantity {quantity!r}")
-    if isinstance(quantity, Decimal):
-        return quantity
-    if isinstance(quantity, (int, float)):
-        return Decimal(str(quantity))
+    if isinstance(quantity, (int, float, Decimal)):
+        value = quantity if isinstance(quantity, Decimal) else Decimal(str(quantity))
+        if not value.is_finite():
+            raise ValueError(f"invalid quantity {quantity!r}: not a finite number")
+        return value
     if not isinstance(quantity, str):
         raise ValueError(f"invalid quantity {quantity!r}: expected a string or a number")
     text = quantity.strip()
@@ -119,7 +120,8 @@ class Resources:
         return Resources(self.cpu - other.cpu, self.mem - other.mem, _add(self.launches, other.launches, -1))
 
     def __mul__(self, factor: int) -> Resources:
-        return Resources(self.cpu * factor, self.mem * factor, None if self.launches is None else self.launches * factor)
+        launches = None if self.launches is None else self.launches * factor
+        return Resources(self.cpu * factor, self.mem * factor, launches)
 
     def excess(self, limit: Resources) -> ResourceType | None:
         """The first resource type on which this amount is over ``limit``, or None if within it."""

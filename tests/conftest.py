@@ -34,8 +34,6 @@ def repo_warnings(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
     caplog.set_level(logging.WARNING, logger="pdtnb")
 
     def _warnings() -> list[str]:
-        return [
-            r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("pdtnb")
-        ]
+        return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("pdtnb")]
 
     return _warnings

@@ -27,11 +27,18 @@ async def _maybe_await(value: Any) -> Any:
 
 
 class _Computed(Repository):
-    """A repository whose listing is computed: iteration walks the computed set."""
+    """A repository whose listing is computed from other repositories' listings.
+
+    Those were filtered by their own repositories' rules (which may allow more characters than
+    the default), so iteration walks the computed set without filtering it again.
+    """
 
     async def unfiltered_iter(self) -> AsyncIterator[str]:
         for job in sorted(await self.job_ids()):
             yield job
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self.unfiltered_iter()
 
 
 class _Aggregate(_Computed):
@@ -175,9 +182,13 @@ class RelatedItemRepository(_Computed):
 
     def __new__(cls, base_repository: Repository, *args: Any, **kwargs: Any) -> RelatedItemRepository:
         if cls is RelatedItemRepository:
-            if isinstance(base_repository, BlobRepository):
+            blob = isinstance(base_repository, BlobRepository)
+            meta = isinstance(base_repository, MetadataRepository)
+            if blob and meta:
+                cls = _RelatedItemBlobMetadataRepository
+            elif blob:
                 cls = _RelatedItemBlobRepository
-            elif isinstance(base_repository, MetadataRepository):
+            elif meta:
                 cls = _RelatedItemMetadataRepository
         return super().__new__(cls)
 
@@ -236,10 +247,17 @@ class RelatedItemRepository(_Computed):
             await self.base_repository.delete(target)
 
     def __getattr__(self, name: str) -> Any:
-        # Anything else (a back end's own attributes, e.g. ``basedir``) comes from the base.
-        if name.startswith("__") or name in ("base_repository", "translator_repository"):
+        # A back end's own plain attributes (``basedir``, ``extension``...) come from the base.
+        # Its methods do not: they would take an untranslated job id.
+        if name.startswith("_") or name in ("base_repository", "translator_repository"):
             raise AttributeError(name)
-        return getattr(self.base_repository, name)
+        value = getattr(self.base_repository, name)
+        if callable(value):
+            raise AttributeError(
+                f"{type(self).__name__} does not forward method {name!r} of {self.base_repository!r}: "
+                "it would bypass the job id translation"
+            )
+        return value
 
 
 class _RelatedItemBlobRepository(RelatedItemRepository, BlobRepository):
@@ -256,3 +274,7 @@ class _RelatedItemMetadataRepository(RelatedItemRepository, MetadataRepository):
     async def dump(self, job: str, data: Any) -> None:
         assert isinstance(self.base_repository, MetadataRepository)
         await self.base_repository.dump(await self._require(job), data)
+
+
+class _RelatedItemBlobMetadataRepository(_RelatedItemMetadataRepository, _RelatedItemBlobRepository):
+    """For bases that are both (YAML metadata stored as blobs)."""

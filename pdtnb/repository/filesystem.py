@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,20 @@ __all__ = ["FileRepositoryBase", "FileRepository", "DirectoryRepository", "TMP_P
 TMP_PREFIX = ".pdtnb-tmp-"
 
 
+def _make_temp(directory: Path) -> tuple[int, str]:
+    """Create a new temporary file in ``directory`` with the permissions the umask gives a new
+    file (mkstemp would make it 0600, and the rename would carry that over to the value)."""
+    while True:
+        tmp = str(directory / f"{TMP_PREFIX}{secrets.token_hex(8)}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary sibling and a rename (blocking; run in a thread)."""
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    fd, tmp = _make_temp(path.parent)
     try:
         with os.fdopen(fd, "wb") as fp:
             fp.write(data)
@@ -58,7 +69,7 @@ class AtomicFileWriter:
         self._tmp: str | None = None
 
     async def _start(self) -> AtomicFileWriter:
-        fd, self._tmp = await asyncio.to_thread(tempfile.mkstemp, prefix=TMP_PREFIX, dir=self.path.parent)
+        fd, self._tmp = await asyncio.to_thread(_make_temp, self.path.parent)
         os.close(fd)
         self._fp = await aiofiles.open(self._tmp, "wb")
         return self
@@ -133,10 +144,29 @@ class FileRepositoryBase(Repository):
         return f"<{type(self).__name__} {self.basedir / ('*' + self.extension)}>"
 
     def fullpath(self, job: str) -> Path:
-        """The path of ``job``'s file. Refuses an invalid id, so no id can point outside ``basedir``."""
+        """The path of ``job``'s file. Refuses an invalid id, so no id can point outside ``basedir``.
+
+        With ``case_insensitive``, an existing file whose extension differs only in case is the
+        job's file (``A1.TXT`` for job ``A1`` and extension ``.txt``).
+        """
         if not self.is_valid_job_id(job) or "/" in job or "\0" in job or job in (".", ".."):
             raise InvalidJobIdError(job, self)
-        return self.basedir / (job + self.extension)
+        path = self.basedir / (job + self.extension)
+        if self.case_insensitive and self.extension and not path.exists():
+            return self._case_variant(job) or path
+        return path
+
+    def _case_variant(self, job: str) -> Path | None:
+        wanted = (job + self.extension).lower()
+        try:
+            with os.scandir(self.basedir) as it:
+                for entry in it:
+                    name = entry.name
+                    if name.startswith(job) and name.lower() == wanted and name[: len(job)] == job:
+                        return self.basedir / name
+        except FileNotFoundError:
+            pass
+        return None
 
     async def info(self, job: str) -> str:
         """The full path of ``job``'s file, as a string (for templates)."""

@@ -25,9 +25,12 @@ _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 def yaml_load(text: bytes | str, where: str) -> Any:
     """Parse one YAML document safely; a syntax error names ``where``."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - the loader is the safe one
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as e:
-        raise MetadataParseError(f"malformed YAML in {where}: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise MetadataParseError(f"malformed YAML in {where}{at}: {problem}") from None
 
 
 def yaml_dump(data: Any) -> bytes:

@@ -92,7 +92,7 @@ class ExecutorTask(Task):
         self.notify()
 
     async def update(self) -> bool:
-        live = bool(self.jobs)
+        reaped = False
         while self._finished:
             future = self._finished.popleft()
             entry = self.jobs.pop(future, None)
@@ -101,7 +101,12 @@ class ExecutorTask(Task):
             job, start = entry
             self.rev_jobs.pop(job, None)
             await self._record(future, job, start)
-        return live
+            reaped = True
+        if reaped:
+            # What was reaped may have made other jobs ready, or the pipeline quiet: either way
+            # the next round must come now, not when some other job happens to end.
+            self.notify()
+        return reaped or bool(self.jobs)
 
     async def _record(self, future: Future, job: str, start: datetime) -> None:
         exc = future.exception()

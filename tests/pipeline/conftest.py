@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -52,14 +53,6 @@ def build_chain(n_stages: int, jobs: dict[str, int]) -> Chain:
         src_name = "inp" if i == 0 else f"s{i - 1}"
         dst_name = f"s{i}"
         name = f"stage{i}"
-
-        def make_body(src_name: str, dst_name: str, name: str):
-            async def body(job, **repos):
-                calls[(name, job)] += 1
-                await repos[dst_name].dump(job, await repos[src_name].info(job) + 1)
-
-            return body
-
         task = pdtnb.InProcessSyncTask(name, dones[i])
         task.link(dst_name, outs[i], is_output=True)
         if i == 0:
@@ -67,17 +60,22 @@ def build_chain(n_stages: int, jobs: dict[str, int]) -> Chain:
         else:
             task.plug(tasks[-1])
         # The body's parameters are the link names, given as keywords.
-        body = make_body(src_name, dst_name, name)
-        task.func = _with_signature(body, ["job", src_name, dst_name])
+        task.func = _with_signature(_stage_body(calls, name, src_name, dst_name), ["job", src_name, dst_name])
         tasks.append(task)
     pipeline = pdtnb.Pipeline(tasks, pdtnb.Session())
     return Chain(pipeline, inp, outs, dones, tasks, calls)
 
 
+def _stage_body(calls: Counter, name: str, src_name: str, dst_name: str):
+    async def stage_body(job, **repos):
+        calls[(name, job)] += 1
+        await repos[dst_name].dump(job, await repos[src_name].info(job) + 1)
+
+    return stage_body
+
+
 def _with_signature(func, names: list[str]):
     """Give ``func(**kw)`` an explicit signature so the task binds each name to its link."""
-    import inspect
-
     params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
 
     async def wrapper(**kwargs):

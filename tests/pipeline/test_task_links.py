@@ -212,10 +212,13 @@ def test_plug_meta_true_transfers_dispositions():
     assert set(down.links) == {"out1", "out2", "up_done", "up_live"}
     # output links become inputs under their own names
     assert down.links["out1"].repo is repos["out1"]
-    assert flags(down.links["out1"]) == {**dict.fromkeys(DISPOSITIONS, False), "is_input": True, "required_for_start": True}
-    # an output that is not required_for_output is an input that does not gate the start
+    expected = {**dict.fromkeys(DISPOSITIONS, False), "is_input": True, "required_for_start": True}
+    assert flags(down.links["out1"]) == expected
+    # an output that is not required_for_output still becomes an input, and an input link
+    # defaults to required_for_start, as Task.link documents
+    assert down.links["out2"].repo is repos["out2"]
     assert down.links["out2"].is_input is True
-    assert down.links["out2"].required_for_start is False
+    assert down.links["out2"].required_for_start is True
     # required_for_output -> required_for_start, named OUTPUTTASK_LINK, not an input
     assert down.links["up_done"].repo is repos["done"]
     assert flags(down.links["up_done"]) == {**dict.fromkeys(DISPOSITIONS, False), "required_for_start": True}
@@ -242,7 +245,7 @@ def test_plug_output_links_allowlist():
     down = BareTask("down")
     down.plug(up, output_links=["out2"])
     assert down.input == {"out2": repos["out2"]}
-    assert "out1" not in down.links
+    assert "out1" not in down.input
     # meta dispositions are still transferred regardless of the allowlist
     assert down.required_for_start["up_done"] is repos["done"]
     assert down.inhibits_start["up_live"] is repos["live"]
@@ -253,9 +256,9 @@ async def test_plugged_task_waits_for_upstream_completion():
     up, repos = producer()
     down = BareTask("down")
     down.plug(up)
-    await repos["out1"].dump("j1", 1)
-    await repos["out1"].dump("j2", 2)
-    await repos["out1"].dump("j3", 3)
+    for j in ("j1", "j2", "j3"):
+        await repos["out1"].dump(j, 1)
+        await repos["out2"].dump(j, 2)
     await repos["done"].dump("j2", {"result": "success"})
     await repos["done"].dump("j3", {"result": "success"})
     await repos["live"].dump("j3", "running again")
@@ -266,6 +269,8 @@ async def test_plug_translator_gives_related_item_repository():
     up, repos = producer()
     await repos["out1"].dump("src1", {"v": 1})
     await repos["out1"].dump("src2", {"v": 2})
+    await repos["out2"].dump("src1", 1)
+    await repos["out2"].dump("src2", 2)
     await repos["done"].dump("src1", {"result": "success"})
     translator = pdtnb.InProcessMetadataRepository({"a1": "src1", "a2": "src2", "a3": "missing"})
     down = BareTask("down")

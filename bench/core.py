@@ -1,0 +1,283 @@
+"""Core benchmark: pdtnb against pydatatask 0.4.7 on a 3-task plug chain of in-process tasks.
+
+    .venv/bin/python bench/core.py [--sizes 1000,10000,100000] [--skip-pydatatask] [--repeat K]
+
+For each N and each measurement (``run``, the update ``loop``, ``status``) and each library, one
+fresh subprocess runs bench/_core_worker.py, which builds the pipeline, times the one call,
+checks the results and prints a JSON line. pdtnb runs under this repository's .venv; pydatatask
+runs under bench/.venv-pydatatask, which is created (``pip install pydatatask==0.4.7``) when
+missing. The script prints a table of both libraries' figures, the pdtnb/pydatatask ratios, and
+the issue's targets with whether pdtnb meets them. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+WORKER = BENCH / "_core_worker.py"
+PYDATATASK_VENV = BENCH / ".venv-pydatatask"
+PYDATATASK_REQUIREMENT = "pydatatask==0.4.7"
+PYDATATASK_VERSION = "0.4.7"
+STAGES = 3
+MEASUREMENTS = ("run", "loop", "status")
+LIBRARIES = ("pdtnb", "pydatatask")
+WORKER_TIMEOUT = 1800.0
+
+#: The issue's targets, all at N = 100,000: (measured key, comparison, limit, wording).
+TARGET_N = 100_000
+TARGETS = {
+    "loop_us": ("<=", 4.0, "update loop <= 4 us per job per stage"),
+    "run_s": ("<", 1.5, "run of the chain < 1.5 s"),
+    "status_s": ("<", 0.3, "status over 100,000 jobs x 3 tasks < 0.3 s"),
+}
+#: pydatatask 0.4.7 at N = 100,000, as measured in /work/shared/reference/peers.md.
+PEERS_REFERENCE = "pydatatask 0.4.7 per peers.md at N=100,000: run 8.14 s, update loop 5.01 s (~17 us/job/stage)"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- interpreters ----------------------------------------------------------------------------
+
+
+def pdtnb_python() -> str:
+    """The interpreter with pdtnb installed: the repository's .venv, else the one running us."""
+    candidate = ROOT / ".venv" / "bin" / "python"
+    return str(candidate) if candidate.exists() else sys.executable
+
+
+def _installed_version(python: Path, dist: str) -> str | None:
+    if not python.exists():
+        return None
+    proc = subprocess.run(
+        [str(python), "-c", f"import importlib.metadata as m; print(m.version({dist!r}))"],
+        capture_output=True,
+        text=True,
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def pydatatask_python() -> str:
+    """bench/.venv-pydatatask's interpreter, creating the venv and installing pydatatask if needed."""
+    python = PYDATATASK_VENV / "bin" / "python"
+    if _installed_version(python, "pydatatask") == PYDATATASK_VERSION:
+        return str(python)
+    log(f"# setting up {PYDATATASK_VENV} with {PYDATATASK_REQUIREMENT} (pulls kubernetes, aiobotocore, ...)")
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PYDATATASK_VENV)], check=True)
+    proc = subprocess.run(
+        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", PYDATATASK_REQUIREMENT],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        sys.exit(f"pip install {PYDATATASK_REQUIREMENT} into {PYDATATASK_VENV} failed:\n{proc.stderr[-4000:]}")
+    version = _installed_version(python, "pydatatask")
+    if version != PYDATATASK_VERSION:
+        sys.exit(f"{PYDATATASK_VENV} has pydatatask {version}, expected {PYDATATASK_VERSION}")
+    return str(python)
+
+
+# ---- running the worker ----------------------------------------------------------------------
+
+
+def run_worker(python: str, library: str, n: int, measurement: str) -> dict:
+    """One measurement in a fresh process; exits loudly if the worker fails or checks fail."""
+    cmd = [python, str(WORKER), library, str(n), measurement]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=WORKER_TIMEOUT, cwd=str(BENCH))
+    except subprocess.TimeoutExpired:
+        sys.exit(f"FAILED: {library} N={n} {measurement} took more than {WORKER_TIMEOUT:.0f} s")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        sys.exit(
+            f"FAILED: {library} N={n} {measurement} (exit code {proc.returncode}): {' '.join(cmd)}\n"
+            f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
+        )
+    return json.loads(lines[-1])
+
+
+def measure(python: str, library: str, n: int, measurement: str, repeat: int) -> dict:
+    """Best of ``repeat`` runs: the fastest run's record, with the smallest memory figure seen."""
+    runs = []
+    for i in range(repeat):
+        rec = run_worker(python, library, n, measurement)
+        rounds = rec.get("rounds", rec.get("rounds_to_finish", "?"))
+        log(
+            f"  {library:<10} N={n:<7,} {measurement:<6} [{i + 1}/{repeat}] {rec['seconds']:9.4f} s  "
+            f"rounds {rounds}  mem {rec['mem_kib'] / 1024:7.1f} MiB"
+        )
+        runs.append(rec)
+    best = dict(min(runs, key=lambda r: r["seconds"]))
+    best["mem_kib"] = min(r["mem_kib"] for r in runs)
+    if "print_status_seconds" in best:
+        best["print_status_seconds"] = min(r["print_status_seconds"] for r in runs)
+    best["peak_reset"] = all(r["peak_reset"] for r in runs)
+    return best
+
+
+def figures(recs: dict[str, dict], n: int) -> dict[str, float]:
+    """The reported figures for one library at one N, from its three measurement records."""
+    out: dict[str, float] = {}
+    if "run" in recs:
+        out["run_s"] = recs["run"]["seconds"]
+        out["run_rounds"] = recs["run"]["rounds"]
+        out["run_mem"] = recs["run"]["mem_kib"] / 1024
+    if "loop" in recs:
+        out["loop_s"] = recs["loop"]["seconds"]
+        out["loop_us"] = recs["loop"]["seconds"] / (n * STAGES) * 1e6
+        out["loop_rounds"] = recs["loop"]["rounds"]
+        out["loop_mem"] = recs["loop"]["mem_kib"] / 1024
+    if "status" in recs:
+        out["status_s"] = recs["status"]["seconds"]
+        out["status_text_s"] = recs["status"].get("print_status_seconds", recs["status"]["seconds"])
+        out["status_mem"] = recs["status"]["mem_kib"] / 1024
+    return out
+
+
+# ---- the report ------------------------------------------------------------------------------
+
+#: (key, label, format, show a ratio)
+ROWS = (
+    ("run_s", "run: wall time (s)", "{:.3f}", True),
+    ("run_rounds", "run: rounds", "{:d}", False),
+    ("run_mem", "run: memory (MiB)", "{:.1f}", True),
+    ("loop_s", "update loop: total (s)", "{:.3f}", True),
+    ("loop_us", "update loop: us/job/stage", "{:.2f}", True),
+    ("loop_rounds", "update loop: rounds", "{:d}", False),
+    ("loop_mem", "update loop: memory (MiB)", "{:.1f}", True),
+    ("status_s", "status (s)", "{:.4f}", True),
+    ("status_text_s", "status as text, print_status (s)", "{:.4f}", True),
+    ("status_mem", "status: memory (MiB)", "{:.1f}", True),
+)
+
+
+def target_cells(key: str, n: int, value: float | None) -> tuple[str, str]:
+    if key not in TARGETS or n != TARGET_N or value is None:
+        return "", ""
+    op, limit, _ = TARGETS[key]
+    ok = value <= limit if op == "<=" else value < limit
+    return f"{op} {limit:g}", "yes" if ok else "NO"
+
+
+def fmt(fmt_str: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return fmt_str.format(int(value) if fmt_str == "{:d}" else value)
+
+
+def print_report(results: dict[tuple[str, int], dict[str, float]], sizes: list[int], libraries: list[str]) -> None:
+    has_pdt = "pydatatask" in libraries
+    header = f"{'N':>9}  {'figure':<34}{'pdtnb':>11}"
+    if has_pdt:
+        header += f"{'pydatatask':>12}{'pdtnb/pdt':>11}"
+    header += f"  {'target':>8}  {'met':<3}"
+    print(header)
+    print("-" * len(header))
+    for n in sizes:
+        first = True
+        for key, label, fmt_str, ratio in ROWS:
+            mine = results[("pdtnb", n)].get(key)
+            line = f"{f'{n:,}' if first else '':>9}  {label:<34}{fmt(fmt_str, mine):>11}"
+            first = False
+            if has_pdt:
+                theirs = results[("pydatatask", n)].get(key)
+                r = ""
+                if ratio and mine is not None and theirs:
+                    r = f"{mine / theirs:.3f}"
+                line += f"{fmt(fmt_str, theirs):>12}{r:>11}"
+            target, met = target_cells(key, n, mine)
+            line += f"  {target:>8}  {met:<3}"
+            print(line.rstrip())
+        print()
+
+    print(f"Targets for pdtnb (from the issue), at N={TARGET_N:,}:")
+    for key, (_op, _limit, wording) in TARGETS.items():
+        if TARGET_N not in sizes:
+            print(f"  {wording}: not measured (add {TARGET_N} to --sizes)")
+            continue
+        value = results[("pdtnb", TARGET_N)][key]
+        _, met = target_cells(key, TARGET_N, value)
+        unit = "us/job/stage" if key == "loop_us" else "s"
+        print(f"  {wording}: {value:.3f} {unit} -> {'met' if met == 'yes' else 'NOT MET'}")
+    print(f"Reference: {PEERS_REFERENCE}.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated job counts N")
+    parser.add_argument("--skip-pydatatask", action="store_true", help="measure pdtnb only")
+    parser.add_argument("--repeat", type=int, default=1, metavar="K", help="best of K runs per figure (default 1)")
+    args = parser.parse_args(argv)
+    try:
+        sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--sizes must be comma-separated integers, not {args.sizes!r}")
+    if not sizes or any(n < 1 for n in sizes):
+        parser.error("--sizes needs at least one positive N")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    pythons = {"pdtnb": pdtnb_python()}
+    if not args.skip_pydatatask:
+        pythons["pydatatask"] = pydatatask_python()
+    libraries = [lib for lib in LIBRARIES if lib in pythons]
+
+    started = time.perf_counter()
+    records: dict[tuple[str, int], dict[str, dict]] = {}
+    for n in sizes:
+        for measurement in MEASUREMENTS:
+            for lib in libraries:
+                records.setdefault((lib, n), {})[measurement] = measure(pythons[lib], lib, n, measurement, args.repeat)
+    results = {key: figures(recs, key[1]) for key, recs in records.items()}
+
+    versions = {lib: records[(lib, sizes[0])]["run"]["version"] for lib in libraries}
+    peak_reset = all(rec["peak_reset"] for recs in records.values() for rec in recs.values())
+    print()
+    print(
+        f"pdtnb core benchmark: {STAGES}-task plug chain of InProcessSyncTask over "
+        f"InProcessMetadataRepository {{str(i): i}}, body out.dump(job, inp.info(job) + 1)"
+    )
+    print(
+        f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
+        + "; ".join(f"{lib} {versions[lib]} ({pythons[lib]})" for lib in libraries)
+        + f"; best of {args.repeat}; every figure from its own subprocess"
+    )
+    print(
+        "run: wall time of pdtnb `await pipeline.run()` / pydatatask "
+        "`await main.run(pipeline, forever=False, launch_once=False, timeout=None)` (sleeps 1 s a round)"
+    )
+    print(f"update loop: `while await pipeline.update(): pass` on a fresh pipeline; us/job/stage = total/(N*{STAGES})")
+    print(
+        "status: pdtnb `await pdtnb.pipeline_status(pipeline)` / pydatatask "
+        "`await main.print_status(pipeline, False)` into a StringIO, on the finished pipeline; "
+        "'status as text' is pdtnb's print_status (measured after the first call)"
+    )
+    print(
+        "memory: peak RSS during the measured call (ru_maxrss, "
+        + (
+            "peak mark reset via /proc/self/clear_refs just before it"
+            if peak_reset
+            else "WARNING: could not reset the peak mark, so this includes set-up"
+        )
+        + ") minus RSS just before it; about 0.5 MiB of noise"
+    )
+    print("ratios: pdtnb / pydatatask (below 1: pdtnb is faster or smaller)")
+    print()
+    print_report(results, sizes, libraries)
+    print(f"({time.perf_counter() - started:.0f} s in all; every run's output was checked: out3 == input + 3)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
