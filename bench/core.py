@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     libraries = [lib for lib in LIBRARIES if lib in pythons]
 
     started = time.perf_counter()
+    load_start = os.getloadavg()[0]
     records: dict[tuple[str, int], dict[str, dict]] = {}
     for n in sizes:
         for measurement in MEASUREMENTS:
@@ -252,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
         + "; ".join(f"{lib} {versions[lib]} ({pythons[lib]})" for lib in libraries)
         + f"; best of {args.repeat}; every figure from its own subprocess"
+    )
+    print(
+        f"1-minute load average: {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end "
+        f"(above ~0.5, other processes share the {os.cpu_count()} CPUs and the timings are noisier)"
     )
     print(
         "run: wall time of pdtnb `await pipeline.run()` / pydatatask "

@@ -27,12 +27,13 @@ class PdtnbError(Exception):
 class InvalidJobIdError(PdtnbError, ValueError):
     """A job id that the repository's character set does not allow was used on a write path."""
 
-    def __init__(self, job: object, where: object) -> None:
+    def __init__(self, job: object, where: object, max_length: int = 200) -> None:
         self.job = job
         self.where = where
         super().__init__(
-            f"invalid job id {job!r} for {where}: job ids must be 1-255 characters from the repository's "
-            "CHARSET (letters and digits by default) and start and end with a CHARSET_START_END character"
+            f"invalid job id {job!r} for {where}: a job id is 1 to {max_length} characters from the "
+            "repository's CHARSET (letters and digits by default), starting and ending with a "
+            "CHARSET_START_END character"
         )
 
 

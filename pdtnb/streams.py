@@ -141,13 +141,15 @@ async def async_copyfile_str(copyfrom: AReadText, copyto: AWriteText, blocksize:
         await copyto.write(data)
 
 
-async def roundrobin(iterables: list[AsyncIterable[Any]]) -> AsyncIterator[Any]:
-    """Interleave async iterables: ``roundrobin(['ABC', 'D', 'EF'])`` yields A D E B F C.
+async def roundrobin(iterables: list[AsyncIterable[Any]] | Any, *more: Any) -> AsyncIterator[Any]:
+    """Interleave iterables: ``roundrobin(['ABC', 'D', 'EF'])`` (or ``roundrobin('ABC', 'D', 'EF')``)
+    yields A D E B F C.
 
-    Plain (synchronous) iterables are accepted too.
+    Async and plain iterables may be mixed.
     """
+    sources = [iterables, *more] if more else list(iterables)
     iterators: list[Any] = []
-    for it in iterables:
+    for it in sources:
         iterators.append(it.__aiter__() if hasattr(it, "__aiter__") else iter(it))
     while iterators:
         still = []

@@ -92,7 +92,7 @@ class Repository(ABC):
         Every write path calls this, so an id like ``../../etc`` can never reach a path or a template.
         """
         if not self.is_valid_job_id(job):
-            raise InvalidJobIdError(job, self)
+            raise InvalidJobIdError(job, self, self.MAX_JOB_ID_LENGTH)
         return job
 
     def _warn_invalid(self, bad: Iterable[str]) -> None:

@@ -176,8 +176,8 @@ class RelatedItemRepository(_Computed):
 
     The result behaves like ``base``: if ``base`` is a blob repository, ``open(j)`` opens the
     translated blob; if it is a metadata repository, ``info(j)`` and ``dump(j, ...)`` use the
-    translated id. With ``prefetch_lookup`` the translator is read whole once per listing instead
-    of once per job.
+    translated id. With ``prefetch_lookup`` a listing reads the translator whole (``info_all``)
+    instead of once per job; single lookups always ask the translator.
     """
 
     def __new__(cls, base_repository: Repository, *args: Any, **kwargs: Any) -> RelatedItemRepository:
@@ -203,16 +203,14 @@ class RelatedItemRepository(_Computed):
         self.translator_repository = translator_repository
         self.allow_deletes = allow_deletes
         self.prefetch_lookup = prefetch_lookup
-        self._lookup_cache: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"<RelatedItemRepository {self.base_repository!r} by {self.translator_repository!r}>"
 
     async def _translate(self, job: str) -> str | None:
-        if self._lookup_cache is not None and job in self._lookup_cache:
-            target = self._lookup_cache[job]
-        else:
-            target = await self.translator_repository.info(job)
+        # Always asked afresh: the prefetched table serves listings, and a translation deleted or
+        # changed since must not be followed.
+        target = await self.translator_repository.info(job)
         return target if isinstance(target, str) else None
 
     async def _require(self, job: str) -> str:
@@ -225,7 +223,6 @@ class RelatedItemRepository(_Computed):
         base_ids = await self.base_repository.job_ids()
         if self.prefetch_lookup:
             mapping = await self.translator_repository.info_all()
-            self._lookup_cache = mapping
         else:
             jobs = list(await self.translator_repository.job_ids())
             mapping = dict(zip(jobs, await asyncio.gather(*(self.translator_repository.info(j) for j in jobs))))

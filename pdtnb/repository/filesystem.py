@@ -150,7 +150,7 @@ class FileRepositoryBase(Repository):
         job's file (``A1.TXT`` for job ``A1`` and extension ``.txt``).
         """
         if not self.is_valid_job_id(job) or "/" in job or "\0" in job or job in (".", ".."):
-            raise InvalidJobIdError(job, self)
+            raise InvalidJobIdError(job, self, self.MAX_JOB_ID_LENGTH)
         path = self.basedir / (job + self.extension)
         if self.case_insensitive and self.extension and not path.exists():
             return self._case_variant(job) or path

@@ -318,6 +318,17 @@ async def test_related_item_duck_types_a_yaml_metadata_file_repository(tmp_path,
     assert isinstance(repo, BlobRepository)
 
 
+async def test_related_item_never_reaches_the_base_with_an_untranslated_id(tmp_path):
+    """A base method offered by the related repository must translate the id (or not be offered)."""
+    base = FileRepository(tmp_path, ".txt")
+    repo = RelatedItemRepository(base, meta(a="target"))
+    assert repo.basedir == base.basedir  # plain attributes of the back end are available
+    fullpath = getattr(repo, "fullpath", None)
+    if fullpath is not None:
+        assert fullpath("a") == tmp_path / "target.txt"
+    assert await repo.info("a") == str(tmp_path / "target.txt")
+
+
 # ---- MapRepository ------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pdtnb import (
     DirectoryRepository,
@@ -124,6 +125,19 @@ async def test_file_repository_case_insensitive_job_is_usable(tmp_path):
     assert "A1" in await repo.job_ids()
     assert await repo.contains("A1")
     assert await read_text(repo, "A1") == "upper"
+
+
+async def test_file_repository_case_insensitive_write_and_delete_reach_the_existing_file(tmp_path, listed):
+    (tmp_path / "A1.TXT").write_text("upper")
+    repo = FileRepository(tmp_path, ".txt", case_insensitive=True)
+    assert Path(await repo.info("A1")) == tmp_path / "A1.TXT"
+    await write_text(repo, "A1", "replaced")
+    assert await listed(repo) == {"A1"}
+    assert await read_text(repo, "A1") == "replaced"
+    await repo.delete("A1")
+    assert await listed(repo) == set()
+    assert not await repo.contains("A1")
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_file_repository_open_absent_job_names_it(tmp_path):
@@ -453,6 +467,21 @@ async def test_yaml_round_trip(tmp_path, listed):
     assert await repo.contains("a")
     assert not await repo.contains("c")
     assert await repo.info_all() == {"a": value, "b": [3]}
+
+
+async def test_yaml_dump_of_a_python_object_is_refused_and_keeps_the_old_value(tmp_path, listed):
+    class Custom:
+        pass
+
+    repo = YamlMetadataFileRepository(tmp_path)
+    await repo.dump("a", {"v": 1})
+    with pytest.raises((ValueError, yaml.YAMLError)):
+        await repo.dump("a", {"v": Custom()})
+    with pytest.raises((ValueError, yaml.YAMLError)):
+        await repo.dump("b", Custom())
+    assert await repo.info("a") == {"v": 1}
+    assert await listed(repo) == {"a"}
+    assert sorted(os.listdir(tmp_path)) == ["a.yaml"]
 
 
 async def test_yaml_info_of_absent_job_is_none(tmp_path):
