@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -99,9 +100,9 @@ async def evaluate_listing(pipeline: Pipeline, expression: str) -> list[str]:
         for other in trees[1:]:
             tree = ast.BinOp(left=tree, op=ast.BitOr(), right=other)
 
-    cache: dict[str, frozenset[str] | set[str]] = {}
+    cache: dict[str, AbstractSet[str]] = {}
 
-    async def ev(node: ast.AST) -> set[str] | frozenset[str]:
+    async def ev(node: ast.AST) -> AbstractSet[str]:
         if isinstance(node, ast.BinOp) and type(node.op) in _SET_OPS:
             left, right = await ev(node.left), await ev(node.right)
             return getattr(set(left), _SET_OPS[type(node.op)])(set(right))
@@ -117,7 +118,7 @@ async def evaluate_listing(pipeline: Pipeline, expression: str) -> list[str]:
     return sorted(await ev(tree))
 
 
-async def _listing_of(pipeline: Pipeline, name: str) -> frozenset[str] | set[str]:
+async def _listing_of(pipeline: Pipeline, name: str) -> AbstractSet[str]:
     task_name, link = name.split(".")
     # pydatatask let task names with dashes be written with underscores in expressions.
     if task_name not in pipeline.tasks:

@@ -19,6 +19,7 @@ import logging
 import string
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -38,6 +39,11 @@ __all__ = [
 log = logging.getLogger("pdtnb.repository")
 
 _DEFAULT_CHARSET = string.ascii_letters + string.digits
+# Job ids already found valid under the default character set. Most ids are written by one
+# repository and read back by several, so checking each id once per process, not once per write,
+# keeps validation off the hot path. Bounded: cleared (and rebuilt as ids are seen) past the limit.
+_VALID_IDS: set[str] = set()
+_VALID_IDS_LIMIT = 4_000_000
 _SNAPSHOT: ContextVar[dict[int, tuple[Repository, asyncio.Future]] | None] = ContextVar(
     "pdtnb_listing_snapshot", default=None
 )
@@ -86,14 +92,38 @@ class Repository(ABC):
             and job[-1] in cls.CHARSET_START_END
         )
 
+    #: Whether the class uses the default job id rules, so the shared validity cache applies.
+    #: Computed for every class when it is defined: set CHARSET in the class body.
+    _pdtnb_default_ids: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._pdtnb_default_ids = (
+            cls.CHARSET is _DEFAULT_CHARSET
+            and cls.CHARSET_START_END is _DEFAULT_CHARSET
+            and cls.MAX_JOB_ID_LENGTH == Repository.MAX_JOB_ID_LENGTH
+        )
+
+    @classmethod
+    def _default_charset(cls) -> bool:
+        return cls._pdtnb_default_ids
+
     def check_job_id(self, job: str) -> str:
         """Return ``job`` if valid, else raise :class:`InvalidJobIdError` naming it and this repository.
 
         Every write path calls this, so an id like ``../../etc`` can never reach a path or a template.
         """
+        if job in _VALID_IDS and self._pdtnb_default_ids:
+            return job
         if not self.is_valid_job_id(job):
             raise InvalidJobIdError(job, self, self.MAX_JOB_ID_LENGTH)
+        if self._default_charset():
+            _remember_valid((job,))
         return job
+
+    def _all_known_valid(self, ids: Iterable[str]) -> bool:
+        """Whether every id in ``ids`` is already known to be valid (cheap, no allocation)."""
+        return self._default_charset() and _VALID_IDS.issuperset(ids)
 
     def _warn_invalid(self, bad: Iterable[str]) -> None:
         """Log one warning per listing for ids that are not valid, each id only the first time."""
@@ -114,6 +144,8 @@ class Repository(ABC):
             (good.add if check(job) else bad.append)(job)
         if bad:
             self._warn_invalid(bad)
+        if self._default_charset():
+            _remember_valid(good)
         return good
 
     async def filter_jobs(self, iterator: AsyncIterator[str]) -> AsyncGenerator[str, None]:
@@ -142,14 +174,16 @@ class Repository(ABC):
         """Whether ``item`` is a job held here. Override when a direct lookup is cheaper than listing."""
         return self.is_valid_job_id(item) and item in await self.job_ids()
 
-    async def job_ids(self) -> frozenset[str] | set[str]:
+    async def job_ids(self) -> AbstractSet[str]:
         """All valid job ids held here, as a set the caller must not modify.
 
-        Inside :func:`listing_snapshot` the listing is shared with every other caller.
+        Inside :func:`listing_snapshot` the listing is shared with every other caller, and may be a
+        live view of an in-memory repository's keys: combine or count it, do not keep it.
         """
         memo = _SNAPSHOT.get()
         if memo is None:
-            return await self._list_job_ids()
+            ids = await self._list_job_ids()
+            return ids if isinstance(ids, (set, frozenset)) else set(ids)
         entry = memo.get(id(self))
         if entry is None:
             future = asyncio.ensure_future(self._list_job_ids())
@@ -158,7 +192,7 @@ class Repository(ABC):
             future = entry[1]
         return await future
 
-    async def _list_job_ids(self) -> frozenset[str] | set[str]:
+    async def _list_job_ids(self) -> AbstractSet[str]:
         """List the repository; override with a bulk listing where the storage has one."""
         return {job async for job in self}
 
@@ -224,6 +258,12 @@ class MetadataRepository(Repository, ABC):
     @abstractmethod
     async def dump(self, job: str, data: Any) -> None:
         """Store ``data`` under ``job``, replacing any previous value atomically."""
+
+
+def _remember_valid(ids: Iterable[str]) -> None:
+    if len(_VALID_IDS) > _VALID_IDS_LIMIT:
+        _VALID_IDS.clear()
+    _VALID_IDS.update(ids)
 
 
 def check_mode(mode: str, where: object) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from .base import BlobRepository, MetadataRepository, Repository
@@ -49,7 +50,7 @@ class _Aggregate(_Computed):
         inner = ", ".join(f"{k}={v!r}" for k, v in self.children.items())
         return f"<{type(self).__name__} {inner}>"
 
-    async def _child_sets(self) -> list[frozenset[str] | set[str]]:
+    async def _child_sets(self) -> list[AbstractSet[str]]:
         return list(await asyncio.gather(*(c.job_ids() for c in self.children.values())))
 
     async def info(self, job: str) -> dict[str, Any]:
@@ -65,11 +66,14 @@ class _Aggregate(_Computed):
 class AggregateAndRepository(_Aggregate):
     """Holds a job when every child holds it (and nothing when there are no children)."""
 
-    async def _list_job_ids(self) -> set[str]:
+    async def _list_job_ids(self) -> AbstractSet[str]:
         sets = sorted(await self._child_sets(), key=len)
         if not sets:
-            return set()
-        return set(sets[0]).intersection(*sets[1:])
+            return frozenset()
+        result = sets[0]  # listings are read-only: no copy is needed for one child
+        for other in sets[1:]:
+            result = result & other  # the operator form allocates once; intersection() twice
+        return result
 
     async def contains(self, item: str) -> bool:
         if not self.children:
@@ -81,8 +85,14 @@ class AggregateAndRepository(_Aggregate):
 class AggregateOrRepository(_Aggregate):
     """Holds a job when any child holds it."""
 
-    async def _list_job_ids(self) -> set[str]:
-        return set().union(*await self._child_sets())
+    async def _list_job_ids(self) -> AbstractSet[str]:
+        sets = await self._child_sets()
+        if not sets:
+            return frozenset()
+        result = sets[0]
+        for other in sets[1:]:
+            result = result | other
+        return result
 
     async def contains(self, item: str) -> bool:
         for child in self.children.values():
@@ -106,10 +116,12 @@ class BlockingRepository(_Computed):
     def __repr__(self) -> str:
         return f"<BlockingRepository {self.source!r} unless {self.unless!r}>"
 
-    async def _list_job_ids(self) -> set[str]:
+    async def _list_job_ids(self) -> AbstractSet[str]:
         if self.enumerate_unless:
             source, unless = await asyncio.gather(self.source.job_ids(), self.unless.job_ids())
-            return set(source) - set(unless)
+            if not unless:
+                return source
+            return source - unless
         source = await self.source.job_ids()
         blocked = await asyncio.gather(*(self.unless.contains(j) for j in source))
         return {j for j, b in zip(source, blocked) if not b}
@@ -146,7 +158,7 @@ class MapRepository(_Computed):
     def __repr__(self) -> str:
         return f"<MapRepository of {self.base!r}>"
 
-    async def _list_job_ids(self) -> set[str] | frozenset[str]:
+    async def _list_job_ids(self) -> AbstractSet[str]:
         ids = await self.base.job_ids()
         if self.filter is None:
             return ids

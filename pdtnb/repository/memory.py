@@ -9,12 +9,45 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from ..streams import AReadText, AWriteText
 from .base import BlobRepository, MetadataRepository, Repository, check_mode
 
-__all__ = ["InProcessMetadataRepository", "InProcessBlobRepository", "InProcessBlobStream"]
+__all__ = ["InProcessMetadataRepository", "InProcessBlobRepository", "InProcessBlobStream", "JobDict"]
+
+
+class JobDict(dict):
+    """The dict of an in-process repository that was not given one.
+
+    It notes when keys are added directly (``repo.data[k] = v``, ``update``...), so a listing
+    re-checks the keys only after such a change; writes through the repository are checked as
+    they happen and do not count.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.direct_writes = True
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.direct_writes = True
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.direct_writes = True
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self.direct_writes = True
+        return super().setdefault(key, default)
+
+    def __ior__(self, other: Any) -> JobDict:
+        self.direct_writes = True
+        return super().__ior__(other)
+
+
+_dict_setitem = dict.__setitem__
 
 
 class _DictListing(Repository):
@@ -22,20 +55,25 @@ class _DictListing(Repository):
 
     data: dict[str, Any]
 
-    def _init_listing(self) -> None:
-        self._known_valid: set[str] = set()
+    def _store(self, job: str, value: Any) -> None:
+        """Store a value whose job id was checked, without flagging a direct write."""
+        data = self.data
+        if type(data) is JobDict:
+            _dict_setitem(data, job, value)
+        else:
+            data[job] = value
 
-    async def _list_job_ids(self) -> set[str]:
-        ids = set(self.data)
-        unchecked = ids - self._known_valid
-        if unchecked:
-            good = self._valid_subset(unchecked)
-            self._known_valid |= good
-            if len(good) != len(unchecked):
-                ids -= unchecked - good
-        if len(self._known_valid) > 2 * len(ids) + 1024:
-            self._known_valid &= ids
-        return ids
+    async def _list_job_ids(self) -> AbstractSet[str]:
+        # The keys view is returned as is: job_ids() copies it for callers outside a listing
+        # snapshot, and inside one (the scheduler, status) it is only combined or counted.
+        data = self.data
+        if type(data) is JobDict:
+            if not data.direct_writes:
+                return data.keys()
+            data.direct_writes = False
+        if self._all_known_valid(data):
+            return data.keys()
+        return self._valid_subset(list(data))
 
     async def unfiltered_iter(self) -> AsyncIterator[str]:
         for job in list(self.data):
@@ -52,8 +90,7 @@ class InProcessMetadataRepository(_DictListing, MetadataRepository):
     """Metadata in a dict; gone when the process ends."""
 
     def __init__(self, data: dict[str, Any] | None = None):
-        self.data: dict[str, Any] = data if data is not None else {}
-        self._init_listing()
+        self.data: dict[str, Any] = data if data is not None else JobDict()
 
     def __repr__(self) -> str:
         return f"<InProcessMetadataRepository {len(self.data)} jobs>"
@@ -69,10 +106,8 @@ class InProcessMetadataRepository(_DictListing, MetadataRepository):
         return {job: data[job] for job in ids if job in data}
 
     async def dump(self, job: str, data: Any) -> None:
-        if job not in self._known_valid:
-            self.check_job_id(job)
-            self._known_valid.add(job)
-        self.data[job] = data
+        self.check_job_id(job)
+        self._store(job, data)
 
 
 class InProcessBlobStream:
@@ -107,7 +142,7 @@ class InProcessBlobStream:
         if not self._closed:
             self._closed = True
             if self._writing:
-                self.repo.data[self.job] = self._buf.getvalue()
+                self.repo._store(self.job, self._buf.getvalue())
 
     async def abort(self) -> None:
         """Discard what was written; the previous value, if any, stays."""
@@ -127,8 +162,7 @@ class InProcessBlobRepository(_DictListing, BlobRepository):
     """Blobs (bytes) in a dict; gone when the process ends."""
 
     def __init__(self, data: dict[str, bytes] | None = None):
-        self.data: dict[str, bytes] = data if data is not None else {}
-        self._init_listing()
+        self.data: dict[str, bytes] = data if data is not None else JobDict()
 
     def __repr__(self) -> str:
         return f"<InProcessBlobRepository {len(self.data)} jobs>"
@@ -140,9 +174,8 @@ class InProcessBlobRepository(_DictListing, BlobRepository):
     async def open(self, job: str, mode: str = "r") -> Any:
         check_mode(mode, self)
         writing = mode.startswith("w")
-        if writing and job not in self._known_valid:
+        if writing:
             self.check_job_id(job)
-            self._known_valid.add(job)
         stream = InProcessBlobStream(self, job, writing)
         if mode == "r":
             return AReadText(stream)

@@ -44,9 +44,13 @@ class _StderrIsStdout:
 STDOUT = _StderrIsStdout()
 
 
+_now = datetime.now
+_UTC = timezone.utc
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC (what done records store)."""
-    return datetime.now(timezone.utc)
+    return _now(_UTC)
 
 
 def failure_record(exc: BaseException, start_time: datetime | None = None, phase: str = "run") -> dict[str, Any]:

@@ -61,3 +61,9 @@ class FunctionBinding:
         if self._wants_job:
             args["job"] = job
         return args
+
+    def call(self, job: str) -> Any:
+        """Call the body for ``job`` (returns its coroutine, for an async body)."""
+        if self._wants_job:
+            return self.func(job=job, **self._repos)  # type: ignore[misc]
+        return self.func(**self._repos)  # type: ignore[misc]

@@ -63,10 +63,9 @@ class InProcessSyncTask(Task):
         return False
 
     async def launch(self, job: str) -> None:
-        binding = self._binding
         start = utcnow()
         try:
-            await binding.func(**binding.kwargs(job))  # type: ignore[misc]
+            await self._binding.call(job)
         except Exception as e:
             log.info("in-process task %s:%s failed: %r", self.name, job, e)
             record = failure_record(e, start, phase="run")
