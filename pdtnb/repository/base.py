@@ -8,7 +8,7 @@ Listing is the hot path of a pipeline: every round computes, for every task, whi
 ready. pdtnb therefore lists whole repositories as sets (:meth:`Repository.job_ids`) and lets the
 combinators intersect, unite and subtract those sets, instead of streaming job ids one by one
 through nested async generators. Inside a :func:`listing_snapshot`, each repository is listed at
-most once however many tasks and combinators ask for it, so one round sees one consistent view.
+most once however many tasks and combinators ask for it.
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ def listing_snapshot() -> Iterator[None]:
     """Within this block (and the tasks it starts), each repository is listed at most once.
 
     The pipeline uses it around the gathering of ready jobs and the status computation, so that a
-    repository shared by several tasks is read once per round, and every task sees the same view.
+    repository shared by several tasks is read once per round. Listings returned inside the block
+    are shared and, for in-memory repositories, live views of their keys: combine or count them
+    there, and do not write to the repositories inside the block.
     """
     token = _SNAPSHOT.set({})
     try:

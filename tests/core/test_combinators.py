@@ -411,12 +411,32 @@ async def test_combinators_keep_ids_valid_in_their_children(listed, repo_warning
     assert repo_warnings() == []
 
 
-async def test_listing_snapshot_gives_one_view_per_round():
+async def test_listing_snapshot_lists_each_repository_once_per_round():
+    """Inside a snapshot every caller shares one listing per repository (the scheduler relies on
+    it to read a repository shared by several tasks once per round); outside, listings are fresh,
+    independent sets."""
     inputs = meta("a")
+    calls = 0
+    original = inputs._list_job_ids
+
+    async def counting():
+        nonlocal calls
+        calls += 1
+        return await original()
+
+    inputs._list_job_ids = counting
     ready = BlockingRepository(inputs, meta())
+    both = AggregateAndRepository(x=inputs, y=ready)
     with listing_snapshot():
-        first = set(await ready.job_ids())
-        await inputs.dump("b", 1)
-        assert set(await inputs.job_ids()) == first == {"a"}
         assert set(await ready.job_ids()) == {"a"}
-    assert set(await ready.job_ids()) == {"a", "b"}
+        assert set(await both.job_ids()) == {"a"}
+        assert set(await inputs.job_ids()) == {"a"}
+    assert calls == 1
+    await inputs.dump("b", 1)
+    outside = await ready.job_ids()
+    assert set(outside) == {"a", "b"}
+    assert calls == 2
+    copy = await inputs.job_ids()
+    assert isinstance(copy, (set, frozenset))
+    await inputs.dump("c", 1)
+    assert set(copy) == {"a", "b"}, "a listing taken outside a snapshot must not change afterwards"
