@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -37,3 +38,25 @@ def repo_warnings(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
         return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("pdtnb")]
 
     return _warnings
+
+
+def service_unavailable(name: str, why: str) -> None:
+    """Skip the calling test because a server it needs is missing, printing why; under
+    ``PDTNB_REQUIRE_SERVICES=1`` (CI) fail instead, so a missing server can never pass silently."""
+    message = f"service unavailable: {name}: {why}"
+    if os.environ.get("PDTNB_REQUIRE_SERVICES") == "1":
+        pytest.fail(message + " (PDTNB_REQUIRE_SERVICES=1 makes this a failure)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Under PDTNB_REQUIRE_SERVICES=1 a skip for a missing server, however it was raised (a
+    fixture, ``importorskip``), is reported as a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("PDTNB_REQUIRE_SERVICES") == "1":
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if "service unavailable" in reason or "could not import" in reason:
+            report.outcome = "failed"
+            report.longrepr = f"required service missing in CI: {reason}"
