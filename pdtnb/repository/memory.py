@@ -13,7 +13,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from ..streams import AReadText, AWriteText
-from .base import BlobRepository, MetadataRepository, Repository, check_mode
+from .base import _VALID_IDS, BlobRepository, MetadataRepository, Repository, check_mode
 
 __all__ = ["InProcessMetadataRepository", "InProcessBlobRepository", "InProcessBlobStream", "JobDict"]
 
@@ -106,8 +106,14 @@ class InProcessMetadataRepository(_DictListing, MetadataRepository):
         return {job: data[job] for job in ids if job in data}
 
     async def dump(self, job: str, data: Any) -> None:
-        self.check_job_id(job)
-        self._store(job, data)
+        # check_job_id and _store, inlined: this is the innermost call of an in-process pipeline.
+        if job not in _VALID_IDS or not self._pdtnb_default_ids:
+            self.check_job_id(job)
+        store = self.data
+        if type(store) is JobDict:
+            _dict_setitem(store, job, data)
+        else:
+            store[job] = data
 
 
 class InProcessBlobStream:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..repository.base import MetadataRepository, Repository
-from .base import Task, failure_record, utcnow
+from .base import _UTC, Task, _now, failure_record
 from .function import FunctionBinding
 
 __all__ = ["InProcessSyncTask"]
@@ -63,13 +63,13 @@ class InProcessSyncTask(Task):
         return False
 
     async def launch(self, job: str) -> None:
-        start = utcnow()
+        start = _now(_UTC)
         try:
             await self._binding.call(job)
         except Exception as e:
             log.info("in-process task %s:%s failed: %r", self.name, job, e)
             record = failure_record(e, start, phase="run")
         else:
-            record = {"result": "success", "start_time": start, "end_time": utcnow()}
+            record = {"result": "success", "start_time": start, "end_time": _now(_UTC)}
         if self.metadata:
             await self.done.dump(job, record)
