@@ -30,7 +30,7 @@ from .errors import (
     TaskConfigError,
     UnknownNameError,
 )
-from .pipeline import Pipeline
+from .pipeline import LaunchReport, Pipeline, RunSummary
 from .repository import (
     AggregateAndRepository,
     AggregateOrRepository,
@@ -52,11 +52,28 @@ from .repository import (
 )
 from .resources import ResourceManager, Resources, ResourceType, parse_quantity
 from .session import Session
-from .status import PipelineStatus, pipeline_status, pipeline_trace
+from .status import PipelineStatus, StatusTracker, pipeline_status, pipeline_trace
 from .streams import AReadStream, AReadText, AWriteStream, AWriteText, async_copyfile, async_copyfile_str, roundrobin
 from .task import STDOUT, ExecutorTask, InProcessSyncTask, Link, Task
 
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext pdtnb``: register the ``%pdt`` magics (needs the ``notebook`` extra).
+
+    Imported lazily so that the core never imports IPython or ipywidgets.
+    """
+    from .notebook.extension import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    """``%unload_ext pdtnb``: close the pipeline the magics opened and remove the magics."""
+    from .notebook.extension import unload_ipython_extension as unload
+
+    unload(ipython)
 
 __all__ = [
     "main",
@@ -71,6 +88,8 @@ __all__ = [
     "launch",
     "shell",
     "Pipeline",
+    "LaunchReport",
+    "RunSummary",
     "Session",
     "Repository",
     "BlobRepository",
@@ -108,6 +127,9 @@ __all__ = [
     "PipelineStatus",
     "pipeline_status",
     "pipeline_trace",
+    "StatusTracker",
+    "load_ipython_extension",
+    "unload_ipython_extension",
     "PdtnbError",
     "InvalidJobIdError",
     "SessionClosedError",

@@ -56,6 +56,7 @@ class RunSummary:
     launched: int = 0
     failed_launches: int = 0
     elapsed: float = 0.0
+    stopped: bool = False
 
 
 class Pipeline:
@@ -90,6 +91,7 @@ class Pipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._backoff: dict[tuple[str, str], tuple[float, float]] = {}
+        self._stop_requested = False
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"
@@ -168,6 +170,14 @@ class Pipeline:
         if self._loop is not None and self._wakeup is not None:
             make_waker(self._loop, self._wakeup)()
 
+    def stop(self) -> None:
+        """Ask a running :meth:`run` to return after the round in progress (thread-safe).
+
+        Unlike cancelling it, this never interrupts a launch half-way.
+        """
+        self._stop_requested = True
+        self.wake()
+
     # ---- the two phases --------------------------------------------------------------------
 
     async def update(self) -> bool:
@@ -179,6 +189,14 @@ class Pipeline:
     async def update_only_update(self) -> bool:
         """The update phase: every task reaps its finished jobs. True if any job is live."""
         return bool(await self._update_phase())
+
+    async def update_phase(self) -> list[str]:
+        """The update phase, reporting which tasks had live jobs or reaped some."""
+        return [t.name for t in await self._update_phase()]
+
+    async def launch_phase(self) -> LaunchReport:
+        """The launch phase, reporting how many jobs were ready, launched, failed or held back."""
+        return await self._launch_phase()
 
     async def _update_phase(self) -> list[Task]:
         self._check_open()
@@ -292,7 +310,11 @@ class Pipeline:
         deadline = None if timeout is None else start + timeout
         summary = RunSummary()
         do_launch = True
+        self._stop_requested = False
         while True:
+            if self._stop_requested:
+                summary.stopped = True
+                break
             self._wakeup.clear()
             busy_tasks = await self._update_phase()
             report = await self._launch_phase() if do_launch else LaunchReport()

@@ -27,6 +27,7 @@ __all__ = [
     "PipelineStatus",
     "pipeline_status",
     "pipeline_trace",
+    "StatusTracker",
     "shown_links",
     "JOB_STATES",
 ]
@@ -142,12 +143,58 @@ async def pipeline_status(pipeline: Pipeline, all_repos: bool = False) -> Pipeli
     return await _compute(pipeline, all_repos, None)
 
 
+class StatusTracker:
+    """Recomputes a pipeline's status repeatedly, cheaply: for live tables and dashboards.
+
+    Telling failures from successes means reading done records; the tracker remembers the verdict
+    for each done job and reads only the records that appeared since the last refresh (a record
+    that is deleted and written again is re-read, because it leaves the listing in between).
+    """
+
+    def __init__(self, pipeline: Pipeline, all_repos: bool = False):
+        self.pipeline = pipeline
+        self.all_repos = all_repos
+        self._verdicts: dict[str, dict[str, bool]] = {}
+        self.last: PipelineStatus | None = None
+
+    async def refresh(self) -> PipelineStatus:
+        """The current status."""
+        self.last = await _compute(self.pipeline, self.all_repos, None, self._verdicts)
+        return self.last
+
+
+async def _incremental_failures(task: Task, done_ids: Any, verdicts: dict[str, dict[str, bool]]) -> set[str]:
+    known = verdicts.setdefault(task.name, {})
+    repo = task.done_repository
+    if repo is None:
+        return set()
+    gone = known.keys() - done_ids
+    for job in gone:
+        del known[job]
+    new = [j for j in done_ids if j not in known] if len(known) != len(done_ids) or gone else []
+    if new:
+        if len(new) > 1000:
+            infos = await repo.info_all()
+            for job in new:
+                known[job] = is_failure_record(infos.get(job))
+        else:
+            records = await asyncio.gather(*(repo.info(j) for j in new))
+            for job, rec in zip(new, records):
+                known[job] = is_failure_record(rec)
+    return {j for j, failed in known.items() if failed}
+
+
 async def pipeline_trace(pipeline: Pipeline, jobs: Iterable[str], all_repos: bool = False) -> PipelineStatus:
     """Where the given jobs are: which links hold them, and each job's state for each task."""
     return await _compute(pipeline, all_repos, list(jobs))
 
 
-async def _compute(pipeline: Pipeline, all_repos: bool, jobs: list[str] | None) -> PipelineStatus:
+async def _compute(
+    pipeline: Pipeline,
+    all_repos: bool,
+    jobs: list[str] | None,
+    verdicts: dict[str, dict[str, bool]] | None = None,
+) -> PipelineStatus:
     tasks = list(pipeline.tasks.values())
     with listing_snapshot():
         per_task = [shown_links(t, all_repos) for t in tasks]
@@ -162,7 +209,9 @@ async def _compute(pipeline: Pipeline, all_repos: bool, jobs: list[str] | None) 
         listings_list, ready_sets, done_infos = await asyncio.gather(
             asyncio.gather(*(r.job_ids() for r in repo_list)),
             asyncio.gather(*(pipeline.gather_ready_jobs(t) for t in tasks)),
-            asyncio.gather(*(_done_infos(t, jobs) for t in tasks)),
+            asyncio.gather(*(_done_infos(t, jobs) for t in tasks))
+            if verdicts is None
+            else _no_infos(len(tasks)),
         )
     listings = {id(r): ids for r, ids in zip(repo_list, listings_list)}
 
@@ -176,13 +225,16 @@ async def _compute(pipeline: Pipeline, all_repos: bool, jobs: list[str] | None) 
         done_repo, live_repo = task.done_repository, task.live_repository
         done_ids = listings[id(done_repo)] if done_repo is not None else set()
         live_ids = listings[id(live_repo)] if live_repo is not None else set()
-        failed_ids = {
-            j
-            for j, rec in infos.items()
-            if not (type(rec) is dict and rec.get("result") == "success")  # the common case, fast
-            and j in done_ids
-            and is_failure_record(rec)
-        }
+        if verdicts is not None:
+            failed_ids = await _incremental_failures(task, done_ids, verdicts)
+        else:
+            failed_ids = {
+                j
+                for j, rec in infos.items()
+                if not (type(rec) is dict and rec.get("result") == "success")  # the common case, fast
+                and j in done_ids
+                and is_failure_record(rec)
+            }
         states = None
         if jobs is not None:
             states = {j: _state(j, ready, live_ids, done_ids, failed_ids) for j in jobs}
@@ -199,6 +251,10 @@ async def _compute(pipeline: Pipeline, all_repos: bool, jobs: list[str] | None) 
             )
         )
     return PipelineStatus(tasks=result, jobs=jobs)
+
+
+async def _no_infos(n: int) -> list[dict[str, Any]]:
+    return [{} for _ in range(n)]
 
 
 async def _done_infos(task: Task, jobs: list[str] | None) -> dict[str, Any]:

@@ -1,0 +1,123 @@
+"""Running pipeline coroutines on the kernel's own event loop, from any context.
+
+ipykernel executes cells as coroutines on its asyncio loop, so a pipeline opened from a cell
+lives on that loop: its clients, connections and background tasks belong to it. Work for the
+pipeline must therefore run on that loop, whoever asks for it:
+
+* a cell: ``await`` it (top-level await needs no patching; the ``%pdt`` magics are rewritten into
+  awaits when they stand alone on a line, see :mod:`pdtnb.notebook.transform`);
+* sync code on the loop's thread while the loop runs (a magic inside a function, a sync API):
+  the loop must be re-entrant; :func:`run_sync` applies nest_asyncio to that one loop, the first
+  time it is needed, and never otherwise;
+* another thread (ipykernel 7 can deliver widget messages on a comm subshell thread): hand the
+  coroutine over with :func:`asyncio.run_coroutine_threadsafe`.
+
+:func:`run_sync` picks the right one, and either completes the coroutine or raises: it never
+hands back an un-awaited coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+__all__ = ["run_sync", "submit", "call_soon", "is_reentrant", "make_reentrant"]
+
+log = logging.getLogger("pdtnb.notebook")
+T = TypeVar("T")
+
+_patched: set[int] = set()
+
+
+def is_reentrant(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether :func:`make_reentrant` was applied to ``loop``."""
+    return id(loop) in _patched
+
+
+def make_reentrant(loop: asyncio.AbstractEventLoop) -> None:
+    """Let ``loop.run_until_complete`` be called while ``loop`` runs (nest_asyncio), once."""
+    if id(loop) in _patched:
+        return
+    try:
+        import nest_asyncio
+    except ImportError as e:  # pragma: no cover - the notebook extra installs it
+        raise RuntimeError(
+            "finishing pdtnb work synchronously inside the running kernel loop needs nest_asyncio "
+            "(pip install 'pdtnb[notebook]'), or use `await` in the cell instead"
+        ) from e
+    nest_asyncio.apply(loop)
+    _patched.add(id(loop))
+    log.debug("made loop %r re-entrant with nest_asyncio", loop)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def run_sync(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop | None = None,
+             timeout: float | None = None) -> T:
+    """Run ``coro`` to completion on ``loop`` (default: the running loop) and return its result.
+
+    Raises whatever the coroutine raises; a KeyboardInterrupt while waiting cancels it.
+    """
+    here = _running_loop()
+    if loop is None:
+        loop = here
+    if loop is None:
+        return asyncio.run(coro) if timeout is None else asyncio.run(asyncio.wait_for(coro, timeout))
+    if loop.is_closed():
+        coro.close()
+        raise RuntimeError("the pipeline's event loop is closed: open the pipeline again")
+    if here is loop or (here is None and _loop_thread(loop) == threading.get_ident()):
+        if loop.is_running():
+            make_reentrant(loop)
+        task = asyncio.ensure_future(coro if timeout is None else asyncio.wait_for(coro, timeout), loop=loop)
+        try:
+            return loop.run_until_complete(task)
+        except KeyboardInterrupt:
+            task.cancel()
+            raise
+    if here is not None:
+        coro.close()
+        raise RuntimeError(
+            "this code runs on a different event loop than the pipeline's; await the pipeline's "
+            "coroutines on its own loop instead"
+        )
+    if not loop.is_running():
+        return loop.run_until_complete(coro)
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    try:
+        return future.result(timeout)
+    except KeyboardInterrupt:
+        future.cancel()
+        raise
+
+
+def submit(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop) -> Future[T]:
+    """Start ``coro`` on ``loop`` from any thread (including the loop's own); returns a
+    concurrent Future. Used by widget callbacks, which must not block the kernel."""
+    return asyncio.run_coroutine_threadsafe(coro, loop)
+
+
+def call_soon(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
+    """Schedule a plain callback on ``loop`` from any thread."""
+    loop.call_soon_threadsafe(callback, *args)
+
+
+_loop_threads: dict[int, int] = {}
+
+
+def remember_loop_thread(loop: asyncio.AbstractEventLoop) -> None:
+    """Record that ``loop`` runs on the current thread (called when a pipeline opens on it)."""
+    _loop_threads[id(loop)] = threading.get_ident()
+
+
+def _loop_thread(loop: asyncio.AbstractEventLoop) -> int | None:
+    return _loop_threads.get(id(loop))
