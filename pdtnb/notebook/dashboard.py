@@ -91,6 +91,7 @@ class Dashboard(ipywidgets.VBox):
 
     async def _follow(self) -> None:
         try:
+            await self.controller.open()
             await self._suggest()
             while self.controller.pipeline.is_open:
                 status = self.controller.tracker.last

@@ -15,6 +15,7 @@ from typing import Any
 
 import ipywidgets
 
+from ..pipeline import RunSummary
 from ..status import PipelineStatus
 from .controller import PipelineController
 from .style import STATE_COLOURS, STATES
@@ -130,11 +131,23 @@ class LiveStatus(ipywidgets.HTML):
         return status
 
     def _caption(self, status: PipelineStatus) -> str:
-        run = " · running" if self.controller.running else ""
+        controller = self.controller
+        if controller.running:
+            run = " · running"
+        elif isinstance(controller.last_run, RunSummary):
+            r = controller.last_run
+            how = "stopped" if r.stopped else "finished"
+            run = f" · last run {how}: {r.rounds} rounds, {r.launched} launched in {r.elapsed:.2f} s"
+        elif isinstance(controller.last_run, BaseException):
+            error = controller.last_run
+            run = f" · last run failed: {' '.join(str(error).split()) or type(error).__name__}"
+        else:
+            run = ""
         return f"live status at {status.taken_at:%H:%M:%S} UTC{run}"
 
     async def _loop(self) -> None:
         try:
+            await self.controller.open()  # a widget started before the pipeline was opened opens it
             while self.controller.pipeline.is_open:
                 try:
                     await self.refresh()
