@@ -152,7 +152,7 @@ class Dashboard(ipywidgets.VBox):
         await self._suggest()
 
     def _show_error(self, message: str) -> None:
-        self.result.value = f'<pre style="color:#D55E00">{html.escape(message)}</pre>'
+        self.result.value = f'<pre style="color:#E15759">{html.escape(message)}</pre>'
 
     def _on_launch(self, _button: Any = None) -> None:
         task, job = self.task_picker.value, (self.job_field.value or "").strip()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import io
+import itertools
 import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from ..pipeline import Pipeline
     from ..status import PipelineStatus, TaskStatus
 
+from .style import STATE_COLOURS
+
 __all__ = [
     "PipelineGraph",
     "layered_layout",
@@ -47,14 +50,6 @@ __all__ = [
     "REPOSITORY_COLOUR",
 ]
 
-#: Fill colour of a task node for each state :func:`node_state` returns.
-STATE_COLOURS: dict[str, str] = {
-    "ready": "#F6C85F",
-    "live": "#5DA5DA",
-    "done": "#7BC67B",
-    "failed": "#E15759",
-    "idle": "#E2E6EB",
-}
 
 #: What each state means, for the legend.
 _STATE_LABELS = {
@@ -167,9 +162,6 @@ class _Structure:
     order: list[list[Any]]
     row: dict[Any, float]
     lanes: dict[tuple[Any, Any], list[_Lane]] = field(default_factory=dict)
-
-    def nodes(self) -> list[Any]:
-        return list(self.graph.nodes)
 
 
 def _assign_layers(graph: networkx.DiGraph) -> dict[Any, int]:
@@ -329,7 +321,7 @@ def _structure(graph: networkx.DiGraph) -> _Structure:
         chain.append(hi)
         if pair_lanes:
             lanes[(lo, hi)] = pair_lanes
-        for a, b in zip(chain, chain[1:]):
+        for a, b in itertools.pairwise(chain):
             weight = 1.0 + (isinstance(a, _Lane) + isinstance(b, _Lane)) * 3.0
             down[a].append((b, weight))
             up[b].append((a, weight))
@@ -370,7 +362,7 @@ def _structure(graph: networkx.DiGraph) -> _Structure:
             row = order[k]
             scale = 1.0 / max(1, len(row) - 1)
 
-            def key(n: Any, row: list[Any] = row, scale: float = scale) -> tuple[float, int]:
+            def key(n: Any, k: int = k, scale: float = scale) -> tuple[float, int]:
                 nbrs = up[n] if downwards else down[n]
                 here = pos[n] * scale
                 if not nbrs:
@@ -399,7 +391,7 @@ def _structure(graph: networkx.DiGraph) -> _Structure:
     row_pos: dict[Any, float] = {}
 
     def gaps(row: list[Any]) -> list[float]:
-        return [(sizes[a] + sizes[b]) / 2 for a, b in zip(row, row[1:])]
+        return [(sizes[a] + sizes[b]) / 2 for a, b in itertools.pairwise(row)]
 
     for row in order:
         g = gaps(row)
@@ -410,28 +402,36 @@ def _structure(graph: networkx.DiGraph) -> _Structure:
             if i < len(g):
                 t += g[i]
 
+    degree = {n: len(up[n]) + len(down[n]) for n in up}
+
     def place(k: int, use_up: bool, use_down: bool) -> None:
+        # Each node is pulled towards its neighbours, a hub (many edges) pulling each one weakly,
+        # so the nodes around a fan spread out rather than crowd the hub.
         row = order[k]
         desired, weights = [], []
         for n in row:
             nbrs = (up[n] if use_up else []) + (down[n] if use_down else [])
             if nbrs:
-                total = sum(w for _, w in nbrs)
-                desired.append(sum(row_pos[m] * w for m, w in nbrs) / total)
+                pulls = [(m, w / degree[m]) for m, w in nbrs]
+                total = sum(w for _, w in pulls)
+                desired.append(sum(row_pos[m] * w for m, w in pulls) / total)
                 weights.append(total)
             else:
                 desired.append(row_pos[n])
-                weights.append(0.25)
+                weights.append(0.1)
         for n, t in zip(row, _pava(desired, weights, gaps(row))):
             row_pos[n] = t
 
-    for _ in range(6):
+    for _ in range(4):
         for k in range(1, n_layers):
             place(k, True, False)
         for k in range(n_layers - 2, -1, -1):
             place(k, False, True)
-    for k in range(n_layers):
-        place(k, True, True)
+    for _ in range(4):
+        for k in range(n_layers):
+            place(k, True, True)
+        for k in range(n_layers - 1, -1, -1):
+            place(k, True, True)
     top = min(row_pos.values(), default=0.0)
     row_pos = {n: t - top for n, t in row_pos.items()}
     return _Structure(graph=graph, layer=layer, order=order, row=row_pos, lanes=lanes)
@@ -469,9 +469,7 @@ def _text_width(text: str, size: float, weight: str) -> float:
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import text_to_path
 
-    w, _, _ = text_to_path.get_text_width_height_descent(
-        text, FontProperties(size=size, weight=weight), ismath=False
-    )
+    w, _, _ = text_to_path.get_text_width_height_descent(text, FontProperties(size=size, weight=weight), ismath=False)
     return w / 72.0
 
 
@@ -533,30 +531,147 @@ def _drum_path(x: float, y: float, w: float, h: float, cap: float, outline: bool
     return Path(pts, codes)
 
 
-def _smooth_path(points: list[tuple[float, float]]):
-    """A path through ``points`` (Catmull-Rom curves as cubic Béziers)."""
-    from matplotlib.path import Path
-
-    verts = [points[0]]
-    codes = [Path.MOVETO]
-    for i in range(len(points) - 1):
-        p0 = points[i - 1] if i > 0 else points[i]
-        p1, p2 = points[i], points[i + 1]
-        p3 = points[i + 2] if i + 2 < len(points) else p2
-        c1 = (p1[0] + (p2[0] - p0[0]) / 6, p1[1] + (p2[1] - p0[1]) / 6)
-        c2 = (p2[0] - (p3[0] - p1[0]) / 6, p2[1] - (p3[1] - p1[1]) / 6)
-        verts += [c1, c2, p2]
-        codes += [Path.CURVE4] * 3
-    return Path(verts, codes)
+_Point = tuple[float, float]
 
 
-def _boundary(centre: tuple[float, float], half: tuple[float, float], towards: tuple[float, float]):
-    """Where the segment from ``centre`` to ``towards`` leaves a box of half-sizes ``half``."""
-    dx, dy = towards[0] - centre[0], towards[1] - centre[1]
-    if dx == 0 and dy == 0:
-        return centre
-    t = min(half[0] / abs(dx) if dx else math.inf, half[1] / abs(dy) if dy else math.inf)
-    return (centre[0] + dx * t, centre[1] + dy * t)
+def _trim_end(points: list[_Point], length: float) -> tuple[list[_Point], _Point, _Point]:
+    """``points`` shortened by ``length`` at the end; also the cut point and the unit direction
+    from there to the old end."""
+    end = points[-1]
+    remaining = length
+    i = len(points) - 1
+    while i > 0:
+        a, b = points[i - 1], points[i]
+        seg = math.dist(a, b)
+        if seg >= remaining and seg > 0:
+            t = (seg - remaining) / seg
+            cut = (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t)
+            break
+        remaining -= seg
+        i -= 1
+    else:
+        cut = points[0]
+    d = math.dist(cut, end)
+    direction = ((end[0] - cut[0]) / d, (end[1] - cut[1]) / d) if d > 0 else (1.0, 0.0)
+    return [*points[:i], cut], cut, direction
+
+
+def _bezier(p0: _Point, p1: _Point, p2: _Point, p3: _Point, n: int = 24) -> list[_Point]:
+    """A cubic Bézier curve, sampled."""
+    out = []
+    for k in range(n + 1):
+        t = k / n
+        m = 1 - t
+        a, b, c, d = m**3, 3 * m * m * t, 3 * m * t * t, t**3
+        out.append((a * p0[0] + b * p1[0] + c * p2[0] + d * p3[0], a * p0[1] + b * p1[1] + c * p2[1] + d * p3[1]))
+    return out
+
+
+def _draw_edge(ax: Any, kind: str, points: list[_Point]) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Polygon
+
+    style = EDGE_STYLES[kind]
+    colour = style["colour"]
+    if kind == "inhibits":
+        shaft, end, direction = _trim_end(points, 0.015)
+        end = points[-1]
+    else:
+        shaft, end, direction = _trim_end(points, 0.12)
+    xs, ys = zip(*shaft)
+    line = Line2D(
+        xs,
+        ys,
+        color=colour,
+        linestyle=style["linestyle"],
+        linewidth=style["width"],
+        solid_capstyle="butt",
+        dash_capstyle="butt",
+        solid_joinstyle="round",
+        zorder=2,
+    )
+    line.set_label(f"_pdtnb_edge:{kind}")
+    ax.add_line(line)
+    nx, ny = -direction[1], direction[0]
+    if kind == "inhibits":
+        half = 0.08
+        bar = Line2D(
+            [end[0] - nx * half, end[0] + nx * half],
+            [end[1] - ny * half, end[1] + ny * half],
+            color=colour,
+            linewidth=2.4,
+            solid_capstyle="butt",
+            zorder=2.1,
+        )
+        ax.add_line(bar)
+    else:
+        tip = points[-1]
+        half = 0.045
+        head = Polygon(
+            [tip, (end[0] + nx * half, end[1] + ny * half), (end[0] - nx * half, end[1] - ny * half)],
+            closed=True,
+            facecolor=colour,
+            edgecolor=colour,
+            linewidth=0.6,
+            zorder=2.1,
+        )
+        ax.add_patch(head)
+
+
+@functools.lru_cache(maxsize=1)
+def _legend_handlers() -> dict[str, Any]:
+    """Legend keys drawn like the graph: a rounded box per state, a drum, and each kind of edge
+    with its arrowhead (or bar, for an inhibitor)."""
+    from matplotlib.legend_handler import HandlerBase
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import FancyBboxPatch, PathPatch, Polygon
+
+    class TaskKey(HandlerBase):
+        def create_artists(self, legend, orig_handle, xdescent, ydescent, width, height, fontsize, trans):
+            patch = FancyBboxPatch(
+                (-xdescent + 1, -ydescent), width - 2, height, boxstyle="round,pad=0,rounding_size=3", transform=trans
+            )
+            self.update_prop(patch, orig_handle, legend)
+            patch.set_transform(trans)
+            return [patch]
+
+    class DrumKey(HandlerBase):
+        def create_artists(self, legend, orig_handle, xdescent, ydescent, width, height, fontsize, trans):
+            x, y, w, h, cap = -xdescent + width / 2, -ydescent + height / 2, width * 0.6, height * 1.3, height * 0.2
+            body = PathPatch(_drum_path(x, y, w, h, cap), transform=trans)
+            self.update_prop(body, orig_handle, legend)
+            body.set_transform(trans)
+            rim = PathPatch(_drum_path(x, y, w, h, cap, outline=False), fill=False, transform=trans)
+            rim.set_edgecolor(orig_handle.get_edgecolor())
+            rim.set_linewidth(orig_handle.get_linewidth())
+            return [body, rim]
+
+    class EdgeKey(HandlerBase):
+        def __init__(self, kind: str):
+            super().__init__()
+            self.kind = kind
+
+        def create_artists(self, legend, orig_handle, xdescent, ydescent, width, height, fontsize, trans):
+            style = EDGE_STYLES[self.kind]
+            colour = style["colour"]
+            x0, x1, y = -xdescent, -xdescent + width, -ydescent + height / 2
+            head = 0.6 * fontsize
+            end = x1 - (1 if self.kind == "inhibits" else head)
+            shaft = Line2D(
+                [x0, end], [y, y], color=colour, linestyle=style["linestyle"], linewidth=style["width"], transform=trans
+            )
+            shaft.set_dash_capstyle("butt")
+            if self.kind == "inhibits":
+                tip = Line2D([x1 - 1, x1 - 1], [y - height * 0.45, y + height * 0.45], color=colour, linewidth=2.4)
+            else:
+                tip = Polygon([(x1, y), (end, y + head * 0.38), (end, y - head * 0.38)], closed=True, color=colour)
+            tip.set_transform(trans)
+            return [shaft, tip]
+
+    handlers: dict[str, Any] = {kind: EdgeKey(kind) for kind in EDGE_STYLES}
+    handlers["task"] = TaskKey()
+    handlers["repository"] = DrumKey()
+    return handlers
 
 
 class PipelineGraph:
@@ -566,6 +681,10 @@ class PipelineGraph:
     The layout is computed once; :meth:`with_status` returns a copy drawn with newer counts.
     In Jupyter the object displays itself (PNG or SVG); :meth:`to_png` and :meth:`to_svg` give the
     bytes and text, :meth:`figure` a :class:`matplotlib.figure.Figure` to customise.
+
+    In the figure, each node's patch is labelled ``_pdtnb_task:NAME`` or ``_pdtnb_repo:TASK.LINK``
+    and each edge's line ``_pdtnb_edge:KIND`` (the leading underscore keeps them out of legends);
+    :meth:`node_colours` gives the fill used for each task.
     """
 
     def __init__(self, pipeline: Pipeline, status: PipelineStatus | None = None, *, title: str | None = None):
@@ -666,9 +785,8 @@ class PipelineGraph:
         """The drawing as a new :class:`matplotlib.figure.Figure` (on an Agg canvas; no pyplot)."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-        from matplotlib.legend_handler import HandlerPatch
         from matplotlib.lines import Line2D
-        from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, PathPatch
+        from matplotlib.patches import FancyBboxPatch, Patch, PathPatch
 
         s = self._structure
         graph = s.graph
@@ -688,7 +806,8 @@ class PipelineGraph:
             x += w + _COLUMN_GAP
 
         def pos(n: Any) -> tuple[float, float]:
-            return (col_x[s.layer[n] if not isinstance(n, _Lane) else n.index], graph_h - _MARGIN - max_h / 2 - s.row[n] * pitch)
+            column = n.index if isinstance(n, _Lane) else s.layer[n]
+            return (col_x[column], graph_h - _MARGIN - max_h / 2 - s.row[n] * pitch)
 
         title_h = 0.55 if self.title else 0.15
         legend_h = 1.4
@@ -708,6 +827,7 @@ class PipelineGraph:
         set_geometry(fig_w, fig_h)
 
         # Nodes.
+        repo_names = self._repo_names()
         patches: dict[Any, Any] = {}
         centres: dict[Any, tuple[float, float]] = {}
         colours = self.node_colours()
@@ -730,7 +850,7 @@ class PipelineGraph:
                     linestyle=(0, (4, 2)) if disabled else "solid",
                     zorder=3,
                 )
-                patch.set_gid(f"pdtnb-task-{node.name}")
+                patch.set_label(f"_pdtnb_task:{node.name}")
                 text_colour = _text_colour(fill)
             else:
                 patch = PathPatch(
@@ -740,7 +860,8 @@ class PipelineGraph:
                     linewidth=1.1,
                     zorder=3,
                 )
-                patch.set_gid(f"pdtnb-repo-{len(patches)}")
+                names = repo_names.get(id(node))
+                patch.set_label(f"_pdtnb_repo:{names[0][0]}.{names[0][1]}" if names else f"_pdtnb_repo:{len(patches)}")
                 ax.add_patch(
                     PathPatch(
                         _drum_path(cx, cy, box.width, box.height, _CAP, outline=False),
@@ -769,55 +890,14 @@ class PipelineGraph:
                 )
                 y -= line.height
 
-        # Edges.
+        # Edges: routed between columns (never through a node), a (possibly dashed) shaft, then a
+        # solid head, or a bar for an inhibitor.
         used_kinds: set[str] = set()
-        for u, v, attrs in graph.edges(data=True):
-            if u is v:
-                continue
-            kind = edge_kind(u, v, attrs)
+        routes = self._routes(centres, boxes, col_x, col_w, pos)
+        for (u, v), points in routes.items():
+            kind = edge_kind(u, v, graph.edges[u, v])
             used_kinds.add(kind)
-            style = EDGE_STYLES[kind]
-            arrowstyle = "-[,widthB=0.45,lengthB=0.15" if kind == "inhibits" else "-|>,head_length=0.55,head_width=0.3"
-            common = {
-                "arrowstyle": arrowstyle,
-                "mutation_scale": 14,
-                "color": style["colour"],
-                "linewidth": style["width"],
-                "linestyle": style["linestyle"],
-                "zorder": 2,
-            }
-            reciprocal = graph.has_edge(v, u)
-            lo, hi = (u, v) if s.layer[u] <= s.layer[v] else (v, u)
-            chain = s.lanes.get((lo, hi))
-            if chain:
-                offset = (0.07 if u is lo else -0.07) if reciprocal else 0.0
-                mids = [(pos(lane)[0], pos(lane)[1] + offset) for lane in chain]
-                if u is not lo:
-                    mids.reverse()
-                hu = (boxes[u].width / 2 + 0.02, boxes[u].height / 2 + 0.02)
-                hv = (boxes[v].width / 2 + 0.04, boxes[v].height / 2 + 0.04)
-                start = _boundary(centres[u], hu, mids[0])
-                end = _boundary(centres[v], hv, mids[-1])
-                arrow = FancyArrowPatch(path=_smooth_path([start, *mids, end]), **common)
-            else:
-                if s.layer[u] == s.layer[v]:
-                    rad = 0.5
-                elif reciprocal:
-                    rad = 0.22
-                else:
-                    rad = 0.0
-                arrow = FancyArrowPatch(
-                    centres[u],
-                    centres[v],
-                    patchA=patches[u],
-                    patchB=patches[v],
-                    shrinkA=1.5,
-                    shrinkB=2.5,
-                    connectionstyle=f"arc3,rad={rad}",
-                    **common,
-                )
-            arrow.set_gid(f"pdtnb-edge-{kind}")
-            ax.add_patch(arrow)
+            _draw_edge(ax, kind, points)
 
         if not graph:
             ax.text(graph_w / 2, graph_h / 2, "(no tasks)", ha="center", va="center", fontsize=_NAME_SIZE)
@@ -827,40 +907,32 @@ class PipelineGraph:
         if self.title:
             title = fig.text(0.5, 1 - 0.3 / fig_h, self.title, ha="center", va="center", fontsize=12, fontweight="bold")
 
-        def task_patch(legend, orig_handle, xdescent, ydescent, width, height, fontsize):
-            return FancyBboxPatch(
-                (-xdescent + 1, -ydescent), width - 2, height, boxstyle="round,pad=0,rounding_size=3"
-            )
-
-        def drum_patch(legend, orig_handle, xdescent, ydescent, width, height, fontsize):
-            return PathPatch(_drum_path(-xdescent + width / 2, -ydescent + height / 2, width * 0.7, height * 1.25, 1.6))
-
         state_handles = [
             Patch(facecolor=STATE_COLOURS[k], edgecolor=_TASK_EDGE, linewidth=1.0, label=_STATE_LABELS[k])
             for k in STATE_COLOURS
         ]
-        link_handles: list[Any] = [
-            Patch(facecolor=REPOSITORY_COLOUR, edgecolor=_REPOSITORY_EDGE, linewidth=1.0, label="repository")
-        ]
+        repo_handle = Patch(facecolor=REPOSITORY_COLOUR, edgecolor=_REPOSITORY_EDGE, linewidth=1.0, label="repository")
+        link_handles: list[Any] = [repo_handle]
+        handlers = _legend_handlers()
+        link_map: dict[Any, Any] = {repo_handle: handlers["repository"]}
         for kind, style in EDGE_STYLES.items():
             if kind in used_kinds:
-                link_handles.append(
-                    Line2D([], [], color=style["colour"], linestyle=style["linestyle"], linewidth=style["width"] + 0.3, label=style["label"])
-                )
+                line = Line2D([], [], color=style["colour"], linestyle=style["linestyle"], linewidth=style["width"])
+                line.set_label(style["label"])
+                link_handles.append(line)
+                link_map[line] = handlers[kind]
+        state_map = dict.fromkeys(state_handles, handlers["task"])
         legend_kw = {
             "frameon": False,
             "fontsize": 9,
             "title_fontsize": 9,
             "alignment": "left",
-            "handlelength": 2.4,
+            "handlelength": 2.6,
             "columnspacing": 1.6,
         }
+
         def make_legend(handles: list[Any], heading: str, ncol: int) -> Any:
-            handler_map = {}
-            if heading == "Task state":
-                handler_map = {h: HandlerPatch(patch_func=task_patch) for h in handles}
-            else:
-                handler_map = {handles[0]: HandlerPatch(patch_func=drum_patch)}
+            handler_map = state_map if heading == "Task state" else link_map
             legend = fig.legend(
                 handles=handles, loc="upper left", ncol=ncol, title=heading, handler_map=handler_map, **legend_kw
             )
@@ -893,6 +965,78 @@ class PipelineGraph:
             title.set_position((0.5, 1 - 0.3 / fig_h))
         return fig
 
+    def _routes(self, centres: dict, boxes: dict, col_x: list[float], col_w: list[float], pos: Any) -> dict:
+        """Each edge's polyline. An edge leaves its source's right side (left side when it goes
+        back) at a port of its own, runs straight to the column's edge, crosses each gap as an
+        S-curve, crosses intermediate columns in its reserved lane, and enters its target's side.
+        """
+        s = self._structure
+        graph = s.graph
+        edges = [(u, v) for u, v in graph.edges if u is not v]
+        plans = {}
+        ports: dict[tuple[int, str], list[tuple[float, int, tuple[Any, Any], str]]] = {}
+        for i, (u, v) in enumerate(edges):
+            lu, lv = s.layer[u], s.layer[v]
+            side_u, side_v = ("R", "L") if lu < lv else (("L", "R") if lu > lv else ("R", "R"))
+            lo, hi = (u, v) if lu <= lv else (v, u)
+            chain = s.lanes.get((lo, hi), [])
+            offset = (0.06 if u is lo else -0.06) if graph.has_edge(v, u) else 0.0
+            mids = [(lane.index, pos(lane)[1] + offset) for lane in chain]
+            if u is not lo:
+                mids.reverse()
+            plans[(u, v)] = (side_u, side_v, mids)
+            first_y = mids[0][1] if mids else centres[v][1]
+            last_y = mids[-1][1] if mids else centres[u][1]
+            ports.setdefault((id(u), side_u), []).append((first_y, i, (u, v), "u"))
+            ports.setdefault((id(v), side_v), []).append((last_y, i, (u, v), "v"))
+
+        port_y: dict[tuple[tuple[Any, Any], str], float] = {}
+        for (_, _), entries in ports.items():
+            node = entries[0][2][0] if entries[0][3] == "u" else entries[0][2][1]
+            box = boxes[node]
+            usable = max(0.0, box.height / 2 - (0.13 if isinstance(node, Task) else _CAP + 0.07))
+            entries.sort(key=lambda e: (-e[0], e[1]))
+            n = len(entries)
+            step = min(0.13, 2 * usable / (n - 1)) if n > 1 else 0.0
+            for k, (_, _, edge, end) in enumerate(entries):
+                port_y[(edge, end)] = centres[node][1] + step * ((n - 1) / 2 - k)
+
+        def side_x(node: Any, side: str, gap: float) -> float:
+            half = boxes[node].width / 2 + gap
+            return centres[node][0] + (half if side == "R" else -half)
+
+        def column_edge(column: int, side: str) -> float:
+            return col_x[column] + (col_w[column] / 2 if side == "R" else -col_w[column] / 2)
+
+        routes = {}
+        for u, v in edges:
+            side_u, side_v, mids = plans[(u, v)]
+            yu, yv = port_y[((u, v), "u")], port_y[((u, v), "v")]
+            start = (side_x(u, side_u, 0.02), yu)
+            end = (side_x(v, side_v, 0.035), yv)
+            if side_u == side_v:  # same column: a loop out into the gap on the right
+                bulge = column_edge(s.layer[u], "R") + 0.35
+                routes[(u, v)] = _bezier(start, (bulge, yu), (bulge, yv), end)
+                continue
+            # Horizontal runs: out of the source's column, across each lane's column, into the target's.
+            runs = [(start, (column_edge(s.layer[u], side_u), yu))]
+            forward = side_u == "R"
+            for column, y in mids:
+                runs.append(
+                    (
+                        (column_edge(column, "L" if forward else "R"), y),
+                        (column_edge(column, "R" if forward else "L"), y),
+                    )
+                )
+            runs.append(((column_edge(s.layer[v], side_v), yv), end))
+            points = [runs[0][0], runs[0][1]]
+            for (_, a), (b, c) in itertools.pairwise(runs):
+                mid = (a[0] + b[0]) / 2
+                points.extend(_bezier(a, (mid, a[1]), (mid, b[1]), b)[1:])
+                points.append(c)
+            routes[(u, v)] = points
+        return routes
+
     def to_png(self, dpi: int = 100) -> bytes:
         """The drawing as PNG bytes."""
         key = ("png", dpi)
@@ -908,7 +1052,7 @@ class PipelineGraph:
 
         if "svg" not in self._cache:
             buf = io.BytesIO()
-            with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "pdtnb"}):
+            with matplotlib.rc_context({"svg.fonttype": "none"}):
                 self.figure().savefig(buf, format="svg", facecolor="white", metadata={"Date": None})
             self._cache["svg"] = buf.getvalue().decode("utf-8")
         return self._cache["svg"]
@@ -918,4 +1062,3 @@ class PipelineGraph:
 
     def _repr_svg_(self) -> str:
         return self.to_svg()
-

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-#: Fill colour of each job state (colour-blind-safe palette, Okabe-Ito).
+#: Fill colour of each job state, in the status table and on the graph's task nodes.
 STATE_COLOURS: dict[str, str] = {
-    "ready": "#56B4E9",   # sky blue
-    "live": "#E69F00",    # orange
-    "done": "#009E73",    # green
-    "failed": "#D55E00",  # vermillion
-    "idle": "#BBBBBB",    # grey
+    "ready": "#F6C85F",
+    "live": "#5DA5DA",
+    "done": "#7BC67B",
+    "failed": "#E15759",
+    "idle": "#E2E6EB",
 }
 
 STATES: tuple[str, ...] = ("ready", "live", "done", "failed")

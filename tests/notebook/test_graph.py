@@ -1,0 +1,464 @@
+"""The dependency graph drawing: layout, colours by state, labels, PNG and SVG, no pyplot."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import io
+import itertools
+import math
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import networkx
+import pytest
+
+import pdtnb
+from pdtnb.status import TaskStatus
+
+matplotlib = pytest.importorskip("matplotlib")
+
+import numpy as np  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
+from matplotlib.image import imread  # noqa: E402
+
+from pdtnb.notebook.graph import (  # noqa: E402
+    EDGE_STYLES,
+    STATE_COLOURS,
+    PipelineGraph,
+    layered_layout,
+    node_state,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# ---- pipelines -------------------------------------------------------------------------------------
+
+
+def _with_signature(func, names: list[str]):
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+
+    async def wrapper(**kwargs):
+        return await func(**kwargs)
+
+    wrapper.__signature__ = inspect.Signature(params)
+    return wrapper
+
+
+def build_chain(n_stages: int, jobs: dict[str, int], fail: tuple[int, str] | None = None) -> pdtnb.Pipeline:
+    """A plug chain: stage i reads ``s{i-1}`` (``inp`` for the first), writes ``s{i}``; stage
+    ``fail[0]`` raises on job ``fail[1]``."""
+    inp = pdtnb.InProcessMetadataRepository(dict(jobs))
+    tasks: list[pdtnb.InProcessSyncTask] = []
+    for i in range(n_stages):
+        src, dst = ("inp" if i == 0 else f"s{i - 1}"), f"s{i}"
+        task = pdtnb.InProcessSyncTask(f"stage{i}", pdtnb.InProcessMetadataRepository())
+        task.link(dst, pdtnb.InProcessMetadataRepository(), is_output=True)
+        if i == 0:
+            task.link("inp", inp, is_input=True)
+        else:
+            task.plug(tasks[-1])
+
+        def body(i=i, src=src, dst=dst):
+            async def run(job, **repos):
+                if fail is not None and fail == (i, job):
+                    raise RuntimeError(f"stage{i} cannot handle {job}")
+                await repos[dst].dump(job, await repos[src].info(job) + 1)
+
+            return run
+
+        task.func = _with_signature(body(), ["job", src, dst])
+        tasks.append(task)
+    return pdtnb.Pipeline(tasks, pdtnb.Session())
+
+
+def build_fan(n_branches: int) -> pdtnb.Pipeline:
+    """``split`` feeds ``n_branches`` tasks, which all feed ``merge`` (which also reads the raw
+    input: a long edge) and a blocklist repository inhibits ``merge``."""
+    inp = pdtnb.InProcessMetadataRepository({"a": 1})
+
+    def task(name: str) -> pdtnb.InProcessSyncTask:
+        t = pdtnb.InProcessSyncTask(name, pdtnb.InProcessMetadataRepository())
+        t.link(f"{name}_out", pdtnb.InProcessMetadataRepository(), is_output=True)
+        return t
+
+    split = task("split")
+    split.link("inp", inp, is_input=True)
+    branches = []
+    for i in range(n_branches):
+        b = task(f"branch{i}")
+        b.plug(split)
+        branches.append(b)
+    merge = task("merge")
+    for b in branches:
+        merge.plug(b)
+    merge.link("raw", inp, is_input=True)
+    merge.link("blocklist", pdtnb.InProcessMetadataRepository(), inhibits_start=True)
+    tasks = [split, *branches, merge]
+    for t in tasks:
+
+        async def run(job, _t=t, **repos):
+            await repos[f"{_t.name}_out"].dump(job, 1)
+
+        t.func = _with_signature(run, ["job", *t.links])
+    return pdtnb.Pipeline(tasks, pdtnb.Session())
+
+
+async def example_status(pipeline: pdtnb.Pipeline, new_jobs: dict[str, int] | None = None):
+    async with pipeline:
+        await pipeline.run(timeout=10)
+        if new_jobs:
+            first = next(iter(pipeline.tasks.values()))
+            first.links["inp"].repo.data.update(new_jobs)
+        return await pdtnb.pipeline_status(pipeline)
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pdtnb-graph-test")
+    yield pool
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def patches_by_label(fig) -> dict[str, object]:
+    ax = fig.axes[0]
+    return {p.get_label(): p for p in ax.patches if p.get_label().startswith("_pdtnb_")}
+
+
+def node_extents(fig) -> dict[str, object]:
+    renderer = fig.canvas.get_renderer()
+    return {
+        label: p.get_window_extent(renderer)
+        for label, p in patches_by_label(fig).items()
+        if label.startswith(("_pdtnb_task:", "_pdtnb_repo:"))
+    }
+
+
+# ---- states and colours ------------------------------------------------------------------------------
+
+
+def ts(ready=0, live=0, done=0, failed=0) -> TaskStatus:
+    return TaskStatus(name="t", links=[], ready=ready, live=live, done=done, failed=failed)
+
+
+@pytest.mark.parametrize(
+    ("counts", "state"),
+    [
+        ({}, "idle"),
+        ({"done": 3}, "done"),
+        ({"ready": 1, "done": 3}, "ready"),
+        ({"ready": 1, "live": 2, "done": 3}, "live"),
+        ({"ready": 1, "live": 2, "done": 3, "failed": 1}, "failed"),
+        ({"failed": 1}, "failed"),
+    ],
+)
+def test_node_state(counts, state):
+    assert node_state(ts(**counts)) == state
+
+
+def test_node_state_none_is_idle_and_every_state_has_a_distinct_colour():
+    assert node_state(None) == "idle"
+    assert set(STATE_COLOURS) == {"ready", "live", "done", "failed", "idle"}
+    assert len({to_rgba(c) for c in STATE_COLOURS.values()}) == 5
+
+
+async def test_failed_job_colours_its_task_failed_in_the_figure():
+    pipeline = build_chain(3, {str(i): i for i in range(5)}, fail=(1, "3"))
+    status = await example_status(pipeline, new_jobs={"new": 1})
+    assert status.task("stage1").failed == 1
+    graph = PipelineGraph(pipeline, status)
+    colours = graph.node_colours()
+    assert colours == {
+        "stage0": STATE_COLOURS["ready"],  # 'new' is waiting to run
+        "stage1": STATE_COLOURS["failed"],
+        "stage2": STATE_COLOURS["done"],
+    }
+    fig = graph.figure()
+    patches = patches_by_label(fig)
+    for name, colour in colours.items():
+        assert patches[f"_pdtnb_task:{name}"].get_facecolor() == pytest.approx(to_rgba(colour))
+
+    # ... and the rendered pixels inside stage1's box really are that colour.
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())
+    box = patches["_pdtnb_task:stage1"].get_window_extent(fig.canvas.get_renderer())
+    x, y = int(box.x0 + 6), int(pixels.shape[0] - (box.y0 + box.y1) / 2)
+    want = [round(c * 255) for c in to_rgba(STATE_COLOURS["failed"])[:3]]
+    assert list(pixels[y, x][:3]) == pytest.approx(want, abs=2)
+
+
+async def test_live_task_is_drawn_live(executor, release):
+    inp, mid, done1, done2 = (pdtnb.InProcessMetadataRepository() for _ in range(4))
+    inp.data.update(a=1, slow=2)
+    started = threading.Event()
+
+    @pdtnb.InProcessSyncTask("first", done1)
+    async def first(job, inp, mid):
+        await mid.dump(job, await inp.info(job))
+
+    first.link("inp", inp, is_input=True)
+    first.link("mid", mid, is_output=True)
+
+    @pdtnb.ExecutorTask("second", executor, done2)
+    def second(job, mid):
+        if job == "slow":
+            started.set()
+            release.wait(10)
+
+    second.plug(first)
+    pipeline = pdtnb.Pipeline([first, second], pdtnb.Session())
+    async with pipeline:
+        await pipeline.update()
+        await pipeline.update()
+        assert await asyncio.to_thread(started.wait, 5)
+        status = await pdtnb.pipeline_status(pipeline)
+        graph = PipelineGraph(pipeline, status)
+        assert graph.node_states() == {"first": "done", "second": "live"}
+        svg = graph.to_svg()
+        release.set()
+        await pipeline.run(timeout=5)
+    assert "second.live" in svg  # the executor's live repository is drawn and labelled
+    fig = graph.figure()
+    assert patches_by_label(fig)["_pdtnb_task:second"].get_facecolor() == pytest.approx(to_rgba(STATE_COLOURS["live"]))
+
+
+async def test_without_status_everything_is_idle_and_with_status_copies():
+    pipeline = build_chain(2, {"a": 1})
+    graph = PipelineGraph(pipeline, title="plain")
+    assert set(graph.node_states().values()) == {"idle"}
+    status = await example_status(pipeline)
+    newer = graph.with_status(status)
+    assert newer is not graph
+    assert newer.title == "plain" and newer.status is status
+    assert graph.status is None and set(graph.node_states().values()) == {"idle"}
+    assert newer.node_states() == {"stage0": "done", "stage1": "done"}
+    assert newer.to_png() != graph.to_png()
+    assert newer._structure is graph._structure  # the layout is computed once, not per status
+    assert layered_layout(pipeline.graph()) == layered_layout(pipeline.graph())  # deterministic
+
+
+# ---- output formats ------------------------------------------------------------------------------
+
+
+async def test_png_is_a_real_image():
+    pipeline = build_chain(3, {str(i): i for i in range(4)}, fail=(1, "2"))
+    graph = PipelineGraph(pipeline, await example_status(pipeline), title="three stages")
+    png = graph.to_png()
+    assert png.startswith(PNG_SIGNATURE)
+    assert graph._repr_png_() == png
+    image = imread(io.BytesIO(png))
+    height, width = image.shape[:2]
+    assert width > 600 and height > 200
+    assert width > height  # left to right
+    # non-trivial: many distinct colours, and both the failed and the done fills appear
+    colours = {tuple((px[:3] * 255).round().astype(int)) for px in image.reshape(-1, image.shape[2])[::7]}
+    assert len(colours) > 50
+    for state in ("failed", "done"):
+        want = tuple(round(c * 255) for c in to_rgba(STATE_COLOURS[state])[:3])
+        assert any(all(abs(a - b) <= 2 for a, b in zip(c, want)) for c in colours), state
+    bigger = graph.to_png(dpi=200)
+    assert imread(io.BytesIO(bigger)).shape[1] == pytest.approx(2 * width, abs=2)
+
+
+async def test_svg_parses_and_has_names_labels_and_legend():
+    pipeline = build_chain(3, {str(i): i for i in range(4)}, fail=(1, "2"))
+    status = await example_status(pipeline)
+    graph = PipelineGraph(pipeline, status, title="three stages")
+    svg = graph.to_svg()
+    assert graph._repr_svg_() == svg
+    root = ET.fromstring(svg)
+    assert root.tag.endswith("svg")
+    texts = [t.text for t in root.iter() if t.tag.endswith("text") and t.text]
+    joined = "\n".join(texts)
+    for name in ("stage0", "stage1", "stage2", "three stages"):
+        assert name in texts
+    # legend: every state, and each kind of link used
+    for label in ("ready", "live", "done", "failed", "idle / waiting", "Task state"):
+        assert label in texts
+    for kind in ("input", "output", "status", "inhibits", "requires"):
+        assert EDGE_STYLES[kind]["label"] in texts
+    assert EDGE_STYLES["other"]["label"] not in texts  # not used, not in the legend
+    # node labels: counts on tasks, TASK.LINK names and job counts on repositories
+    assert "done 3 · failed 1" in joined  # stage1
+    assert "stage0.s0" in texts and "stage1.s0" in texts
+    assert "stage0.inp" in texts
+    assert "4 jobs" in texts
+    # no duplicate ids (several graphs can be inlined in one notebook page)
+    ids = [e.get("id") for e in root.iter() if e.get("id")]
+    assert len(ids) == len(set(ids))
+
+
+def test_no_status_labels_have_no_counts():
+    pipeline = build_chain(2, {"a": 1})
+    svg = PipelineGraph(pipeline).to_svg()
+    assert "stage1.s0" in svg
+    assert " jobs<" not in svg and " job<" not in svg
+    assert "ready 0" not in svg
+
+
+# ---- layout --------------------------------------------------------------------------------------
+
+
+def _check_left_to_right(graph: networkx.DiGraph, pos: dict) -> None:
+    for u, v, attrs in graph.edges(data=True):
+        if isinstance(v, pdtnb.Task) and (attrs["is_input"] or attrs["required_for_start"]):
+            assert pos[u][0] < pos[v][0], f"input {attrs['link_name']} of {v.name} is not on its left"
+        if isinstance(u, pdtnb.Task) and attrs["is_output"]:
+            assert pos[u][0] < pos[v][0], f"output {attrs['link_name']} of {u.name} is not on its right"
+        if isinstance(u, pdtnb.Task) and attrs["is_status"] and not attrs["is_output"]:
+            assert pos[v][0] == pos[u][0] + 1, f"status {attrs['link_name']} is not right after {u.name}"
+
+
+def test_layout_flows_left_to_right_in_a_chain():
+    pipeline = build_chain(4, {"a": 1})
+    graph = pipeline.graph()
+    pos = layered_layout(graph)
+    assert set(pos) == set(graph.nodes)
+    _check_left_to_right(graph, pos)
+    xs = [pos[t][0] for t in pipeline.tasks.values()]
+    assert xs == sorted(xs) and len(set(xs)) == len(xs)  # downstream to the right of upstream
+    # the 2-cycles task <-> done did not confuse the layering
+    assert any(graph.has_edge(v, u) for u, v in graph.edges)
+
+
+def test_layout_of_a_fan_with_a_long_edge():
+    pipeline = build_fan(5)
+    graph = pipeline.graph()
+    pos = layered_layout(graph)
+    _check_left_to_right(graph, pos)
+    tasks = pipeline.tasks
+    for i in range(5):
+        assert pos[tasks["split"]][0] < pos[tasks[f"branch{i}"]][0] < pos[tasks["merge"]][0]
+    raw = tasks["merge"].links["raw"].repo
+    assert pos[raw][0] < pos[tasks["split"]][0]  # shared input stays on the far left
+    blocklist = tasks["merge"].links["blocklist"].repo
+    assert pos[blocklist][0] == pos[tasks["merge"]][0] - 1  # an inhibitor sits just before its task
+
+
+def test_layout_survives_cycles_and_plain_graphs():
+    repo = pdtnb.InProcessMetadataRepository({"a": 1})
+    loop = pdtnb.InProcessSyncTask("loop", pdtnb.InProcessMetadataRepository())
+    loop.link("data", repo, is_input=True, is_output=True)  # reads and rewrites the same repository
+    pipeline = pdtnb.Pipeline([loop], pdtnb.Session())
+    pos = layered_layout(pipeline.graph())
+    assert len(pos) == 3
+    assert PipelineGraph(pipeline).to_png().startswith(PNG_SIGNATURE)
+
+    plain = networkx.DiGraph([("a", "b"), ("b", "c"), ("a", "c"), ("c", "a")])
+    pos = layered_layout(plain)
+    assert pos["a"][0] < pos["b"][0] < pos["c"][0]
+
+
+def test_empty_pipeline_draws():
+    pipeline = pdtnb.Pipeline([], pdtnb.Session())
+    assert layered_layout(pipeline.graph()) == {}
+    assert PipelineGraph(pipeline).to_png().startswith(PNG_SIGNATURE)
+
+
+def _min_distance(pos: dict) -> float:
+    return min(math.dist(a, b) for a, b in itertools.combinations(pos.values(), 2))
+
+
+@pytest.mark.parametrize("shape", ["chain", "fan"])
+async def test_large_pipeline_is_legible_and_fast(shape):
+    pipeline = build_chain(20, {"a": 1, "b": 2}, fail=(7, "b")) if shape == "chain" else build_fan(20)
+    graph = pipeline.graph()
+    assert graph.number_of_nodes() >= 50
+    pos = layered_layout(graph)
+    _check_left_to_right(graph, pos)
+    assert _min_distance(pos) >= 1 - 1e-9
+    status = await example_status(pipeline)
+
+    started = time.perf_counter()
+    drawing = PipelineGraph(pipeline, status)
+    fig = drawing.figure()
+    png = drawing.to_png()
+    elapsed = time.perf_counter() - started
+    assert png.startswith(PNG_SIGNATURE)
+    assert elapsed < 5, f"drawing {graph.number_of_nodes()} nodes took {elapsed:.1f} s"
+
+    # The figure grows with the layers and the widest layer, so no node boxes overlap ...
+    fig.canvas.draw()
+    extents = node_extents(fig)
+    assert len(extents) == graph.number_of_nodes()
+    for (a, ea), (b, eb) in itertools.combinations(extents.items(), 2):
+        assert not ea.overlaps(eb), f"{a} overlaps {b}"
+    # ... no two labels overlap ...
+    renderer = fig.canvas.get_renderer()
+    texts = [t.get_window_extent(renderer) for t in fig.axes[0].texts]
+    for ta, tb in itertools.combinations(texts, 2):
+        assert not ta.shrunk(0.98, 0.9).overlaps(tb.shrunk(0.98, 0.9))
+    # ... and no edge runs through a node.
+    boxes = list(extents.values())
+    for line in fig.axes[0].lines:
+        if not line.get_label().startswith("_pdtnb_edge:"):
+            continue
+        xy = line.get_transform().transform(line.get_xydata())
+        for (x0, y0), (x1, y1) in itertools.pairwise(xy):
+            for k in range(11):
+                px, py = x0 + (x1 - x0) * k / 10, y0 + (y1 - y0) * k / 10
+                for box in boxes:
+                    assert not (box.x0 + 1 < px < box.x1 - 1 and box.y0 + 1 < py < box.y1 - 1)
+
+    width, height = fig.get_size_inches()
+    small = PipelineGraph(build_chain(2, {"a": 1})).figure()
+    if shape == "chain":
+        assert width > 4 * small.get_size_inches()[0]
+    else:
+        assert height > 4 * small.get_size_inches()[1]
+
+
+# ---- no pyplot, no matplotlib in the core --------------------------------------------------------
+
+
+def test_pyplot_is_never_imported():
+    code = textwrap.dedent(
+        """
+        import asyncio, sys
+        import pdtnb
+        assert "matplotlib" not in sys.modules, "import pdtnb loaded matplotlib"
+        from pdtnb.notebook.graph import PipelineGraph, layered_layout
+
+        inp = pdtnb.InProcessMetadataRepository({"a": 1})
+        task = pdtnb.InProcessSyncTask("t", pdtnb.InProcessMetadataRepository())
+        task.link("inp", inp, is_input=True)
+        task.link("out", pdtnb.InProcessMetadataRepository(), is_output=True)
+
+        @task
+        async def body(job, inp, out):
+            await out.dump(job, 1)
+
+        pipeline = pdtnb.Pipeline([task], pdtnb.Session())
+
+        async def main():
+            async with pipeline:
+                await pipeline.run()
+                return await pdtnb.pipeline_status(pipeline)
+
+        graph = PipelineGraph(pipeline, asyncio.run(main()))
+        layered_layout(pipeline.graph())
+        assert graph.to_png().startswith(b"\\x89PNG")
+        assert "<svg" in graph.to_svg()
+        graph.figure()
+        assert "matplotlib" in sys.modules
+        assert "matplotlib.pyplot" not in sys.modules, "pyplot was imported"
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
