@@ -146,42 +146,160 @@ async def pipeline_status(pipeline: Pipeline, all_repos: bool = False) -> Pipeli
 class StatusTracker:
     """Recomputes a pipeline's status repeatedly, cheaply: for live tables and dashboards.
 
-    Telling failures from successes means reading done records; the tracker remembers the verdict
-    for each done job and reads only the records that appeared since the last refresh (a record
-    that is deleted and written again is re-read, because it leaves the listing in between).
+    It remembers, per repository, the :meth:`~pdtnb.Repository.change_token` it last saw and
+    the count that went with it; per task, its ready count and its failed jobs. A refresh redoes
+    only what changed: nothing at all for an idle pipeline of in-memory repositories, and for done
+    records only the jobs in :meth:`~pdtnb.Repository.changes_since`. Repositories without
+    tokens (files, remote stores) are listed at every refresh; their done records are read when
+    new, and the failed ones re-read each time (a failed job is usually retried), with a full
+    re-read every ``full_every`` refreshes so that no verdict stays stale for long.
     """
 
-    def __init__(self, pipeline: Pipeline, all_repos: bool = False):
+    def __init__(self, pipeline: Pipeline, all_repos: bool = False, full_every: int = 30):
         self.pipeline = pipeline
         self.all_repos = all_repos
-        self._verdicts: dict[str, dict[str, bool]] = {}
+        self.full_every = full_every
+        self.refreshes = 0
         self.last: PipelineStatus | None = None
+        self._counts: dict[int, tuple[Any, int]] = {}
+        self._ready: dict[str, tuple[Any, set[str]]] = {}
+        self._failures: dict[str, _Failures] = {}
 
     async def refresh(self) -> PipelineStatus:
         """The current status."""
-        self.last = await _compute(self.pipeline, self.all_repos, None, self._verdicts)
+        self.refreshes += 1
+        full = self.full_every > 0 and self.refreshes % self.full_every == 0
+        tasks = list(self.pipeline.tasks.values())
+        with listing_snapshot():
+            per_task = [shown_links(t, self.all_repos) for t in tasks]
+            repos: dict[int, Any] = {}
+            for task, links in zip(tasks, per_task):
+                for _, link in links:
+                    repos[id(link.repo)] = link.repo
+                for extra in (task.done_repository, task.live_repository):
+                    if extra is not None:
+                        repos[id(extra)] = extra
+            repo_list = list(repos.values())
+            counts_list, ready_counts, failed_sets = await asyncio.gather(
+                asyncio.gather(*(self._count(r) for r in repo_list)),
+                asyncio.gather(*(self._ready_count(t) for t in tasks)),
+                asyncio.gather(*(self._failed(t, full) for t in tasks)),
+            )
+        counts = {id(r): c for r, c in zip(repo_list, counts_list)}
+        result = []
+        for task, links, ready, failed in zip(tasks, per_task, ready_counts, failed_sets):
+            done_repo, live_repo = task.done_repository, task.live_repository
+            done = counts[id(done_repo)] if done_repo is not None else 0
+            result.append(
+                TaskStatus(
+                    name=task.name,
+                    links=[LinkStatus(name, link.kind, counts[id(link.repo)]) for name, link in links],
+                    ready=ready,
+                    live=counts[id(live_repo)] if live_repo is not None else 0,
+                    done=done - len(failed),
+                    failed=len(failed),
+                    disabled=task.disabled,
+                )
+            )
+        self.last = PipelineStatus(tasks=result)
         return self.last
 
+    async def _count(self, repo: Any) -> int:
+        token = repo.change_token()
+        cached = self._counts.get(id(repo))
+        if token is not None and cached is not None and cached[0] == token:
+            return cached[1]
+        count = len(await repo.job_ids())
+        self._counts[id(repo)] = (token, count)
+        return count
 
-async def _incremental_failures(task: Task, done_ids: Any, verdicts: dict[str, dict[str, bool]]) -> set[str]:
-    known = verdicts.setdefault(task.name, {})
-    repo = task.done_repository
-    if repo is None:
-        return set()
-    gone = known.keys() - done_ids
-    for job in gone:
-        del known[job]
-    new = [j for j in done_ids if j not in known] if len(known) != len(done_ids) or gone else []
-    if new:
-        if len(new) > 1000:
-            infos = await repo.info_all()
-            for job in new:
-                known[job] = is_failure_record(infos.get(job))
+    async def _ready_count(self, task: Task) -> int:
+        if task.disabled:
+            return 0
+        ready = task.ready
+        token = ready.change_token()
+        cached = self._ready.get(task.name)
+        if token is not None and cached is not None:
+            old_token, jobs = cached
+            if old_token == token:
+                return len(jobs)
+            changed = ready.changes_since(old_token)
+            if changed is not None and len(changed) <= max(1000, len(jobs) // 8):
+                # Only the changed jobs can have entered or left the ready set.
+                verdicts = await asyncio.gather(*(ready.contains(j) for j in changed))
+                for job, is_ready in zip(changed, verdicts):
+                    if is_ready:
+                        jobs.add(job)
+                    else:
+                        jobs.discard(job)
+                self._ready[task.name] = (token, jobs)
+                return len(jobs)
+        jobs = set(await ready.job_ids())
+        self._ready[task.name] = (token, jobs)
+        return len(jobs)
+
+    async def _failed(self, task: Task, full: bool) -> set[str]:
+        repo = task.done_repository
+        if repo is None:
+            return set()
+        state = self._failures.get(task.name)
+        token = repo.change_token()
+        if state is not None and token is not None:
+            if state.token == token:
+                return state.failed
+            changed = repo.changes_since(state.token) if state.token is not None else None
+            if changed is not None:
+                await state.reread(repo, changed)
+                state.token = token
+                return state.failed
+        ids = await repo.job_ids()
+        if state is None or token is not None or full:
+            state = _Failures(token)
+            await state.reread_all(repo, ids)
         else:
-            records = await asyncio.gather(*(repo.info(j) for j in new))
-            for job, rec in zip(new, records):
-                known[job] = is_failure_record(rec)
-    return {j for j, failed in known.items() if failed}
+            # No token: read the new records, and re-read the failed ones.
+            state.known &= set(ids)
+            state.failed &= state.known
+            await state.reread(repo, (set(ids) - state.known) | state.failed)
+        state.token = token
+        self._failures[task.name] = state
+        return state.failed
+
+
+class _Failures:
+    """The failed jobs of one task's done repository, as last read."""
+
+    def __init__(self, token: Any):
+        self.token = token
+        self.known: set[str] = set()
+        self.failed: set[str] = set()
+
+    async def reread_all(self, repo: Any, ids: Any) -> None:
+        infos = await repo.info_all()
+        self.known = set(ids)
+        self.failed = {
+            j
+            for j, rec in infos.items()
+            if not (type(rec) is dict and rec.get("result") == "success")  # the common case, fast
+            and j in self.known
+            and is_failure_record(rec)
+        }
+
+    async def reread(self, repo: Any, jobs: Any) -> None:
+        jobs = list(jobs)
+        present = await asyncio.gather(*(repo.contains(j) for j in jobs))
+        here = [j for j, p in zip(jobs, present) if p]
+        records = await asyncio.gather(*(repo.info(j) for j in here))
+        for job, p in zip(jobs, present):
+            if not p:
+                self.known.discard(job)
+                self.failed.discard(job)
+        for job, record in zip(here, records):
+            self.known.add(job)
+            if is_failure_record(record):
+                self.failed.add(job)
+            else:
+                self.failed.discard(job)
 
 
 async def pipeline_trace(pipeline: Pipeline, jobs: Iterable[str], all_repos: bool = False) -> PipelineStatus:
@@ -189,12 +307,7 @@ async def pipeline_trace(pipeline: Pipeline, jobs: Iterable[str], all_repos: boo
     return await _compute(pipeline, all_repos, list(jobs))
 
 
-async def _compute(
-    pipeline: Pipeline,
-    all_repos: bool,
-    jobs: list[str] | None,
-    verdicts: dict[str, dict[str, bool]] | None = None,
-) -> PipelineStatus:
+async def _compute(pipeline: Pipeline, all_repos: bool, jobs: list[str] | None) -> PipelineStatus:
     tasks = list(pipeline.tasks.values())
     with listing_snapshot():
         per_task = [shown_links(t, all_repos) for t in tasks]
@@ -209,9 +322,7 @@ async def _compute(
         listings_list, ready_sets, done_infos = await asyncio.gather(
             asyncio.gather(*(r.job_ids() for r in repo_list)),
             asyncio.gather(*(pipeline.gather_ready_jobs(t) for t in tasks)),
-            asyncio.gather(*(_done_infos(t, jobs) for t in tasks))
-            if verdicts is None
-            else _no_infos(len(tasks)),
+            asyncio.gather(*(_done_infos(t, jobs) for t in tasks)),
         )
     listings = {id(r): ids for r, ids in zip(repo_list, listings_list)}
 
@@ -225,16 +336,13 @@ async def _compute(
         done_repo, live_repo = task.done_repository, task.live_repository
         done_ids = listings[id(done_repo)] if done_repo is not None else set()
         live_ids = listings[id(live_repo)] if live_repo is not None else set()
-        if verdicts is not None:
-            failed_ids = await _incremental_failures(task, done_ids, verdicts)
-        else:
-            failed_ids = {
-                j
-                for j, rec in infos.items()
-                if not (type(rec) is dict and rec.get("result") == "success")  # the common case, fast
-                and j in done_ids
-                and is_failure_record(rec)
-            }
+        failed_ids = {
+            j
+            for j, rec in infos.items()
+            if not (type(rec) is dict and rec.get("result") == "success")  # the common case, fast
+            and j in done_ids
+            and is_failure_record(rec)
+        }
         states = None
         if jobs is not None:
             states = {j: _state(j, ready, live_ids, done_ids, failed_ids) for j in jobs}
@@ -251,10 +359,6 @@ async def _compute(
             )
         )
     return PipelineStatus(tasks=result, jobs=jobs)
-
-
-async def _no_infos(n: int) -> list[dict[str, Any]]:
-    return [{} for _ in range(n)]
 
 
 async def _done_infos(task: Task, jobs: list[str] | None) -> dict[str, Any]:

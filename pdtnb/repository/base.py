@@ -18,7 +18,7 @@ import contextlib
 import logging
 import string
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -197,6 +197,23 @@ class Repository(ABC):
     async def _list_job_ids(self) -> AbstractSet[str]:
         """List the repository; override with a bulk listing where the storage has one."""
         return {job async for job in self}
+
+    # ---- change tracking -------------------------------------------------------------------
+
+    def change_token(self) -> Hashable | None:
+        """A value that changes whenever this repository's jobs or values change, or None when the
+        repository cannot tell (then readers must assume it changed).
+
+        Status tables use it to skip the work for a repository that did not change since the last
+        refresh. In-memory repositories (with the dict they created), combinators over such
+        repositories, and live repositories of in-process tasks have tokens.
+        """
+        return None
+
+    def changes_since(self, token: Hashable) -> set[str] | None:
+        """The jobs whose presence or value changed after ``token`` was taken (from
+        :meth:`change_token`), or None when this cannot be told."""
+        return None
 
     # ---- values ----------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -21,6 +21,19 @@ __all__ = [
     "MapRepository",
     "RelatedItemRepository",
 ]
+
+
+def _union_of_changes(children: list[Repository], token: Any) -> set[str] | None:
+    """The union of the children's changes since their tokens in ``token`` (a tuple of them)."""
+    if not isinstance(token, tuple) or len(token) != len(children):
+        return None
+    changed: set[str] = set()
+    for child, child_token in zip(children, token):
+        part = child.changes_since(child_token)
+        if part is None:
+            return None
+        changed |= part
+    return changed
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -49,6 +62,13 @@ class _Aggregate(_Computed):
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.children.items())
         return f"<{type(self).__name__} {inner}>"
+
+    def change_token(self) -> Hashable | None:
+        tokens = tuple(c.change_token() for c in self.children.values())
+        return None if any(t is None for t in tokens) else tokens
+
+    def changes_since(self, token: Hashable) -> set[str] | None:
+        return _union_of_changes(list(self.children.values()), token)
 
     async def _child_sets(self) -> list[AbstractSet[str]]:
         return list(await asyncio.gather(*(c.job_ids() for c in self.children.values())))
@@ -115,6 +135,13 @@ class BlockingRepository(_Computed):
 
     def __repr__(self) -> str:
         return f"<BlockingRepository {self.source!r} unless {self.unless!r}>"
+
+    def change_token(self) -> Hashable | None:
+        source, unless = self.source.change_token(), self.unless.change_token()
+        return None if source is None or unless is None else (source, unless)
+
+    def changes_since(self, token: Hashable) -> set[str] | None:
+        return _union_of_changes([self.source, self.unless], token)
 
     async def _list_job_ids(self) -> AbstractSet[str]:
         if (

@@ -29,6 +29,9 @@ class ExecutorLiveRepo(Repository):
     async def _list_job_ids(self) -> set[str]:
         return set(self.task.rev_jobs)
 
+    def change_token(self) -> int:
+        return self.task.live_version
+
     async def contains(self, item: str) -> bool:
         return item in self.task.rev_jobs
 

@@ -21,37 +21,96 @@ __all__ = ["InProcessMetadataRepository", "InProcessBlobRepository", "InProcessB
 class JobDict(dict):
     """The dict of an in-process repository that was not given one.
 
-    It notes when keys are added directly (``repo.data[k] = v``, ``update``...), so a listing
-    re-checks the keys only after such a change; writes through the repository are checked as
-    they happen and do not count.
+    It keeps a version number and a log of the keys changed at each version, so that a status
+    table can ask "what changed since I last looked?" and redo only that work
+    (:meth:`Repository.changes_since`), and it notes when keys are added directly
+    (``repo.data[k] = v``, ``update``...), so that a listing re-checks the keys only after such a
+    change. Writes through the repository are checked as they happen.
     """
+
+    #: How many changes the log remembers; a reader further behind recomputes from scratch.
+    LOG_LIMIT = 1 << 16
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.direct_writes = True
+        self.version = 0
+        self.log_base = 0  # log[i] is the key changed at version log_base + i + 1
+        self.log: list[str] = []
+
+    def note(self, key: str) -> None:
+        """Record that ``key`` changed."""
+        self.version += 1
+        log = self.log
+        log.append(key)
+        if len(log) > 2 * self.LOG_LIMIT:
+            del log[: self.LOG_LIMIT]
+            self.log_base += self.LOG_LIMIT
+
+    def changes_since(self, version: int) -> set[str] | None:
+        """The keys changed after ``version``, or None when the log no longer reaches back."""
+        if version == self.version:
+            return set()
+        if version < self.log_base or version > self.version:
+            return None
+        return set(self.log[version - self.log_base :])
+
+    def _forget(self) -> None:
+        self.version += 1
+        self.log.clear()
+        self.log_base = self.version
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.direct_writes = True
         super().__setitem__(key, value)
+        self.note(key)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.note(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key in self:
+            self.note(key)
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        key, value = super().popitem()
+        self.note(key)
+        return key, value
+
+    def clear(self) -> None:
+        super().clear()
+        self._forget()
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         self.direct_writes = True
-        super().update(*args, **kwargs)
+        other = dict(*args, **kwargs)
+        super().update(other)
+        for key in other:
+            self.note(key)
 
     def setdefault(self, key: str, default: Any = None) -> Any:
-        self.direct_writes = True
-        return super().setdefault(key, default)
+        if key not in self:
+            self.direct_writes = True
+            super().__setitem__(key, default)
+            self.note(key)
+        return self[key]
 
     def __ior__(self, other: Any) -> JobDict:
-        self.direct_writes = True
-        return super().__ior__(other)
+        self.update(other)
+        return self
+
+    def __reduce__(self) -> Any:
+        return (JobDict, (dict(self),))
 
 
 _dict_setitem = dict.__setitem__
+_dict_pop = dict.pop
 
 
 class _DictListing(Repository):
-    """Listing and deletion shared by the dict-backed repositories."""
+    """Listing, deletion and change tracking shared by the dict-backed repositories."""
 
     data: dict[str, Any]
 
@@ -60,8 +119,19 @@ class _DictListing(Repository):
         data = self.data
         if type(data) is JobDict:
             _dict_setitem(data, job, value)
+            data.note(job)
         else:
             data[job] = value
+
+    def change_token(self) -> tuple[int, int] | None:
+        data = self.data
+        return (id(data), data.version) if type(data) is JobDict else None
+
+    def changes_since(self, token: Any) -> set[str] | None:
+        data = self.data
+        if type(data) is not JobDict or not isinstance(token, tuple) or token[0] != id(data):
+            return None
+        return data.changes_since(token[1])
 
     async def _list_job_ids(self) -> AbstractSet[str]:
         # The keys view is returned as is: job_ids() copies it for callers outside a listing
@@ -83,7 +153,13 @@ class _DictListing(Repository):
         return item in self.data and self.is_valid_job_id(item)
 
     async def delete(self, job: str) -> None:
-        self.data.pop(job, None)
+        data = self.data
+        if type(data) is JobDict:
+            if job in data:
+                _dict_pop(data, job)
+                data.note(job)
+        else:
+            data.pop(job, None)
 
 
 class InProcessMetadataRepository(_DictListing, MetadataRepository):
@@ -112,6 +188,7 @@ class InProcessMetadataRepository(_DictListing, MetadataRepository):
         store = self.data
         if type(store) is JobDict:
             _dict_setitem(store, job, data)
+            store.note(job)
         else:
             store[job] = data
 

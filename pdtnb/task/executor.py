@@ -65,6 +65,7 @@ class ExecutorTask(Task):
         self.jobs: dict[Future, tuple[str, datetime]] = {}
         self.rev_jobs: dict[str, Future] = {}
         self._finished: collections.deque[Future] = collections.deque()
+        self.live_version = 0  # bumped whenever the set of running jobs changes
         self.live = ExecutorLiveRepo(self)
         self.link("live", self.live, is_status=True, inhibits_output=True, inhibits_start=True)
         self.link("done", done, is_status=True, required_for_output=True, inhibits_start=True)
@@ -100,6 +101,7 @@ class ExecutorTask(Task):
                 continue  # cancelled: its outcome is not recorded
             job, start = entry
             self.rev_jobs.pop(job, None)
+            self.live_version += 1
             await self._record(future, job, start)
             reaped = True
         if reaped:
@@ -133,6 +135,7 @@ class ExecutorTask(Task):
             return
         self.jobs[future] = (job, start)
         self.rev_jobs[job] = future
+        self.live_version += 1
         future.add_done_callback(self._on_done)
 
     async def cancel(self, job: str) -> None:
@@ -142,4 +145,5 @@ class ExecutorTask(Task):
         if future is None:
             return
         self.jobs.pop(future, None)
+        self.live_version += 1
         future.cancel()
