@@ -41,11 +41,14 @@ class JobDict(dict):
     def note(self, key: str) -> None:
         """Record that ``key`` changed."""
         self.version += 1
-        log = self.log
-        log.append(key)
-        if len(log) > 2 * self.LOG_LIMIT:
-            del log[: self.LOG_LIMIT]
-            self.log_base += self.LOG_LIMIT
+        self.log.append(key)
+        if len(self.log) > 2 * self.LOG_LIMIT:
+            self.trim()
+
+    def trim(self) -> None:
+        """Forget the oldest half of the log."""
+        del self.log[: self.LOG_LIMIT]
+        self.log_base += self.LOG_LIMIT
 
     def changes_since(self, version: int) -> set[str] | None:
         """The keys changed after ``version``, or None when the log no longer reaches back."""
@@ -107,6 +110,7 @@ class JobDict(dict):
 
 _dict_setitem = dict.__setitem__
 _dict_pop = dict.pop
+_LOG_TRIM = 2 * JobDict.LOG_LIMIT
 
 
 class _DictListing(Repository):
@@ -188,7 +192,11 @@ class InProcessMetadataRepository(_DictListing, MetadataRepository):
         store = self.data
         if type(store) is JobDict:
             _dict_setitem(store, job, data)
-            store.note(job)
+            store.version += 1  # JobDict.note, inlined
+            log = store.log
+            log.append(job)
+            if len(log) > _LOG_TRIM:
+                store.trim()
         else:
             store[job] = data
 
