@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import ipywidgets
@@ -65,7 +65,7 @@ class Dashboard(ipywidgets.VBox):
             self.buttons[label] = button
         self.result = ipywidgets.HTML(value="")
         self.result.add_class("pdtnb-result")
-        self.task_picker.observe(lambda change: self._request(self._suggest()), names="value")
+        self.task_picker.observe(lambda change: self._request_quietly(self._suggest), names="value")
 
         panel = ipywidgets.VBox(
             [
@@ -132,27 +132,36 @@ class Dashboard(ipywidgets.VBox):
 
     # ---- actions ---------------------------------------------------------------------------
 
-    def _request(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def _request_quietly(self, action: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        loop = self.controller.loop
+        if loop is not None and not loop.is_closed():
+            submit(action(), loop)
+
+    def _request(self, label: str, action: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run ``action()`` on the pipeline's loop, showing its outcome; returns at once."""
         loop = self.controller.loop
         if loop is None or loop.is_closed():
-            coro.close()
             self._show_error("the pipeline is not open: run %pdt open")
             return
-        submit(coro, loop)
+        submit(self._act(label, action), loop)
 
-    async def _act(self, label: str, coro: Coroutine[Any, Any, Any]) -> None:
+    async def _act(self, label: str, action: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         self.result.value = f"<i>{html.escape(label)}…</i>"
         try:
-            outcome = await coro
+            outcome = await action()
         except Exception as e:
-            self._show_error(f"{label}: {e}")
+            self._show_error(f"{label}: {' '.join(str(e).split()) or type(e).__name__}")
         else:
-            self.result.value = f"<pre>{html.escape(_describe(label, outcome))}</pre>"
+            text, failed = _describe(label, outcome)
+            if failed:
+                self._show_error(text)
+            else:
+                self.result.value = f"<pre>{html.escape(text)}</pre>"
         self.actions_done += 1
         await self._suggest()
 
     def _show_error(self, message: str) -> None:
-        self.result.value = f'<pre style="color:#E15759">{html.escape(message)}</pre>'
+        self.result.value = f'<pre class="pdtnb-error" style="color:#E15759">{html.escape(message)}</pre>'
 
     def _on_launch(self, _button: Any = None) -> None:
         task, job = self.task_picker.value, (self.job_field.value or "").strip()
@@ -160,38 +169,40 @@ class Dashboard(ipywidgets.VBox):
             self._show_error("choose a task and type (or pick) a job id")
             return
         force = self.force_box.value
-        self._request(self._act(f"launch {task} {job}", self.controller.launch(task, job, force=force)))
+        self._request(f"launch {task} {job}", lambda: self.controller.launch(task, job, force=force))
 
     def _on_update(self, _button: Any = None) -> None:
-        self._request(self._act("update phase", self.controller.update()))
+        self._request("update phase", self.controller.update)
 
     def _on_launch_phase(self, _button: Any = None) -> None:
-        self._request(self._act("launch phase", self.controller.launch_phase()))
+        self._request("launch phase", self.controller.launch_phase)
 
     def _on_step(self, _button: Any = None) -> None:
-        self._request(self._act("step", self.controller.step()))
+        self._request("step", self.controller.step)
 
     def _on_run(self, _button: Any = None) -> None:
-        self._request(self._act("run", self.controller.start_run()))
+        self._request("run", self.controller.start_run)
 
     def _on_stop(self, _button: Any = None) -> None:
-        self._request(self._act("stop", self.controller.stop()))
+        self._request("stop", self.controller.stop)
 
 
-def _describe(label: str, outcome: Any) -> str:
+def _describe(label: str, outcome: Any) -> tuple[str, bool]:
+    """A one-line account of an action's outcome, and whether it is a failure."""
     from ..admin import LaunchOutcome
 
     if isinstance(outcome, LaunchOutcome):
+        where = f"{outcome.task}:{outcome.job}"
         if outcome.state == "not_ready":
-            return f"{outcome.task}:{outcome.job} is not ready (tick force to launch anyway)"
+            return f"{where} is not ready (tick force to launch anyway)", True
         if outcome.state == "refused":
-            return f"{outcome.task}:{outcome.job} was refused by a resource quota"
+            return f"{where} was refused by a resource quota", True
         done = outcome.done
         if isinstance(done, dict) and done.get("result") not in (None, "success"):
-            return f"{outcome.task}:{outcome.job} failed: {done.get('exception', done)}"
-        return f"{outcome.task}:{outcome.job} launched" + (" and finished" if done else "")
+            return f"{where} failed: {done.get('exception', done)}", True
+        return f"{where} launched" + (" and finished" if done else ""), False
     if isinstance(outcome, asyncio.Task):
-        return "running in the background (Stop ends it)"
+        return "running in the background (Stop ends it)", False
     if outcome is None:
-        return f"{label}: done"
-    return str(outcome)
+        return f"{label}: done", False
+    return str(outcome), False

@@ -39,7 +39,15 @@ def is_reentrant(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 def make_reentrant(loop: asyncio.AbstractEventLoop) -> None:
-    """Let ``loop.run_until_complete`` be called while ``loop`` runs (nest_asyncio), once."""
+    """Let ``loop.run_until_complete`` be called while ``loop`` runs, once, for this loop only.
+
+    ``nest_asyncio.apply`` patches asyncio process-wide (``asyncio.run``, pure-Python tasks and
+    futures, the event loop class of every loop). pdtnb needs none of that: it gives this one
+    loop a class of its own and applies nest_asyncio's loop patch to that class, so other loops
+    (executor threads, ``asyncio.run`` elsewhere) and asyncio itself are untouched. The patched
+    ``_run_once`` steps aside the running task around each callback, which is what lets a task
+    run while another (the cell's) is suspended in a nested ``run_until_complete``.
+    """
     if id(loop) in _patched:
         return
     try:
@@ -49,9 +57,13 @@ def make_reentrant(loop: asyncio.AbstractEventLoop) -> None:
             "finishing pdtnb work synchronously inside the running kernel loop needs nest_asyncio "
             "(pip install 'pdtnb[notebook]'), or use `await` in the cell instead"
         ) from e
-    nest_asyncio.apply(loop)
+    if not isinstance(loop, asyncio.BaseEventLoop):
+        raise RuntimeError(f"cannot make {type(loop).__name__} re-entrant; use `await` in the cell instead")
+    base = type(loop)
+    loop.__class__ = type(f"PdtnbReentrant{base.__name__}", (base,), {"__module__": __name__})
+    nest_asyncio._patch_loop(loop)  # the loop patch alone, applied to this loop's own class
     _patched.add(id(loop))
-    log.debug("made loop %r re-entrant with nest_asyncio", loop)
+    log.debug("made loop %r re-entrant with nest_asyncio's loop patch", loop)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -9,7 +9,10 @@ repository or job, a bad option) is a one-line ``UsageError``, never a traceback
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import shlex
+from collections.abc import Iterator
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -218,12 +221,13 @@ class PdtMagics(Magics):
             raise UsageError("%%pdt takes a body only for inject: %%pdt inject TASK.LINK JOB")
         controller = self._current()
         assert controller is not None
-        try:
-            return await self._run(controller, args, cell)
-        except UsageError:
-            raise
-        except (PdtnbError, KeyError, ValueError, OSError, TimeoutError, RuntimeError) as e:
-            raise UsageError(f"%pdt {command}: {_one_line(e)}") from None
+        with _wakeful_loop():
+            try:
+                return await self._run(controller, args, cell)
+            except UsageError:
+                raise
+            except (PdtnbError, KeyError, ValueError, OSError, TimeoutError, RuntimeError) as e:
+                raise UsageError(f"%pdt {command}: {_one_line(e)}") from None
 
     async def _run(self, controller: PipelineController, args: argparse.Namespace, cell: str | None) -> Any:
         command = args.command
@@ -281,9 +285,10 @@ class PdtMagics(Magics):
             outcome = await controller.launch(args.task, args.job, sync=args.sync, force=args.force, meta=args.meta)
             from .dashboard import _describe
 
-            if outcome.state != "started":
-                raise UsageError(f"%pdt launch: {_describe('launch', outcome)}")
-            return Message(_describe("launch", outcome))
+            text, failed = _describe("launch", outcome)
+            if failed:
+                raise UsageError(f"%pdt launch: {text}")
+            return Message(text)
         if command == "update":
             return await controller.update()
         if command == "step":
@@ -313,6 +318,29 @@ class PdtMagics(Magics):
             await controller.open()
             return Dashboard(controller).start()
         raise UsageError(f"%pdt: unknown subcommand {command!r}")  # pragma: no cover - parser checks
+
+
+@contextlib.contextmanager
+def _wakeful_loop(period: float = 0.1) -> Iterator[None]:
+    """Wake the kernel's loop every ``period`` seconds while an action runs.
+
+    ipykernel turns the interrupt signal into a callback scheduled without waking the loop, so a
+    cell awaiting something long would ignore the interrupt until the loop next woke up. A
+    periodic no-op wake-up makes the interrupt (the stop button) act within ``period``.
+    """
+    loop = asyncio.get_running_loop()
+    handle: asyncio.TimerHandle | None = None
+
+    def tick() -> None:
+        nonlocal handle
+        handle = loop.call_later(period, tick)
+
+    tick()
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.cancel()
 
 
 def _one_line(e: BaseException) -> str:

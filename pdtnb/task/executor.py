@@ -27,12 +27,16 @@ log = logging.getLogger("pdtnb.task")
 
 
 def _run_body(func: Callable[..., Any], kwargs: dict[str, Any]) -> datetime:
-    if inspect.iscoroutinefunction(func):
-        asyncio.run(func(**kwargs))
-    else:
-        result = func(**kwargs)
-        if inspect.isawaitable(result):
-            asyncio.run(_await(result))
+    result = func(**kwargs)
+    if inspect.isawaitable(result):
+        # A loop of this worker thread's own, closed afterwards (not asyncio.run, which a
+        # notebook's patched asyncio may replace with a version that reuses loops).
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(_await(result))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
     return utcnow()
 
 
