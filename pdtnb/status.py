@@ -277,13 +277,7 @@ class _Failures:
     async def reread_all(self, repo: Any, ids: Any) -> None:
         infos = await repo.info_all()
         self.known = set(ids)
-        self.failed = {
-            j
-            for j, rec in infos.items()
-            if not (type(rec) is dict and rec.get("result") == "success")  # the common case, fast
-            and j in self.known
-            and is_failure_record(rec)
-        }
+        self.failed = _failed_among(infos, self.known)
 
     async def reread(self, repo: Any, jobs: Any) -> None:
         jobs = list(jobs)
@@ -336,13 +330,7 @@ async def _compute(pipeline: Pipeline, all_repos: bool, jobs: list[str] | None) 
         done_repo, live_repo = task.done_repository, task.live_repository
         done_ids = listings[id(done_repo)] if done_repo is not None else set()
         live_ids = listings[id(live_repo)] if live_repo is not None else set()
-        failed_ids = {
-            j
-            for j, rec in infos.items()
-            if not (type(rec) is dict and rec.get("result") == "success")  # the common case, fast
-            and j in done_ids
-            and is_failure_record(rec)
-        }
+        failed_ids = _failed_among(infos, done_ids)
         states = None
         if jobs is not None:
             states = {j: _state(j, ready, live_ids, done_ids, failed_ids) for j in jobs}
@@ -359,6 +347,17 @@ async def _compute(pipeline: Pipeline, all_repos: bool, jobs: list[str] | None) 
             )
         )
     return PipelineStatus(tasks=result, jobs=jobs)
+
+
+def _failed_among(infos: dict[str, Any], present: Any) -> set[str]:
+    """The jobs of ``present`` whose done record in ``infos`` is a failure."""
+    return {
+        j
+        for j, rec in infos.items()
+        if not (type(rec) is dict and rec.get("result") == "success")  # the common case, fast
+        and j in present
+        and is_failure_record(rec)
+    }
 
 
 async def _done_infos(task: Task, jobs: list[str] | None) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from typing import Any
 
 from ..repository.base import MetadataRepository, Repository
 from ..repository.live import ExecutorLiveRepo
-from .base import Task, failure_record, utcnow
-from .function import FunctionBinding
+from .base import failure_record, utcnow
+from .function import FunctionBinding, FunctionTask
 
 __all__ = ["ExecutorTask"]
 
@@ -44,7 +44,7 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
-class ExecutorTask(Task):
+class ExecutorTask(FunctionTask):
     """Runs the body in ``executor`` (tested with ThreadPoolExecutor).
 
     Links ``live`` (the running jobs) and ``done`` (outcomes, as for
@@ -73,23 +73,6 @@ class ExecutorTask(Task):
         self.live = ExecutorLiveRepo(self)
         self.link("live", self.live, is_status=True, inhibits_output=True, inhibits_start=True)
         self.link("done", done, is_status=True, required_for_output=True, inhibits_start=True)
-
-    @property
-    def func(self) -> Callable[..., Any] | None:
-        """The task body."""
-        return self._binding.func
-
-    @func.setter
-    def func(self, value: Callable[..., Any] | None) -> None:
-        self._binding.func = value
-
-    def __call__(self, f: Callable[..., Any]) -> ExecutorTask:
-        self.func = f
-        return self
-
-    async def validate(self) -> None:
-        await super().validate()
-        self._binding.bind()
 
     def _on_done(self, future: Future) -> None:
         # Runs in the worker thread (or here, if already finished): hand over and wake the loop.

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import TaskConfigError
 from .base import Task
 
-__all__ = ["FunctionBinding"]
+__all__ = ["FunctionBinding", "FunctionTask"]
 
 
 class FunctionBinding:
@@ -67,3 +67,33 @@ class FunctionBinding:
         if self._wants_job:
             return self.func(job=job, **self._repos)  # type: ignore[misc]
         return self.func(**self._repos)  # type: ignore[misc]
+
+
+_T = TypeVar("_T", bound="FunctionTask")
+
+
+class FunctionTask(Task):
+    """A task whose body is a Python function: usable as a decorator, bound at validation.
+
+    Subclasses set ``self._binding = FunctionBinding(self, func)`` in their constructor.
+    """
+
+    _binding: FunctionBinding
+
+    @property
+    def func(self) -> Callable[..., Any] | None:
+        """The task body."""
+        return self._binding.func
+
+    @func.setter
+    def func(self, value: Callable[..., Any] | None) -> None:
+        self._binding.func = value
+
+    def __call__(self: _T, f: Callable[..., Any]) -> _T:
+        """Use the task as a decorator: ``@InProcessSyncTask("name", done)`` above the body."""
+        self.func = f
+        return self
+
+    async def validate(self) -> None:
+        await super().validate()
+        self._binding.bind()

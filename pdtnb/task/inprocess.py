@@ -7,15 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ..repository.base import MetadataRepository, Repository
-from .base import _UTC, Task, _now, failure_record
-from .function import FunctionBinding
+from .base import _UTC, _now, failure_record
+from .function import FunctionBinding, FunctionTask
 
 __all__ = ["InProcessSyncTask"]
 
 log = logging.getLogger("pdtnb.task")
 
 
-class InProcessSyncTask(Task):
+class InProcessSyncTask(FunctionTask):
     """Runs ``async def body(job, LINK...)`` to completion during the launch phase.
 
     Use it as a decorator::
@@ -41,23 +41,6 @@ class InProcessSyncTask(Task):
         self.done = done
         self._binding = FunctionBinding(self, func)
         self.link("done", done, is_status=True, inhibits_start=True, required_for_output=True)
-
-    @property
-    def func(self) -> Callable[..., Any] | None:
-        """The task body."""
-        return self._binding.func
-
-    @func.setter
-    def func(self, value: Callable[..., Any] | None) -> None:
-        self._binding.func = value
-
-    def __call__(self, f: Callable[..., Any]) -> InProcessSyncTask:
-        self.func = f
-        return self
-
-    async def validate(self) -> None:
-        await super().validate()
-        self._binding.bind()
 
     async def update(self) -> bool:
         return False
