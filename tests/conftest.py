@@ -60,3 +60,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         if "service unavailable" in reason or "could not import" in reason:
             report.outcome = "failed"
             report.longrepr = f"required service missing in CI: {reason}"
+
+
+@pytest.fixture(scope="session", name="service_unavailable")
+def service_unavailable_fixture() -> Callable[[str, str], None]:
+    """:func:`service_unavailable` as a fixture, for test modules that cannot import conftest."""
+    return service_unavailable

@@ -31,7 +31,7 @@ _MAX_SUGGESTIONS = 200
 
 
 class Dashboard(ipywidgets.VBox):
-    """Graph, live status and launch controls for a pipeline.
+    """Live status, launch controls and the dependency graph of a pipeline.
 
     Create it on the pipeline's loop (in a cell, after the pipeline is open, or through
     ``%pdt dashboard``, which opens it first); :meth:`start` begins the live updates.
@@ -41,7 +41,10 @@ class Dashboard(ipywidgets.VBox):
         self.controller = pipeline if isinstance(pipeline, PipelineController) else controller_for(pipeline)
         self.interval = interval
         self.status_widget = LiveStatus(self.controller, interval=interval)
-        self.graph_widget = ipywidgets.Image(format="png", layout=ipywidgets.Layout(max_width="100%"))
+        # Hidden until the first drawing arrives (an empty image shows as a broken icon).
+        self.graph_widget = ipywidgets.Image(
+            format="png", layout=ipywidgets.Layout(max_width="min(100%, 900px)", display="none")
+        )
         self.graph_widget.add_class("pdtnb-graph")
         self._show_graph = graph
         self._graph_key: Any = None
@@ -74,8 +77,8 @@ class Dashboard(ipywidgets.VBox):
                 self.result,
             ]
         )
-        top = [self.graph_widget] if graph else []
-        super().__init__(children=[*top, self.status_widget, panel])
+        below = [self.graph_widget] if graph else []
+        super().__init__(children=[self.status_widget, panel, *below])
         self.add_class("pdtnb-dashboard")
         self._task: asyncio.Task[None] | None = None
         self.actions_done = 0
@@ -113,6 +116,7 @@ class Dashboard(ipywidgets.VBox):
 
         graph = PipelineGraph(self.controller.pipeline, status)
         self.graph_widget.value = await asyncio.to_thread(graph.to_png)
+        self.graph_widget.layout.display = None
 
     async def _suggest(self) -> None:
         task = self.task_picker.value
