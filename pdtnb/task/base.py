@@ -167,6 +167,12 @@ class Task(ABC):
         """
         if not isinstance(repo, Repository):
             raise TypeError(f"task {self.name!r}: link {name!r} must be a Repository, not {type(repo).__name__}")
+        previous = self.links.get(name)
+        if previous is not None and previous.repo is not repo:
+            # pydatatask replaced it silently; a plug followed by a link of the same name (both
+            # called "out") loses the plugged input this way, so say so.
+            log.warning("task %r: link %r is linked again, to %r; the link to %r is replaced",
+                        self.name, name, repo, previous.repo)
         self.links[name] = Link(
             repo=repo,
             is_input=is_input,

@@ -301,3 +301,20 @@ async def test_plug_translator_deletes_only_when_allowed():
     drop.plug(up, translator=translator, translate_allow_deletes=True)
     await drop.links["out1"].repo.delete("a1")
     assert not await repos["out1"].contains("src1")
+
+
+def test_relinking_a_name_to_another_repository_warns(caplog):
+    import logging
+
+    from pdtnb import InProcessMetadataRepository, InProcessSyncTask
+
+    first, second = InProcessMetadataRepository(), InProcessMetadataRepository()
+    task = InProcessSyncTask("t", InProcessMetadataRepository())
+    caplog.set_level(logging.WARNING, logger="pdtnb")
+    task.link("out", first, is_output=True)
+    task.link("out", first, is_output=True)  # the same repository again: nothing to say
+    assert not [r for r in caplog.records if "linked again" in r.getMessage()]
+    task.link("out", second, is_input=True)
+    messages = [r.getMessage() for r in caplog.records if "linked again" in r.getMessage()]
+    assert len(messages) == 1 and "'t'" in messages[0] and "'out'" in messages[0]
+    assert task.links["out"].repo is second
