@@ -138,6 +138,20 @@ def shown_links(task: Task, all_repos: bool) -> list[tuple[str, Link]]:
     return sorted(links, key=lambda nl: order.get(nl[1].kind, 2))
 
 
+def _links_and_repositories(tasks: list[Task], all_repos: bool) -> tuple[list[list[tuple[str, Link]]], list[Any]]:
+    """Each task's shown links, and every distinct repository status must count (the shown
+    links' plus each task's done and live repositories)."""
+    per_task = [shown_links(t, all_repos) for t in tasks]
+    repos: dict[int, Any] = {}
+    for task, links in zip(tasks, per_task):
+        for _, link in links:
+            repos[id(link.repo)] = link.repo
+        for extra in (task.done_repository, task.live_repository):
+            if extra is not None:
+                repos[id(extra)] = extra
+    return per_task, list(repos.values())
+
+
 async def pipeline_status(pipeline: Pipeline, all_repos: bool = False) -> PipelineStatus:
     """Count every shown link's jobs and each task's ready, live, done and failed jobs."""
     return await _compute(pipeline, all_repos, None)
@@ -171,15 +185,7 @@ class StatusTracker:
         full = self.full_every > 0 and self.refreshes % self.full_every == 0
         tasks = list(self.pipeline.tasks.values())
         with listing_snapshot():
-            per_task = [shown_links(t, self.all_repos) for t in tasks]
-            repos: dict[int, Any] = {}
-            for task, links in zip(tasks, per_task):
-                for _, link in links:
-                    repos[id(link.repo)] = link.repo
-                for extra in (task.done_repository, task.live_repository):
-                    if extra is not None:
-                        repos[id(extra)] = extra
-            repo_list = list(repos.values())
+            per_task, repo_list = _links_and_repositories(tasks, self.all_repos)
             counts_list, ready_counts, failed_sets = await asyncio.gather(
                 asyncio.gather(*(self._count(r) for r in repo_list)),
                 asyncio.gather(*(self._ready_count(t) for t in tasks)),
@@ -304,15 +310,7 @@ async def pipeline_trace(pipeline: Pipeline, jobs: Iterable[str], all_repos: boo
 async def _compute(pipeline: Pipeline, all_repos: bool, jobs: list[str] | None) -> PipelineStatus:
     tasks = list(pipeline.tasks.values())
     with listing_snapshot():
-        per_task = [shown_links(t, all_repos) for t in tasks]
-        repos: dict[int, Any] = {}
-        for task, links in zip(tasks, per_task):
-            for _, link in links:
-                repos[id(link.repo)] = link.repo
-            for extra in (task.done_repository, task.live_repository):
-                if extra is not None:
-                    repos[id(extra)] = extra
-        repo_list = list(repos.values())
+        per_task, repo_list = _links_and_repositories(tasks, all_repos)
         listings_list, ready_sets, done_infos = await asyncio.gather(
             asyncio.gather(*(r.job_ids() for r in repo_list)),
             asyncio.gather(*(pipeline.gather_ready_jobs(t) for t in tasks)),
