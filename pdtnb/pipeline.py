@@ -261,23 +261,27 @@ class Pipeline:
             async def worker() -> None:
                 nonlocal task_refused
                 launch = task.launch  # noqa: B023 - the workers are awaited within this iteration
-                for job in it:  # noqa: B023
-                    if task_refused:
-                        return
-                    if backoff and (name, job) in backoff:  # noqa: B023
-                        report.deferred += 1
-                        continue
-                    try:
-                        started = await launch(job)
-                    except Exception as e:
-                        report.failed += 1
-                        await self._launch_failed(task, job, e)  # noqa: B023
-                        continue
-                    if started is False:
-                        report.refused += 1
-                        task_refused = True
-                    else:
-                        report.launched += 1
+                launched = 0
+                try:
+                    for job in it:  # noqa: B023
+                        if task_refused:
+                            return
+                        if backoff and (name, job) in backoff:  # noqa: B023
+                            report.deferred += 1
+                            continue
+                        try:
+                            started = await launch(job)
+                        except Exception as e:
+                            report.failed += 1
+                            await self._launch_failed(task, job, e)  # noqa: B023
+                            continue
+                        if started is False:
+                            report.refused += 1
+                            task_refused = True
+                        else:
+                            launched += 1
+                finally:
+                    report.launched += launched
 
             n = len(jobs) if isinstance(jobs, (set, list, frozenset)) else self.launch_concurrency
             await asyncio.gather(*(worker() for _ in range(min(self.launch_concurrency, n))))

@@ -8,6 +8,7 @@ not at the first launch.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -54,6 +55,7 @@ class FunctionBinding:
                 )
         self._repos = repos
         self._wants_job = wants_job
+        self.partial: Callable[..., Any] = functools.partial(self.func, **repos)
 
     def kwargs(self, job: str) -> dict[str, Any]:
         """The keyword arguments for one call of the body."""
@@ -62,11 +64,16 @@ class FunctionBinding:
             args["job"] = job
         return args
 
+    @property
+    def wants_job(self) -> bool:
+        """Whether the body takes a ``job`` parameter (known after :meth:`bind`)."""
+        return self._wants_job
+
     def call(self, job: str) -> Any:
         """Call the body for ``job`` (returns its coroutine, for an async body)."""
         if self._wants_job:
-            return self.func(job=job, **self._repos)  # type: ignore[misc]
-        return self.func(**self._repos)  # type: ignore[misc]
+            return self.partial(job=job)
+        return self.partial()
 
 
 _T = TypeVar("_T", bound="FunctionTask")
