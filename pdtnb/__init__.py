@@ -27,9 +27,11 @@ from .errors import (
     PdtnbError,
     PipelineStateError,
     SessionClosedError,
+    SSHConnectionError,
     TaskConfigError,
     UnknownNameError,
 )
+from .managers import AbstractProcessManager, LocalLinuxManager
 from .pipeline import LaunchReport, Pipeline, RunSummary
 from .repository import (
     AggregateAndRepository,
@@ -54,9 +56,18 @@ from .resources import ResourceManager, Resources, ResourceType, parse_quantity
 from .session import Session
 from .status import PipelineStatus, StatusTracker, pipeline_status, pipeline_trace
 from .streams import AReadStream, AReadText, AWriteStream, AWriteText, async_copyfile, async_copyfile_str, roundrobin
-from .task import STDOUT, ExecutorTask, InProcessSyncTask, Link, Task
+from .task import STDOUT, ExecutorTask, InProcessSyncTask, Link, ProcessTask, Task
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """``pdtnb.SSHLinuxManager`` is imported on first use: it needs the ``ssh`` extra (asyncssh)."""
+    if name == "SSHLinuxManager":
+        from .managers.ssh import SSHLinuxManager
+
+        return SSHLinuxManager
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: object) -> None:
@@ -112,6 +123,9 @@ __all__ = [
     "Task",
     "InProcessSyncTask",
     "ExecutorTask",
+    "ProcessTask",
+    "AbstractProcessManager",
+    "LocalLinuxManager",
     "STDOUT",
     "ResourceManager",
     "Resources",
@@ -137,4 +151,5 @@ __all__ = [
     "TaskConfigError",
     "PipelineStateError",
     "UnknownNameError",
+    "SSHConnectionError",
 ]

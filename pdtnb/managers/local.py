@@ -1,0 +1,385 @@
+"""LocalLinuxManager: run a ProcessTask's jobs as processes on this Linux machine.
+
+How a job runs
+--------------
+:meth:`LocalLinuxManager.spawn` starts a small ``/bin/sh`` *wrapper* in a new session. The wrapper
+starts the job in a session of its own (``setsid``), waits for it, and writes the exit code to
+``return_code.tmp`` then renames it to ``return_code``, so a reader never sees a half-written
+code. The wrapper is what the process identifier names: once it has ended, the return code file
+is complete. The wrapper and the job both survive the pipeline process, so a pipeline killed
+with SIGKILL leaves its jobs running and a restarted one finds their return codes.
+
+Process identifiers
+-------------------
+``"PID:START:BOOT"``: the wrapper's pid, its start time (field 22 of ``/proc/PID/stat``, clock
+ticks since boot) and the first 8 characters of the kernel's boot id. A process is live only if
+all three still match, so a pid recycled by the kernel, or a pid from before a reboot, is never
+mistaken for the job. Identifiers are always strings (pydatatask 0.4.7 compared the bytes it
+read from the wrapper with strings, so every live job looked dead each round). A bare ``"PID"``
+(as pydatatask wrote) is accepted and checked by pid alone.
+
+Killing
+-------
+:meth:`LocalLinuxManager.kill` sends SIGKILL to the job's process group (the job and everything it
+started that did not leave the group). The wrapper survives to record the exit code (137).
+
+Completion
+----------
+:meth:`LocalLinuxManager.watch` watches the wrapper with a pidfd (Linux 5.3+), which works for
+processes this pipeline did not start too, so a task is told the moment a job ends instead of
+polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable, Set
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import aiofiles
+
+from ..task.base import _StderrIsStdout
+from .base import AbstractProcessManager
+
+__all__ = ["LocalLinuxManager", "LocalFile", "parse_identifier"]
+
+log = logging.getLogger("pdtnb.managers")
+
+_SETSID = shutil.which("setsid")
+_boot_id: str | None = None
+
+
+def _get_boot_id() -> str:
+    global _boot_id
+    if _boot_id is None:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as fp:
+                _boot_id = fp.read().strip().replace("-", "")[:8]
+        except OSError:
+            _boot_id = "0"
+    return _boot_id
+
+
+def _read_stat(pid: int) -> tuple[str, int, int, int] | None:
+    """(state, ppid, pgrp, starttime) of ``pid`` from /proc, or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fp:
+            data = fp.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may itself contain spaces and parentheses.
+    rest = data[data.rfind(b")") + 2 :].split()
+    try:
+        return rest[0].decode(), int(rest[1]), int(rest[2]), int(rest[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def parse_identifier(ident: str) -> tuple[int, int | None, str | None]:
+    """Split a process identifier into (pid, start time or None, boot id or None).
+
+    Raises ValueError for anything that is not an identifier this manager could have written.
+    """
+    if isinstance(ident, bytes):  # tolerate what pydatatask 0.4.7 stored
+        ident = ident.decode()
+    parts = str(ident).strip().split(":")
+    if len(parts) == 1:
+        return int(parts[0]), None, None
+    if len(parts) == 3:
+        return int(parts[0]), int(parts[1]), parts[2]
+    raise ValueError(f"not a local process identifier: {ident!r}")
+
+
+class LocalLinuxManager(AbstractProcessManager):
+    """Runs processes on the local Linux machine, keeping files under ``local_path/app``.
+
+    ``app`` names this application's directory, so that several pipelines can share
+    ``local_path`` (``/tmp/pydatatask`` by default, as in pydatatask).
+    """
+
+    def __init__(self, app: str, local_path: Path | str = "/tmp/pydatatask"):
+        if not isinstance(app, str) or not app or "/" in app or app in (".", ".."):
+            raise ValueError(f"LocalLinuxManager: app must be a plain directory name, not {app!r}")
+        self.app = app
+        self.local_path = Path(local_path).expanduser() / app
+        # Wrappers this process started, by pid: reaped (waited for) as soon as they end, so they
+        # never linger as zombies, and checked without reading /proc.
+        self._children: dict[int, tuple[subprocess.Popen, int]] = {}
+
+    def __repr__(self) -> str:
+        return f"<LocalLinuxManager {self.local_path}>"
+
+    @property
+    def basedir(self) -> Path:
+        return self.local_path
+
+    # ---- liveness ----------------------------------------------------------------------------
+
+    def _is_alive(self, ident: str) -> bool:
+        try:
+            pid, start, boot = parse_identifier(ident)
+        except ValueError:
+            log.warning("%r: ignoring malformed process identifier %r", self, ident)
+            return False
+        child = self._children.get(pid)
+        if child is not None and start == child[1] and boot == _get_boot_id():
+            # Our own child, not yet waited for: its pid cannot have been reused.
+            if child[0].poll() is None:
+                return True
+            del self._children[pid]
+            return False
+        if boot is not None and boot != _get_boot_id():
+            return False
+        stat = _read_stat(pid)
+        if stat is None:
+            return False
+        state, ppid, _pgrp, starttime = stat
+        if start is not None and starttime != start:
+            return False
+        if state in ("Z", "X", "x"):
+            if ppid == os.getpid():
+                self._reap_zombie(pid)
+            return False
+        return True
+
+    def _reap_zombie(self, pid: int) -> None:
+        child = self._children.pop(pid, None)
+        if child is not None:
+            child[0].poll()
+            return
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+    async def get_live_pids(self, hint: Set[str]) -> set[str]:
+        """The identifiers in ``hint`` whose processes are still running (only those: listing every
+        process on the machine would tell the task nothing more)."""
+        return {ident for ident in hint if self._is_alive(ident)}
+
+    # ---- starting ----------------------------------------------------------------------------
+
+    async def spawn(
+        self,
+        args: list[str],
+        environ: dict[str, str] | None,
+        cwd: str,
+        return_code: str,
+        stdin: str | None,
+        stdout: str | None,
+        stderr: str | _StderrIsStdout | None,
+    ) -> str:
+        """Start ``args`` in ``cwd`` under the wrapper (see the module docstring); returns at once.
+
+        The fork and exec happen on the calling thread: they take about a millisecond, less than
+        handing them to a worker thread would cost.
+        """
+        if not args:
+            raise ValueError("spawn: args must name a program")
+        return self._spawn(list(map(str, args)), environ, cwd, return_code, stdin, stdout, stderr)
+
+    def _spawn(
+        self,
+        args: list[str],
+        environ: dict[str, str] | None,
+        cwd: str,
+        return_code: str,
+        stdin: str | None,
+        stdout: str | None,
+        stderr: str | _StderrIsStdout | None,
+    ) -> str:
+        q_in = shlex.quote(str(stdin)) if stdin is not None else "/dev/null"
+        q_out = shlex.quote(str(stdout)) if stdout is not None else "/dev/null"
+        if isinstance(stderr, _StderrIsStdout):
+            q_err = "&1"
+        else:
+            q_err = shlex.quote(str(stderr)) if stderr is not None else "/dev/null"
+        q_rc = shlex.quote(str(return_code))
+        q_tmp = shlex.quote(str(return_code) + ".tmp")
+        exe = args[0]
+        if "/" in exe and os.path.isfile(exe) and not os.access(exe, os.X_OK):
+            os.chmod(exe, 0o755)
+        runner = f"{shlex.quote(_SETSID)} " if _SETSID else ""
+        # The paths are quoted here and the command line arrives as "$@": nothing the task passes
+        # is ever parsed as shell code by the wrapper.
+        script = f'{runner}"$@" <{q_in} >{q_out} 2>{q_err} &\nwait $!\nc=$?\necho $c >{q_tmp} && mv -f {q_tmp} {q_rc}\n'
+        env = dict(os.environ)
+        if environ:
+            env.update({str(k): str(v) for k, v in environ.items()})
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", script, "pdtnb-job", *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+            start_new_session=True,
+        )
+        stat = _read_stat(proc.pid)
+        if stat is None:  # cannot happen for an unreaped child, but never hand out a bad id
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"{self!r}: the process {proc.pid} vanished as it started")
+        self._children[proc.pid] = (proc, stat[3])
+        return f"{proc.pid}:{stat[3]}:{_get_boot_id()}"
+
+    # ---- stopping ----------------------------------------------------------------------------
+
+    def _job_groups(self, pid: int) -> list[int] | None:
+        """The process groups of the wrapper's children that left its group (the job), or None
+        if the wrapper is gone."""
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as fp:
+                children = [int(c) for c in fp.read().split()]
+        except FileNotFoundError:
+            return None
+        except OSError:
+            import psutil
+
+            try:
+                children = [c.pid for c in psutil.Process(pid).children()]
+            except psutil.Error:
+                return None
+        groups = []
+        for child in children:
+            stat = _read_stat(child)
+            if stat is not None and stat[2] != pid:
+                groups.append(stat[2])
+        return groups
+
+    async def kill(self, pid: str) -> None:
+        """SIGKILL the job's process group; the wrapper then records exit code 137. Nothing happens
+        if the process has ended."""
+        if not self._is_alive(pid):
+            return
+        num = parse_identifier(pid)[0]
+        if _SETSID:
+            for _ in range(200):
+                groups = self._job_groups(num)
+                if groups is None or not self._is_alive(pid):
+                    return
+                if groups:
+                    for group in groups:
+                        try:
+                            os.killpg(group, signal.SIGKILL)
+                        except (ProcessLookupError, PermissionError):
+                            pass
+                    return
+                # The wrapper has not started the job yet (or is writing the code): look again.
+                await asyncio.sleep(0.005)
+        # No job group found: stop the wrapper's whole session (no return code gets written).
+        log.warning("%r: killing process group %d, the job could not be found apart from its wrapper", self, num)
+        try:
+            os.killpg(num, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    # ---- watching ----------------------------------------------------------------------------
+
+    def watch(self, pid: str, callback: Callable[[], None]) -> Callable[[], None] | None:
+        """Call ``callback`` on the running loop when ``pid`` ends (a pidfd watched by the loop)."""
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is None:
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            num = parse_identifier(pid)[0]
+        except ValueError:
+            return None
+        try:
+            fd = pidfd_open(num)
+        except ProcessLookupError:
+            loop.call_soon(callback)
+            return _noop
+        except OSError:
+            return None  # no pidfd support in this kernel, or not allowed: the task polls
+        # The pid may have been recycled between the caller's liveness check and pidfd_open.
+        if not self._is_alive(pid):
+            os.close(fd)
+            loop.call_soon(callback)
+            return _noop
+        closed = False
+
+        def cancel() -> None:
+            nonlocal closed
+            if not closed:
+                closed = True
+                loop.remove_reader(fd)
+                os.close(fd)
+
+        def ready() -> None:
+            cancel()
+            child = self._children.pop(num, None)
+            if child is not None:
+                child[0].poll()  # reap our own child now, not at the next liveness check
+            callback()
+
+        loop.add_reader(fd, ready)
+        return cancel
+
+    # ---- files -------------------------------------------------------------------------------
+
+    async def open(self, path: Path, mode: Literal["r", "rb", "w", "wb"]) -> Any:
+        if mode not in ("r", "rb", "w", "wb"):
+            raise ValueError(f"{self!r}: unsupported open mode {mode!r}; use 'r', 'rb', 'w' or 'wb'")
+        return LocalFile(await aiofiles.open(path, mode))
+
+    async def mkdir(self, path: Path) -> None:
+        _mkdir(Path(path))  # a couple of system calls: cheaper here than in a worker thread
+
+    async def rmtree(self, path: Path) -> None:
+        def remove() -> None:
+            try:
+                shutil.rmtree(path)
+            except FileNotFoundError:
+                pass
+
+        await asyncio.to_thread(remove)
+
+    async def mtime(self, path: Path) -> datetime | None:
+        try:
+            return datetime.fromtimestamp(os.stat(path).st_mtime, timezone.utc)
+        except OSError:
+            return None
+
+
+class LocalFile:
+    """A file opened by :meth:`LocalLinuxManager.open`: async ``read``/``write``/``close`` (bytes or
+    text, by mode), usable with ``async with``."""
+
+    def __init__(self, handle: Any):
+        self._fp = handle
+
+    async def read(self, n: int | None = None) -> Any:
+        return await self._fp.read(-1 if n is None else n)
+
+    async def write(self, data: Any) -> int:
+        return await self._fp.write(data)
+
+    async def close(self) -> None:
+        await self._fp.close()
+
+    async def __aenter__(self) -> LocalFile:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        await self.close()
+
+
+def _mkdir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _noop() -> None:
+    return None

@@ -1,0 +1,761 @@
+"""ProcessTask: each job is a script rendered from a jinja2 template and run by a process manager.
+
+Lifecycle of a job
+------------------
+1. **launch**: reserve ``job_resources`` from the ResourceManager (refused: ``launch`` returns
+   False and the job stays ready); render the template (a failure raises
+   :class:`~pdtnb.TaskConfigError` before anything exists on the target, and the reservation is
+   given back); create ``BASEDIR/TASK/JOB/cwd``; copy the stdin blob to ``JOB/stdin``; write the
+   script to ``JOB/exe``; spawn it; record ``{pid, start_time}`` in ``pids``. If any step fails,
+   the process (if any) is killed, the job directory removed and the reservation returned.
+2. **update** (every round): the jobs in ``pids`` whose processes have ended are *reaped*: their
+   stdout and stderr files are copied into the linked repositories, ``done`` gets
+   ``{result, exit_code, return_code, start_time, end_time}``, the reservation is returned, the
+   ``pids`` entry deleted and the job directory removed, in that order (a crash part-way leaves the
+   job in ``pids``, so the next pipeline reaps it again rather than losing it). Jobs past the
+   task's ``timeout`` are killed and recorded as failed with the reason.
+
+Because ``pids`` is the source of truth, a pipeline restarted after a crash picks up the jobs its
+predecessor started: it watches them, counts them against the quota, reaps each when it ends
+(at once if it ended meanwhile), and never launches them again (``pids`` inhibits start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import os
+import shlex
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+import jinja2.meta
+
+from ..errors import InvalidJobIdError, SessionClosedError, TaskConfigError
+from ..repository.base import BlobRepository, MetadataRepository, Repository
+from ..resources import ResourceManager, Resources
+from ..streams import async_copyfile
+from .base import STDOUT, Task, _StderrIsStdout, utcnow
+
+if TYPE_CHECKING:
+    from ..managers.base import AbstractProcessManager
+
+__all__ = ["ProcessTask", "render_environment"]
+
+log = logging.getLogger("pdtnb.task")
+
+#: Reaping a job is retried this many times (one attempt per round) before it is recorded as failed.
+REAP_ATTEMPTS = 3
+
+
+def render_environment() -> jinja2.Environment:
+    """The jinja2 environment ProcessTask templates are rendered in.
+
+    Undefined names are errors (StrictUndefined), nothing is HTML-escaped (these are scripts), and
+    the ``shell_quote`` filter quotes a value for the shell: ``cat {{ inp | shell_quote }}``.
+    Values are otherwise inserted verbatim.
+    """
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    env.filters["shell_quote"] = lambda value: shlex.quote(str(value))
+    return env
+
+
+_ENV = render_environment()
+
+
+def _aware(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str):
+        try:
+            return _aware(datetime.fromisoformat(value))
+        except ValueError:
+            return None
+    return None
+
+
+class ProcessTask(Task):
+    """Runs a script per job through a process manager (pydatatask 0.4's signature, plus ``timeout``).
+
+    ``manager`` is a callable returning the :class:`~pdtnb.AbstractProcessManager` (usually a
+    session resource). ``template`` is jinja2 source, or the path of a file holding it; it is
+    rendered with ``job``, ``task`` (this task's name) and, for every link the template mentions,
+    the link's ``info(job)`` (a file repository's info is the job's file path). Values are inserted
+    verbatim: quote anything that may hold shell metacharacters with ``{{ x | shell_quote }}``.
+    A script starting with ``#!`` runs under that interpreter, any other under ``/bin/sh``.
+
+    ``environ`` is added to the process environment. ``window`` is how long a launch counts against
+    the quota's ``launches`` (a rate limit). ``pids`` holds the running jobs (linked ``is_status,
+    inhibits_start, inhibits_output``); ``done`` their outcomes (``is_status, required_for_output,
+    inhibits_start``); ``stdin`` is linked ``is_input``; ``stdout`` and ``stderr`` ``is_output``
+    (``stderr=STDOUT`` interleaves it into stdout). ``timeout`` (a timedelta, or seconds) kills a
+    job that runs longer and records it as failed with the reason.
+    """
+
+    #: Seconds between update rounds while jobs run. Managers that can watch processes (the local
+    #: one) wake the pipeline the moment a job ends, so for them this is only a safety net.
+    poll_interval: float | None = 1.0
+    done_link = "done"
+    live_link = "pids"
+    #: Jobs are separate processes: they keep running if the pipeline process dies.
+    jobs_outlive_process = True
+
+    def __init__(
+        self,
+        name: str,
+        manager: Callable[[], AbstractProcessManager],
+        resource_manager: ResourceManager,
+        job_resources: Resources,
+        pids: MetadataRepository,
+        template: str | os.PathLike[str],
+        window: timedelta = timedelta(minutes=1),
+        environ: dict[str, str] | None = None,
+        done: MetadataRepository | None = None,
+        stdin: BlobRepository | None = None,
+        stdout: BlobRepository | None = None,
+        stderr: BlobRepository | _StderrIsStdout | None = None,
+        ready: Repository | None = None,
+        *,
+        timeout: timedelta | float | None = None,
+    ):
+        super().__init__(name, ready=ready)
+        if not callable(manager):
+            raise TypeError(f"task {name!r}: manager must be a callable returning a process manager")
+        if not isinstance(resource_manager, ResourceManager):
+            raise TypeError(f"task {name!r}: resource_manager must be a ResourceManager")
+        if not isinstance(job_resources, Resources):
+            raise TypeError(f"task {name!r}: job_resources must be a Resources")
+        if not isinstance(pids, MetadataRepository):
+            raise TypeError(f"task {name!r}: pids must be a MetadataRepository")
+        if done is not None and not isinstance(done, MetadataRepository):
+            raise TypeError(f"task {name!r}: done must be a MetadataRepository")
+        for label, repo in (("stdin", stdin), ("stdout", stdout)):
+            if repo is not None and not isinstance(repo, BlobRepository):
+                raise TypeError(f"task {name!r}: {label} must be a BlobRepository")
+        if stderr is not None and not isinstance(stderr, (BlobRepository, _StderrIsStdout)):
+            raise TypeError(f"task {name!r}: stderr must be a BlobRepository, STDOUT or None")
+        if timeout is not None and not isinstance(timeout, timedelta):
+            timeout = timedelta(seconds=float(timeout))
+        if timeout is not None and timeout <= timedelta(0):
+            raise ValueError(f"task {name!r}: timeout must be positive, not {timeout}")
+        if not isinstance(window, timedelta):
+            window = timedelta(seconds=float(window))
+
+        self._manager = manager
+        self.resource_manager = resource_manager
+        self.job_resources = Resources(job_resources.cpu, job_resources.mem, job_resources.launches)
+        self.pids = pids
+        self.template = template
+        self.window = window
+        self.environ = dict(environ or {})
+        self.done = done
+        self.stdin = stdin
+        self.stdout = stdout
+        self._stderr = stderr
+        self.timeout: timedelta | None = timeout
+
+        self._compiled: jinja2.Template | None = None
+        self._template_names: frozenset[str] = frozenset()
+        self._template_error: TaskConfigError | None = None
+
+        # The running jobs as last read from ``pids`` (plus the ones launched since).
+        self._live: dict[str, dict[str, Any]] = {}
+        self._loaded = False
+        self._launch_seq = 0
+        self._fresh: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._launching: set[str] = set()
+        self._starting = 0
+        self._launch_times: list[float] = []  # wall-clock times of launches, sorted
+        self._reaping: set[str] = set()
+        self._reap_failures: dict[str, int] = {}
+        self._watches: dict[str, tuple[str, Callable[[], None] | None]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._warned = False
+
+        resource_manager.register(self._get_load)
+
+        self.link("pids", pids, is_status=True, inhibits_start=True, inhibits_output=True)
+        if stdin is not None:
+            self.link("stdin", stdin, is_input=True)
+        if stdout is not None:
+            self.link("stdout", stdout, is_output=True)
+        if isinstance(stderr, BlobRepository):
+            self.link("stderr", stderr, is_output=True)
+        if done is not None:
+            self.link("done", done, is_status=True, required_for_output=True, inhibits_start=True)
+
+    # ---- properties --------------------------------------------------------------------------
+
+    @property
+    def manager(self) -> AbstractProcessManager:
+        """The process manager (raises SessionClosedError if its session is not open)."""
+        return self._manager()
+
+    @property
+    def stderr(self) -> BlobRepository | None:
+        """The repository stderr goes to: its own, stdout's when it is STDOUT, or None."""
+        if isinstance(self._stderr, BlobRepository):
+            return self._stderr
+        if isinstance(self._stderr, _StderrIsStdout):
+            return self.stdout
+        return None
+
+    @property
+    def basedir(self) -> Path:
+        """``manager.basedir / task name``: the task's directory on the target, one ``JOB``
+        subdirectory per running job."""
+        return Path(self.manager.basedir) / self.name
+
+    def jobdir(self, job: str) -> Path:
+        """The directory of ``job`` on the target: ``cwd/``, ``exe``, ``stdin``, ``stdout``,
+        ``stderr`` and ``return_code``."""
+        return self.basedir / job
+
+    # ---- set-up ------------------------------------------------------------------------------
+
+    async def validate(self) -> None:
+        await super().validate()
+        if self.done is None and self.stdout is None and self.stderr is None:
+            log.warning(
+                "task %r has neither done, stdout nor stderr: nothing records that a job ran once it ends, "
+                "so it would be launched again",
+                self.name,
+            )
+        try:
+            manager = self.manager
+        except SessionClosedError:
+            return
+        await manager.mkdir(self.basedir)
+
+    def _template_source(self) -> str:
+        template = self.template
+        if isinstance(template, os.PathLike):
+            return Path(template).read_text()
+        if isinstance(template, str) and "\n" not in template and len(template) < 4096:
+            try:
+                if os.path.isfile(template):
+                    return Path(template).read_text()
+            except OSError:
+                pass
+        if not isinstance(template, str):
+            raise TaskConfigError(f"task {self.name!r}: template must be a string or a path, not {template!r}")
+        return template
+
+    def _compile(self) -> jinja2.Template:
+        if self._template_error is not None:
+            raise self._template_error
+        if self._compiled is None:
+            try:
+                source = self._template_source()
+                ast = _ENV.parse(source)
+                names = jinja2.meta.find_undeclared_variables(ast)
+                compiled = _ENV.from_string(ast)
+            except jinja2.TemplateSyntaxError as e:
+                self._template_error = TaskConfigError(
+                    f"task {self.name!r}: the template has a syntax error at line {e.lineno}: {e.message}"
+                )
+                raise self._template_error from None
+            except OSError as e:
+                raise TaskConfigError(f"task {self.name!r}: cannot read the template file: {e}") from e
+            self._template_names = frozenset(names) - set(_ENV.globals)
+            self._compiled = compiled
+        return self._compiled
+
+    async def render(self, job: str) -> str:
+        """The script for ``job``. Raises TaskConfigError (naming the task, the job and the cause)
+        if the template refers to something that is neither a link, ``job`` nor ``task``, or
+        fails to render."""
+        template = self._compile()
+        names = self._template_names
+        missing = sorted(n for n in names if n not in self.links and n not in ("job", "task"))
+        if missing:
+            which = ", ".join(repr(n) for n in missing)
+            verb = "is" if len(missing) == 1 else "are"
+            raise TaskConfigError(
+                f"task {self.name!r}, job {job!r}: the template refers to {which}, which {verb} not a link "
+                f"of this task (links: {', '.join(sorted(self.links))}; also job and task)"
+            )
+        link_names = [n for n in names if n in self.links and n not in ("job", "task")]
+        context: dict[str, Any] = {}
+        if link_names:
+            try:
+                values = await asyncio.gather(*(self.links[n].repo.info(job) for n in link_names))
+            except Exception as e:
+                raise TaskConfigError(
+                    f"task {self.name!r}, job {job!r}: could not read a linked value for the template: {e!r}"
+                ) from e
+            context.update(zip(link_names, values))
+        context["job"] = job
+        context["task"] = self.name
+        try:
+            return template.render(context)
+        except Exception as e:
+            raise TaskConfigError(
+                f"task {self.name!r}, job {job!r}: the template failed to render: {type(e).__name__}: {e}"
+            ) from e
+
+    # ---- resources ---------------------------------------------------------------------------
+
+    def _recent_launches(self) -> int:
+        cutoff = time.time() - self.window.total_seconds()
+        times = self._launch_times
+        cut = bisect.bisect_left(times, cutoff)
+        if cut:
+            del times[:cut]
+        return len(times)
+
+    async def _get_load(self) -> Resources:
+        """What this task holds: every running or starting job's resources, and the launches
+        within ``window``."""
+        if not self._loaded:
+            try:
+                await self._refresh()
+            except Exception:
+                log.exception("task %s: could not read its pids repository", self.name)
+        running = len(self._live) + self._starting
+        jr = self.job_resources
+        launches = (self._recent_launches() + self._starting) * jr.launch_count
+        return Resources(jr.cpu * running, jr.mem * running, launches)
+
+    # ---- the pids view -----------------------------------------------------------------------
+
+    def _normalize(self, job: str, entry: Any) -> dict[str, Any] | None:
+        if not isinstance(entry, dict) or entry.get("pid") is None:
+            return None
+        ident = entry["pid"]
+        if isinstance(ident, bytes):
+            ident = ident.decode()
+        out = dict(entry)
+        out["pid"] = str(ident)
+        out["start_time"] = _aware(entry.get("start_time")) or utcnow()
+        return out
+
+    async def _refresh(self) -> dict[str, dict[str, Any]]:
+        """Read ``pids`` into the in-memory view; note jobs seen for the first time (adopted)."""
+        seq = self._launch_seq
+        raw = await self.pids.info_all()
+        view: dict[str, dict[str, Any]] = {}
+        for job, entry in raw.items():
+            norm = self._normalize(job, entry)
+            view[job] = norm if norm is not None else {"pid": None, "start_time": utcnow(), "malformed": entry}
+        for job, (launched_at, entry) in list(self._fresh.items()):
+            if job in view or launched_at <= seq:
+                del self._fresh[job]
+            else:
+                view[job] = entry  # launched while pids was being read
+        adopted = [
+            job for job in view if job not in self._live and job not in self._fresh and job not in self._launching
+        ]
+        for job in adopted:
+            self._adopt(job, view[job])
+        if adopted:
+            shown = ", ".join(sorted(adopted)[:5]) + (f" and {len(adopted) - 5} more" if len(adopted) > 5 else "")
+            log.info(
+                "task %s: found %d running jobs in pids that this process did not start: %s",
+                self.name,
+                len(adopted),
+                shown,
+            )
+        self._live = view
+        self._loaded = True
+        return view
+
+    def _adopt(self, job: str, entry: dict[str, Any]) -> None:
+        """A job found in ``pids`` that this process did not launch (a previous pipeline did)."""
+        start = entry["start_time"]
+        if start is not None:
+            stamp = start.timestamp()
+            if stamp >= time.time() - self.window.total_seconds():
+                bisect.insort(self._launch_times, stamp)
+
+    # ---- watching ----------------------------------------------------------------------------
+
+    def _watch(self, job: str, ident: str) -> None:
+        current = self._watches.get(job)
+        if current is not None and current[0] == ident:
+            return
+        if current is not None and current[1] is not None:
+            current[1]()
+        try:
+            cancel = self.manager.watch(ident, self.notify)
+        except Exception:
+            log.exception("task %s: could not watch the process of job %s", self.name, job)
+            cancel = None
+        self._watches[job] = (ident, cancel)
+
+    def _unwatch(self, job: str) -> None:
+        entry = self._watches.pop(job, None)
+        if entry is not None and entry[1] is not None:
+            entry[1]()
+        timer = self._timers.pop(job, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _drop_watches(self) -> None:
+        for job in list(self._watches):
+            self._unwatch(job)
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+    def _attach(self, wake: Callable[[], None] | None) -> None:
+        super()._attach(wake)
+        if wake is None:
+            # The pipeline closed: stop watching (a reopened pipeline re-reads pids and watches again).
+            self._drop_watches()
+            self._loaded = False
+
+    def _deadline(self, entry: dict[str, Any]) -> datetime | None:
+        if self.timeout is None or entry.get("start_time") is None:
+            return None
+        return entry["start_time"] + self.timeout
+
+    def _arm_timer(self, job: str, deadline: datetime) -> None:
+        timer = self._timers.get(job)
+        loop = asyncio.get_running_loop()
+        if timer is not None and not timer.cancelled() and timer.when() > loop.time():
+            return
+        delay = max(0.0, (deadline - utcnow()).total_seconds()) + 0.005
+        self._timers[job] = loop.call_later(delay, self.notify)
+
+    # ---- update ------------------------------------------------------------------------------
+
+    async def update(self) -> bool:
+        self._warned = False
+        try:
+            view = await self._refresh()
+        except Exception:
+            # A storage hiccup must not end the pipeline's run: look again at the next round.
+            log.exception("task %s: could not read its pids repository", self.name)
+            return True
+        for job in [j for j in self._watches if j not in view]:
+            self._unwatch(job)
+        for job in [j for j in self._timers if j not in view]:
+            self._timers.pop(job).cancel()
+        if not view:
+            return False
+        manager = self.manager
+        malformed = [job for job, entry in view.items() if entry.get("pid") is None]
+        tracked = {job: entry["pid"] for job, entry in view.items() if entry.get("pid") is not None}
+        try:
+            live = await manager.get_live_pids(set(tracked.values()))
+        except Exception:
+            log.exception("task %s: could not list the live processes", self.name)
+            return True
+        now = utcnow()
+        dead: list[str] = list(malformed)
+        for job, ident in tracked.items():
+            if job in self._reaping or job in self._launching:
+                continue
+            if ident not in live:
+                dead.append(job)
+                continue
+            self._watch(job, ident)
+            deadline = self._deadline(view[job])
+            if deadline is None or view[job].get("killed"):
+                continue
+            if now >= deadline:
+                try:
+                    await self._kill_for_timeout(job, view[job])
+                except Exception:
+                    log.exception("task %s: could not kill job %s at its timeout", self.name, job)
+            else:
+                self._arm_timer(job, deadline)
+        if dead:
+            reaped = await asyncio.gather(*(self._reap_safely(job, view[job]) for job in dead))
+            if any(reaped):
+                # Reaping freed a quota or made jobs ready: the next round should come now. (A failed
+                # reap is retried at the poll interval, not in a tight loop.)
+                self.notify()
+        return True
+
+    async def _kill_for_timeout(self, job: str, entry: dict[str, Any]) -> None:
+        log.info("task %s: job %s ran longer than %s; killing it", self.name, job, self.timeout)
+        entry = dict(entry)
+        entry["killed"] = "timeout"
+        entry["killed_at"] = utcnow()
+        record = {k: v for k, v in entry.items() if k != "malformed"}
+        # Recorded before the kill, so a pipeline restarted in between still knows why it died.
+        await self.pids.dump(job, record)
+        self._live[job] = entry
+        await self.manager.kill(entry["pid"])
+
+    # ---- reaping -----------------------------------------------------------------------------
+
+    async def _reap_safely(self, job: str, entry: dict[str, Any]) -> bool:
+        """Reap ``job``; True if it left pids (reaped, or recorded as failed after the last attempt)."""
+        if job in self._reaping:
+            return False
+        self._reaping.add(job)
+        try:
+            await self._reap(job, entry)
+        except Exception as e:
+            count = self._reap_failures.get(job, 0) + 1
+            self._reap_failures[job] = count
+            log.error(
+                "task %s: could not reap job %s (attempt %d of %d)", self.name, job, count, REAP_ATTEMPTS, exc_info=e
+            )
+            if count >= REAP_ATTEMPTS:
+                await self._give_up(job, entry, e)
+                return True
+            return False
+        else:
+            self._reap_failures.pop(job, None)
+            return True
+        finally:
+            self._reaping.discard(job)
+
+    async def _give_up(self, job: str, entry: dict[str, Any], exc: Exception) -> None:
+        self._reap_failures.pop(job, None)
+        try:
+            if self.done is not None and self.metadata:
+                await self.done.dump(
+                    job,
+                    {
+                        "result": "failure",
+                        "exit_code": None,
+                        "return_code": None,
+                        "start_time": entry.get("start_time"),
+                        "end_time": utcnow(),
+                        "reason": f"the job ended but its results could not be collected: {exc!r}",
+                    },
+                )
+            await self._forget(job)
+            await self.manager.rmtree(self.jobdir(job))
+        except Exception:
+            log.exception("task %s: could not record the failure of job %s either", self.name, job)
+
+    async def _forget(self, job: str) -> None:
+        """Return the job's reservation and drop it from pids (in this order: see ResourceManager)."""
+        await self.resource_manager.relinquish(self.job_resources)
+        self._unwatch(job)
+        self._live.pop(job, None)
+        self._fresh.pop(job, None)
+        await self.pids.delete(job)
+
+    async def _read_return_code(self, path: Path) -> int | None:
+        try:
+            async with await self.manager.open(path, "r") as fp:
+                text = await fp.read()
+        except FileNotFoundError:
+            return None
+        try:
+            return int(str(text).strip())
+        except ValueError:
+            return None
+
+    async def _copy_out(self, source: Path, repo: BlobRepository, job: str) -> None:
+        try:
+            reader = await self.manager.open(source, "rb")
+        except FileNotFoundError:
+            return  # the job never got as far as opening it
+        async with reader as fpr, await repo.open(job, "wb") as fpw:
+            await async_copyfile(fpr, fpw)
+
+    async def _reap(self, job: str, entry: dict[str, Any]) -> None:
+        start = entry.get("start_time")
+        if entry.get("pid") is None:
+            log.error("task %s: pids entry of job %s has no process identifier: %r", self.name, job, entry)
+            record = {
+                "result": "failure",
+                "exit_code": None,
+                "return_code": None,
+                "start_time": start,
+                "end_time": utcnow(),
+                "reason": f"its pids entry has no process identifier: {entry.get('malformed')!r}",
+            }
+            if self.done is not None and self.metadata:
+                await self.done.dump(job, record)
+            await self._forget(job)
+            return
+        manager = self.manager
+        jobdir = self.jobdir(job)
+        rc_path = jobdir / "return_code"
+        code = await self._read_return_code(rc_path)
+        end = (await manager.mtime(rc_path) if code is not None else None) or utcnow()
+        if isinstance(start, datetime) and end < start:
+            end = start  # file times come from a coarse clock, a few ms behind
+        if self.stdout is not None:
+            await self._copy_out(jobdir / "stdout", self.stdout, job)
+        if isinstance(self._stderr, BlobRepository):
+            await self._copy_out(jobdir / "stderr", self._stderr, job)
+        record: dict[str, Any] = {
+            "result": "success" if code == 0 else "failure",
+            "exit_code": code,
+            "return_code": code,
+            "start_time": start,
+            "end_time": end,
+        }
+        if entry.get("killed") == "timeout":
+            record["result"] = "failure"
+            record["timed_out"] = True
+            record["reason"] = f"timeout: ran longer than {self.timeout} and was killed"
+        elif code is None:
+            record["reason"] = (
+                "the process ended without recording an exit code (its wrapper was killed, or the machine restarted)"
+            )
+        if self.done is not None and self.metadata:
+            await self.done.dump(job, record)
+        log.debug("task %s: reaped job %s: %s", self.name, job, record["result"])
+        await self._forget(job)
+        try:
+            await manager.rmtree(jobdir)
+        except Exception:
+            log.warning("task %s: could not remove %s", self.name, jobdir, exc_info=True)
+
+    # ---- launch ------------------------------------------------------------------------------
+
+    def _check_job(self, job: str) -> None:
+        if not isinstance(job, str) or not job or "/" in job or "\0" in job or job in (".", ".."):
+            raise InvalidJobIdError(job, f"task {self.name!r}")
+        self.pids.check_job_id(job)
+
+    async def launch(self, job: str) -> bool | None:
+        """Start ``job``; False if the quota refused it. Errors leave nothing behind: no process,
+        no pids entry, no job directory, no reservation."""
+        self._check_job(job)
+        if not self._loaded:
+            await self._refresh()
+        if job in self._live or job in self._launching:
+            return None
+        limit = await self.resource_manager.reserve(self.job_resources)
+        if limit is not None:
+            if not self._warned:
+                log.debug("task %s: not launching %s: %s quota reached", self.name, job, limit.name)
+                self._warned = True
+            return False
+        self._launching.add(job)
+        self._starting += 1
+        try:
+            entry = await self._start(job)
+        finally:
+            self._starting -= 1
+            self._launching.discard(job)
+        self._launch_seq += 1
+        self._fresh[job] = (self._launch_seq, entry)
+        self._live[job] = entry
+        bisect.insort(self._launch_times, time.time())
+        try:
+            self._watch(job, entry["pid"])
+            deadline = self._deadline(entry)
+            if deadline is not None:
+                self._arm_timer(job, deadline)
+        except Exception:
+            log.exception("task %s: could not watch job %s; it will be polled", self.name, job)
+        if self.synchronous:
+            await self._wait_and_reap(job, entry)
+        return None
+
+    async def _start(self, job: str) -> dict[str, Any]:
+        ident: str | None = None
+        made_dir = False
+        manager: AbstractProcessManager | None = None
+        try:
+            script = await self.render(job)  # before anything exists on the target
+            manager = self.manager
+            jobdir = self.jobdir(job)
+            await manager.rmtree(jobdir)  # leftovers of an earlier attempt
+            cwd = jobdir / "cwd"
+            await manager.mkdir(cwd)
+            made_dir = True
+            stdin_path = None
+            if self.stdin is not None:
+                stdin_path = jobdir / "stdin"
+                async with await self.stdin.open(job, "rb") as fpr, await manager.open(stdin_path, "wb") as fpw:
+                    await async_copyfile(fpr, fpw)
+            stdout_path = None if self.stdout is None else str(jobdir / "stdout")
+            if isinstance(self._stderr, _StderrIsStdout):
+                stderr_path: str | _StderrIsStdout | None = STDOUT
+            else:
+                stderr_path = None if self._stderr is None else str(jobdir / "stderr")
+            exe = jobdir / "exe"
+            async with await manager.open(exe, "w") as fp:
+                await fp.write(script)
+            args = [str(exe)] if script.startswith("#!") else ["/bin/sh", str(exe)]
+            start = utcnow()
+            ident = await manager.spawn(
+                args,
+                dict(self.environ),
+                str(cwd),
+                str(jobdir / "return_code"),
+                None if stdin_path is None else str(stdin_path),
+                stdout_path,
+                stderr_path,
+            )
+            entry = {"pid": ident, "start_time": start}
+            await self.pids.dump(job, entry)
+            return entry
+        except BaseException:
+            await self._undo_start(job, manager, ident, made_dir)
+            raise
+
+    async def _undo_start(
+        self, job: str, manager: AbstractProcessManager | None, ident: str | None, made: bool
+    ) -> None:
+        try:
+            await self.resource_manager.relinquish(self.job_resources)
+        except Exception:
+            log.exception("task %s: could not return the reservation of job %s", self.name, job)
+        if manager is None:
+            return
+        if ident is not None:
+            try:
+                await manager.kill(ident)
+                await self._wait_gone(manager, ident)  # so that it cannot write into the directory removed below
+            except Exception:
+                log.exception("task %s: could not kill the process of job %s", self.name, job)
+            try:
+                await self.pids.delete(job)
+            except Exception:
+                log.exception("task %s: could not remove job %s from pids", self.name, job)
+        if made:
+            try:
+                await manager.rmtree(self.jobdir(job))
+            except Exception:
+                log.exception("task %s: could not remove the directory of job %s", self.name, job)
+
+    async def _wait_gone(self, manager: AbstractProcessManager, ident: str, timeout: float = 10.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.002
+        while ident in await manager.get_live_pids({ident}):
+            if loop.time() > deadline:
+                log.warning("task %s: process %s is still running %s s after it was killed", self.name, ident, timeout)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    async def _wait_and_reap(self, job: str, entry: dict[str, Any]) -> None:
+        """Synchronous mode: wait for ``job`` to end (killing it at its timeout), then reap it."""
+        manager = self.manager
+        ident = entry["pid"]
+        ended = asyncio.Event()
+        cancel = manager.watch(ident, ended.set)
+        deadline = self._deadline(entry)
+        try:
+            while ident in await manager.get_live_pids({ident}):
+                wait = 1.0 if cancel is not None else 0.05
+                if deadline is not None and not entry.get("killed"):
+                    remaining = (deadline - utcnow()).total_seconds()
+                    if remaining <= 0:
+                        await self._kill_for_timeout(job, entry)
+                        entry = self._live.get(job, entry)
+                        continue
+                    wait = min(wait, remaining + 0.005)
+                try:
+                    await asyncio.wait_for(ended.wait(), wait)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            if cancel is not None:
+                cancel()
+        await self._reap_safely(job, self._live.get(job, entry))
