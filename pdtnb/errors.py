@@ -17,6 +17,7 @@ __all__ = [
     "TaskConfigError",
     "PipelineStateError",
     "UnknownNameError",
+    "SSHConnectionError",
 ]
 
 
@@ -58,3 +59,8 @@ class UnknownNameError(PdtnbError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else ""
+
+
+class SSHConnectionError(PdtnbError, ConnectionError):
+    """An SSH connection could not be opened: unreachable host, refused login, unknown host key or
+    timeout. The message names ``host:port``."""
