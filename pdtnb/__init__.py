@@ -61,13 +61,33 @@ from .task import STDOUT, ExecutorTask, InProcessSyncTask, Link, ProcessTask, Ta
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> object:
-    """``pdtnb.SSHLinuxManager`` is imported on first use: it needs the ``ssh`` extra (asyncssh)."""
-    if name == "SSHLinuxManager":
-        from .managers.ssh import SSHLinuxManager
+# Back ends with optional dependencies load on first use, so `import pdtnb` stays light.
+_LAZY: dict[str, tuple[str, str]] = {
+    "SSHLinuxManager": ("pdtnb.managers.ssh", "ssh"),
+    "S3BucketRepository": ("pdtnb.repository.s3", "s3"),
+    "S3BucketInfo": ("pdtnb.repository.s3", "s3"),
+    "YamlMetadataS3Repository": ("pdtnb.repository.s3", "s3"),
+    "S3Error": ("pdtnb.repository.s3", "s3"),
+    "S3ConnectionError": ("pdtnb.repository.s3", "s3"),
+    "MongoMetadataRepository": ("pdtnb.repository.mongo", "mongo"),
+    "MongoError": ("pdtnb.repository.mongo", "mongo"),
+    "DockerRepository": ("pdtnb.repository.docker", "docker"),
+    "DockerRegistryError": ("pdtnb.repository.docker", "docker"),
+}
 
-        return SSHLinuxManager
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __getattr__(name: str) -> object:
+    """Import an optional back end on first use; a missing extra is named in the error."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, extra = _LAZY[name]
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ImportError(f"pdtnb.{name} needs the {extra!r} extra: pip install 'pdtnb[{extra}]' ({e})") from e
+    return getattr(module, name)
 
 
 def load_ipython_extension(ipython: object) -> None:
