@@ -1,0 +1,576 @@
+"""KubeTask and KubeFunctionTask: each job is a Kubernetes pod rendered from a jinja2 template.
+
+Lifecycle of a job
+------------------
+1. **launch**: render the template (``job``, ``task``, ``env`` and every linked repository's
+   ``info(job)`` the template mentions; StrictUndefined) and parse it as YAML; check it is a
+   single ``Pod`` with ``restartPolicy: Never`` (TaskConfigError otherwise, before anything is
+   created); reserve the containers' CPU and memory *requests* (plus one launch, counted for
+   ``window``) from the ResourceManager (refused: ``launch`` returns False); create the pod.
+2. **update** (every round): the task's pods are listed (the cluster is the source of truth, so a
+   restarted pipeline picks up its predecessor's pods). A ``Succeeded`` or ``Failed`` pod is
+   reaped: its logs go to ``logs``, ``done`` gets ``{result, phase, reason, message, exit_code,
+   start_time, end_time, image, node}``, the pod is deleted and its resources returned. A pod
+   that vanished without being reaped is recorded as failed. A pod running longer than
+   ``timeout`` is handed to :meth:`KubeTask.handle_timeout` (default: record it as failed with the
+   reason, keeping its logs, and delete it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+import jinja2.meta
+import yaml
+
+from ..errors import InvalidJobIdError, TaskConfigError
+from ..repository.base import BlobRepository, MetadataRepository, Repository
+from ..repository.kube import LiveKubeRepository
+from ..resources import ResourceManager, Resources, parse_quantity
+from .base import Task, utcnow
+
+if TYPE_CHECKING:
+    from ..managers.pod import PodManager
+
+__all__ = ["KubeTask", "KubeFunctionTask"]
+
+log = logging.getLogger("pdtnb.task")
+
+START_ANNOTATION = "pdtnb/start-time"
+
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+def _aware(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str):
+        try:
+            return _aware(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    return None
+
+
+def pod_requests(manifest: dict[str, Any]) -> Resources:
+    """The sum of the containers' CPU and memory requests (limits when a request is absent)."""
+    cpu = parse_quantity(0)
+    mem = parse_quantity(0)
+    for c in (manifest.get("spec") or {}).get("containers") or []:
+        res = (c or {}).get("resources") or {}
+        req = res.get("requests") or {}
+        lim = res.get("limits") or {}
+        cpu += parse_quantity(req.get("cpu", lim.get("cpu", 0)))
+        mem += parse_quantity(req.get("memory", lim.get("memory", 0)))
+    return Resources(cpu, mem)
+
+
+def _pod_requests_obj(pod: Any) -> Resources:
+    cpu = parse_quantity(0)
+    mem = parse_quantity(0)
+    for c in (pod.spec.containers if pod.spec is not None else None) or []:
+        res = c.resources
+        req = (res.requests if res is not None else None) or {}
+        lim = (res.limits if res is not None else None) or {}
+        cpu += parse_quantity(req.get("cpu", lim.get("cpu", 0)))
+        mem += parse_quantity(req.get("memory", lim.get("memory", 0)))
+    return Resources(cpu, mem)
+
+
+class KubeTask(Task):
+    """Runs a pod per job (pydatatask 0.4's signature).
+
+    ``podman`` is a callable returning the :class:`~pdtnb.managers.pod.PodManager` (usually a
+    session resource). ``resources`` is the ResourceManager the pods' requests are reserved from.
+    ``template`` is jinja2 source of a YAML pod manifest, or the path of a file holding it.
+    ``logs`` receives each pod's logs; ``done`` its outcome. ``window`` is how long a launch counts
+    against the quota's ``launches``; ``timeout`` (timedelta or seconds) bounds a pod's run time.
+    ``env`` is available to the template as ``env``. ``live`` is linked automatically.
+    """
+
+    poll_interval: float | None = 1.0
+    done_link = "done"
+    live_link = "live"
+    jobs_outlive_process = True
+
+    def __init__(
+        self,
+        name: str,
+        podman: Callable[[], PodManager],
+        resources: ResourceManager,
+        template: str | os.PathLike[str],
+        logs: BlobRepository | None,
+        done: MetadataRepository | None,
+        window: timedelta = timedelta(minutes=1),
+        timeout: timedelta | float | None = None,
+        env: dict[str, Any] | None = None,
+        ready: Repository | None = None,
+    ):
+        super().__init__(name, ready=ready)
+        if not callable(podman):
+            raise TypeError(f"task {name!r}: podman must be a callable returning a PodManager")
+        if not isinstance(resources, ResourceManager):
+            raise TypeError(f"task {name!r}: resources must be a ResourceManager")
+        if logs is not None and not isinstance(logs, BlobRepository):
+            raise TypeError(f"task {name!r}: logs must be a BlobRepository")
+        if done is not None and not isinstance(done, MetadataRepository):
+            raise TypeError(f"task {name!r}: done must be a MetadataRepository")
+        if timeout is not None and not isinstance(timeout, timedelta):
+            timeout = timedelta(seconds=float(timeout))
+        if timeout is not None and timeout <= timedelta(0):
+            raise ValueError(f"task {name!r}: timeout must be positive, not {timeout}")
+        if not isinstance(window, timedelta):
+            window = timedelta(seconds=float(window))
+        self._podman = podman
+        self.resource_manager = resources
+        self.template = template
+        self.logs = logs
+        self.done = done
+        self.window = window
+        self.timeout: timedelta | None = timeout
+        self.env = dict(env or {})
+        self._compiled: jinja2.Template | None = None
+        self._template_names: frozenset[str] = frozenset()
+        # job -> (pod name, reserved resources) for the pods this task knows about
+        self._known: dict[str, tuple[str, Resources]] = {}
+        self._loaded = False
+        self._starting: list[Resources] = []
+        self._launch_times: list[float] = []
+        self._reaping: set[str] = set()
+
+        resources.register(self._get_load)
+        self.link("live", LiveKubeRepository(self), is_status=True, inhibits_start=True, inhibits_output=True)
+        if logs is not None:
+            self.link("logs", logs, is_output=True)
+        if done is not None:
+            self.link("done", done, is_status=True, required_for_output=True, inhibits_start=True)
+
+    @property
+    def podman(self) -> PodManager:
+        """The pod manager."""
+        return self._podman()
+
+    # ---- template ----------------------------------------------------------------------------
+
+    def _template_source(self) -> str:
+        template = self.template
+        if isinstance(template, os.PathLike):
+            return Path(template).read_text()
+        if not isinstance(template, str):
+            raise TaskConfigError(f"task {self.name!r}: template must be a string or a path, not {template!r}")
+        if "\n" not in template and len(template) < 4096:
+            try:
+                if os.path.isfile(template):
+                    return Path(template).read_text()
+            except OSError:
+                pass
+        return template
+
+    def _compile(self) -> jinja2.Template:
+        if self._compiled is None:
+            try:
+                source = self._template_source()
+                ast = _ENV.parse(source)
+            except jinja2.TemplateSyntaxError as e:
+                raise TaskConfigError(
+                    f"task {self.name!r}: the template has a syntax error at line {e.lineno}: {e.message}"
+                ) from None
+            except OSError as e:
+                raise TaskConfigError(f"task {self.name!r}: cannot read the template file: {e}") from e
+            self._template_names = frozenset(jinja2.meta.find_undeclared_variables(ast)) - set(_ENV.globals)
+            self._compiled = _ENV.from_string(ast)
+        return self._compiled
+
+    async def _context(self, job: str) -> dict[str, Any]:
+        names = self._template_names
+        special = ("job", "task", "env")
+        missing = sorted(n for n in names if n not in self.links and n not in special)
+        if missing:
+            raise TaskConfigError(
+                f"task {self.name!r}, job {job!r}: the template refers to {', '.join(map(repr, missing))}, "
+                f"which is not a link of this task (links: {', '.join(sorted(self.links))}; also job, task, env)"
+            )
+        link_names = [n for n in names if n in self.links and n not in special]
+        context: dict[str, Any] = {}
+        if link_names:
+            try:
+                values = await asyncio.gather(*(self.links[n].repo.info(job) for n in link_names))
+            except Exception as e:
+                raise TaskConfigError(
+                    f"task {self.name!r}, job {job!r}: could not read a linked value for the template: {e!r}"
+                ) from e
+            context.update(zip(link_names, values))
+        context.update(job=job, task=self.name, env=self.env)
+        return context
+
+    async def render(self, job: str) -> dict[str, Any]:
+        """The pod manifest for ``job``, checked to be a single Pod with ``restartPolicy: Never``."""
+        template = self._compile()
+        context = await self._context(job)
+        try:
+            text = template.render(context)
+        except Exception as e:
+            raise TaskConfigError(
+                f"task {self.name!r}, job {job!r}: the template failed to render: {type(e).__name__}: {e}"
+            ) from e
+        return self.check_manifest(job, text)
+
+    def check_manifest(self, job: str, text: str) -> dict[str, Any]:
+        where = f"task {self.name!r}, job {job!r}"
+        try:
+            docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        except yaml.YAMLError as e:
+            raise TaskConfigError(f"{where}: the rendered template is not valid YAML: {e}") from None
+        if len(docs) != 1:
+            raise TaskConfigError(
+                f"{where}: the rendered template must hold exactly one Pod manifest, not {len(docs)} documents"
+            )
+        manifest = docs[0]
+        if not isinstance(manifest, dict):
+            raise TaskConfigError(f"{where}: the rendered template is not a mapping (a Pod manifest): {manifest!r}")
+        kind = manifest.get("kind")
+        if kind != "Pod":
+            raise TaskConfigError(f"{where}: the rendered manifest must be of kind Pod, not {kind!r}")
+        manifest.setdefault("apiVersion", "v1")
+        spec = manifest.get("spec")
+        if not isinstance(spec, dict) or not spec.get("containers"):
+            raise TaskConfigError(f"{where}: the rendered Pod has no spec.containers")
+        policy = spec.get("restartPolicy")
+        if policy != "Never":
+            raise TaskConfigError(
+                f"{where}: the rendered Pod must have spec.restartPolicy: Never (it has {policy!r}), "
+                "or a finished job would be restarted instead of reaped"
+            )
+        try:
+            pod_requests(manifest)
+        except Exception as e:
+            raise TaskConfigError(f"{where}: the rendered Pod has an invalid resource quantity: {e}") from e
+        return manifest
+
+    # ---- resources ---------------------------------------------------------------------------
+
+    def _recent_launches(self) -> int:
+        cutoff = time.time() - self.window.total_seconds()
+        cut = bisect.bisect_left(self._launch_times, cutoff)
+        if cut:
+            del self._launch_times[:cut]
+        return len(self._launch_times)
+
+    async def _get_load(self) -> Resources:
+        if not self._loaded:
+            try:
+                await self._refresh()
+            except Exception:
+                log.exception("task %s: could not list its pods", self.name)
+        total = Resources(launches=self._recent_launches() + len(self._starting))
+        for _, res in self._known.values():
+            total = total + Resources(res.cpu, res.mem, 0)
+        for res in self._starting:
+            total = total + Resources(res.cpu, res.mem, 0)
+        return total
+
+    async def _refresh(self) -> dict[str, Any]:
+        """job -> pod, for the task's pods on the cluster; adopts pods it did not know about."""
+        from ..managers.pod import job_of
+
+        pods = await self.podman.query(task=self.name)
+        view: dict[str, Any] = {}
+        for pod in pods:
+            job = job_of(pod)
+            if job is None:
+                continue
+            view[job] = pod
+            if job not in self._known:
+                self._known[job] = (pod.metadata.name, _pod_requests_obj(pod))
+        self._loaded = True
+        return view
+
+    # ---- launch ------------------------------------------------------------------------------
+
+    def _check_job(self, job: str) -> None:
+        if not isinstance(job, str) or not job or "\0" in job:
+            raise InvalidJobIdError(job, f"task {self.name!r}")
+
+    async def launch(self, job: str) -> bool | None:
+        """Create ``job``'s pod; False if the quota refused it. Errors leave no pod and no reservation."""
+        self._check_job(job)
+        manifest = await self.render(job)  # before anything is reserved or created
+        return await self._launch_manifest(job, manifest)
+
+    async def _launch_manifest(self, job: str, manifest: dict[str, Any]) -> bool | None:
+        if not self._loaded:
+            await self._refresh()
+        if job in self._known:
+            return None
+        request = pod_requests(manifest)
+        limit = await self.resource_manager.reserve(request)
+        if limit is not None:
+            log.debug("task %s: not launching %s: %s quota reached", self.name, job, limit.name)
+            return False
+        start = utcnow()
+        meta = manifest.setdefault("metadata", {})
+        annotations = meta.setdefault("annotations", {})
+        annotations[START_ANNOTATION] = start.isoformat()
+        self._starting.append(request)
+        try:
+            pod = await self.podman.launch(job, self.name, manifest)
+        except BaseException:
+            await self.resource_manager.relinquish(request)
+            raise
+        finally:
+            self._starting.remove(request)
+        self._known[job] = (pod.metadata.name, request)
+        bisect.insort(self._launch_times, time.time())
+        return None
+
+    # ---- update ------------------------------------------------------------------------------
+
+    def _start_time(self, pod: Any) -> datetime | None:
+        ann = pod.metadata.annotations or {}
+        return (
+            _aware(ann.get(START_ANNOTATION))
+            or _aware(pod.status.start_time if pod.status is not None else None)
+            or _aware(pod.metadata.creation_timestamp)
+        )
+
+    async def update(self) -> bool:
+        try:
+            view = await self._refresh()
+        except Exception:
+            log.exception("task %s: could not list its pods", self.name)
+            return True
+        for job in [j for j in self._known if j not in view and j not in self._reaping]:
+            await self._vanished(job)
+        if not view:
+            return False
+        now = utcnow()
+        todo = []
+        for job, pod in view.items():
+            if job in self._reaping:
+                continue
+            phase = pod.status.phase if pod.status is not None else None
+            if phase in ("Succeeded", "Failed"):
+                todo.append(self._reap_safely(job, pod))
+                continue
+            start = self._start_time(pod)
+            if self.timeout is not None and start is not None and now - start >= self.timeout:
+                todo.append(self._timeout_safely(job, pod))
+        if todo:
+            await asyncio.gather(*todo)
+            self.notify()
+        return True
+
+    async def _reap_safely(self, job: str, pod: Any) -> None:
+        self._reaping.add(job)
+        try:
+            await self._reap(job, pod)
+        except Exception:
+            log.exception("task %s: could not reap job %s; will retry", self.name, job)
+        finally:
+            self._reaping.discard(job)
+
+    async def _timeout_safely(self, job: str, pod: Any) -> None:
+        self._reaping.add(job)
+        try:
+            await self.handle_timeout(pod)
+        except Exception:
+            log.exception("task %s: could not handle the timeout of job %s", self.name, job)
+        finally:
+            self._reaping.discard(job)
+
+    def _record(self, job: str, pod: Any, result: str | None = None, reason: str | None = None) -> dict[str, Any]:
+        status = pod.status
+        phase = status.phase if status is not None else None
+        exit_code = None
+        end_time = None
+        cstatuses = (status.container_statuses if status is not None else None) or []
+        for cs in cstatuses:
+            term = cs.state.terminated if cs.state is not None else None
+            if term is not None:
+                if exit_code is None or (term.exit_code or 0) != 0:
+                    exit_code = term.exit_code
+                end_time = max(filter(None, [end_time, _aware(term.finished_at)]), default=None)
+        images = [c.image for c in (pod.spec.containers or [])] if pod.spec is not None else []
+        if result is None:
+            ok = phase == "Succeeded" and (exit_code is None or exit_code == 0)
+            result = "success" if ok else "failure"
+        record: dict[str, Any] = {
+            "result": result,
+            "phase": phase,
+            "reason": reason or (status.reason if status is not None else None),
+            "message": status.message if status is not None else None,
+            "exit_code": exit_code,
+            "start_time": self._start_time(pod),
+            "end_time": end_time or utcnow(),
+            "image": images[0] if len(images) == 1 else images,
+            "node": pod.spec.node_name if pod.spec is not None else None,
+        }
+        return record
+
+    async def _save_logs(self, job: str, pod: Any) -> None:
+        if self.logs is None:
+            return
+        try:
+            text = await self.podman.logs(pod)
+        except Exception as e:
+            log.warning("task %s: could not read the logs of job %s: %r", self.name, job, e)
+            text = ""
+        async with await self.logs.open(job, "w") as fp:
+            await fp.write(text)
+
+    async def _finish(self, job: str, pod: Any, record: dict[str, Any]) -> None:
+        if self.done is not None and self.metadata:
+            await self.done.dump(job, record)
+        await self.podman.delete(pod)
+        await self._forget(job)
+
+    async def _forget(self, job: str) -> None:
+        entry = self._known.pop(job, None)
+        if entry is not None:
+            await self.resource_manager.relinquish(entry[1])
+
+    async def _reap(self, job: str, pod: Any) -> None:
+        await self._save_logs(job, pod)
+        await self._finish(job, pod, self._record(job, pod))
+
+    async def _vanished(self, job: str) -> None:
+        log.warning("task %s: the pod of job %s vanished before it was reaped", self.name, job)
+        if self.done is not None and self.metadata:
+            await self.done.dump(
+                job,
+                {
+                    "result": "failure",
+                    "phase": None,
+                    "reason": "vanished: the pod disappeared from the cluster before it finished",
+                    "exit_code": None,
+                    "start_time": None,
+                    "end_time": utcnow(),
+                },
+            )
+        await self._forget(job)
+
+    async def handle_timeout(self, pod: Any) -> None:
+        """Called for a pod running longer than ``timeout``. Default: keep its logs, record it as
+        failed (``timed_out``) and delete it. Override to do something else."""
+        from ..managers.pod import job_of
+
+        job = job_of(pod)
+        await self._save_logs(job, pod)
+        record = self._record(job, pod, result="failure", reason=f"timeout: ran longer than {self.timeout}")
+        record["timed_out"] = True
+        await self._finish(job, pod, record)
+
+    async def delete(self, job_or_pod: Any) -> None:
+        """Kill a job's pod and return its resources without marking it done."""
+        from ..managers.pod import job_of
+
+        if isinstance(job_or_pod, str):
+            job = job_or_pod
+            pods = await self.podman.query(job=job, task=self.name)
+        else:
+            job = job_of(job_or_pod)
+            pods = [job_or_pod]
+        self._reaping.add(job)
+        try:
+            for pod in pods:
+                await self.podman.delete(pod)
+            await self._forget(job)
+        finally:
+            self._reaping.discard(job)
+
+
+class KubeFunctionTask(KubeTask):
+    """Runs a Python function in a pod (pydatatask 0.4's signature). Usable as a decorator.
+
+    The pod template must run this pipeline's CLI as ``python3 {{argv0}} launch {{task}} {{job}}
+    --force --sync``; there (``synchronous`` set) :meth:`launch` calls the function in-process and
+    records ``func_done``; in the pipeline it creates the pod like a KubeTask. ``kube_done`` is
+    linked as ``done`` and ``func_done`` as ``func_done`` (both ``is_status, inhibits_start,
+    required_for_output``); the template also gets ``argv0``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        podman: Callable[[], PodManager],
+        resources: ResourceManager,
+        template: str | os.PathLike[str],
+        logs: BlobRepository | None = None,
+        kube_done: MetadataRepository | None = None,
+        func_done: MetadataRepository | None = None,
+        env: dict[str, Any] | None = None,
+        func: Callable[..., Any] | None = None,
+        ready: Repository | None = None,
+    ):
+        from .function import FunctionBinding
+
+        super().__init__(name, podman, resources, template, logs, kube_done, env=env, ready=ready)
+        if func_done is not None and not isinstance(func_done, MetadataRepository):
+            raise TypeError(f"task {name!r}: func_done must be a MetadataRepository")
+        self.func_done = func_done
+        if func_done is not None:
+            self.link("func_done", func_done, is_status=True, required_for_output=True, inhibits_start=True)
+        self._binding = FunctionBinding(self, func)
+
+    @property
+    def func(self) -> Callable[..., Any] | None:
+        return self._binding.func
+
+    @func.setter
+    def func(self, value: Callable[..., Any] | None) -> None:
+        self._binding.func = value
+
+    def __call__(self, f: Callable[..., Any]) -> KubeFunctionTask:
+        self.func = f
+        return self
+
+    async def validate(self) -> None:
+        await super().validate()
+        if self.func is None:
+            raise TaskConfigError(f"task {self.name!r}: no function was given (pass func= or use it as a decorator)")
+        self._binding.bind()
+        if self.done is None and self.func_done is None and self.logs is None:
+            log.warning(
+                "task %r has neither kube_done, func_done nor logs: a finished job is launched again", self.name
+            )
+
+    async def _context(self, job: str) -> dict[str, Any]:
+        import sys
+
+        context = await super()._context(job)
+        context["argv0"] = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "main.py"
+        return context
+
+    def _compile(self) -> jinja2.Template:
+        template = super()._compile()
+        self._template_names = self._template_names - {"argv0"}
+        return template
+
+    async def launch(self, job: str) -> bool | None:
+        if not self.synchronous:
+            return await super().launch(job)
+        # Inside the pod: run the body here and record it.
+        from .base import failure_record
+
+        start = utcnow()
+        self._binding.bind()
+        try:
+            result = self._binding.call(job)
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception as e:
+            if self.func_done is not None and self.metadata:
+                await self.func_done.dump(job, failure_record(e, start))
+            raise
+        if self.func_done is not None and self.metadata:
+            await self.func_done.dump(job, {"result": "success", "start_time": start, "end_time": utcnow()})
+        return None

@@ -1,0 +1,277 @@
+"""PodManager and KubeTask against an emulated Kubernetes API server (kmock), or a real cluster
+when PDTNB_TEST_KUBE_CONTEXT is set. The test plays the kubelet."""
+
+from __future__ import annotations
+
+import os
+import socket
+from decimal import Decimal
+
+import pytest
+
+from pdtnb import InProcessBlobRepository, InProcessMetadataRepository, ResourceManager, Resources, TaskConfigError
+from pdtnb.managers.pod import KubeConnectionError, PodManager, pod_name
+from pdtnb.repository.kube import LiveKubeRepository
+from pdtnb.task.kube import KubeFunctionTask, KubeTask
+
+EMULATED = not os.environ.get("PDTNB_TEST_KUBE_CONTEXT")
+
+TEMPLATE = """\
+apiVersion: v1
+kind: Pod
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: {{ env.image }}
+    command: ["sh", "-c", "cat {{ inp }}; echo {{ job }}"]
+    resources:
+      requests:
+        cpu: 500m
+        memory: 1Gi
+"""
+
+
+def make_task(podman: PodManager, quota: Resources | None = None, **kw):
+    inp = InProcessMetadataRepository()
+    logs = InProcessBlobRepository()
+    done = InProcessMetadataRepository()
+    rm = ResourceManager(quota or Resources.parse(cpu=2, mem="4Gi"))
+    task = KubeTask("work", lambda: podman, rm, kw.pop("template", TEMPLATE), logs, done,
+                    env={"image": "busybox"}, **kw)
+    task.link("inp", inp, is_input=True)
+    return task, inp, logs, done, rm
+
+
+def test_pod_names_are_valid_and_case_distinct():
+    a, b = pod_name("app", "Task_1", "JobA"), pod_name("app", "Task_1", "joba")
+    assert a != b
+    for n in (a, b, pod_name("x" * 80, "y", "Z" * 80)):
+        assert len(n) <= 63 and n == n.lower() and n[0].isalnum() and n[-1].isalnum()
+
+
+async def test_pod_manager_launch_query_logs_delete_on_emulated_api_server(kube):
+    pm, kubelet = kube
+    manifest = {"apiVersion": "v1", "kind": "Pod",
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}}
+    p1 = await pm.launch("Job1", "t", manifest)
+    p2 = await pm.launch("job1", "t", manifest)
+    assert p1.metadata.name != p2.metadata.name
+    assert p1.metadata.labels["app"] == pm.app and p1.metadata.labels["task"] == "t"
+    assert {p.metadata.name for p in await pm.query()} == {p1.metadata.name, p2.metadata.name}
+    assert [p.metadata.name for p in await pm.query(job="Job1", task="t")] == [p1.metadata.name]
+    assert await pm.query(task="other") == []
+    kubelet.set_logs(p1.metadata.name, "hello\n")
+    if kubelet.emulator is not None:
+        assert await pm.logs(p1) == "hello\n"
+    await pm.delete(p1)
+    await pm.delete(p1)  # already gone is fine
+    assert [p.metadata.name for p in await pm.query()] == [p2.metadata.name]
+
+
+async def test_kube_task_runs_a_job_to_success_on_emulated_api_server(kube):
+    pm, kubelet = kube
+    task, inp, logs, done, rm = make_task(pm)
+    await inp.dump("J1", "x")
+    assert await task.launch("J1") is None
+    live = task.links["live"].repo
+    assert isinstance(live, LiveKubeRepository)
+    assert await live.contains("J1")
+    assert [j async for j in live] == ["J1"]
+    assert rm.used.cpu == Decimal("0.5") and rm.used.mem == 1024**3
+    assert await task.launch("J1") is None  # already live: nothing more is created
+    assert len(await pm.query()) == 1
+    (pod,) = await pm.query(job="J1")
+    spec = pod.spec.containers[0]
+    assert spec.image == "busybox" and "echo J1" in spec.command[2]
+    await task.update()
+    assert not await done.contains("J1")
+    await kubelet.set_phase(pod.metadata.name, "Running")
+    await task.update()
+    assert not await done.contains("J1")
+    kubelet.set_logs(pod.metadata.name, "output of J1\n")
+    await kubelet.set_phase(pod.metadata.name, "Succeeded", exit_code=0, node="node-a")
+    await task.update()
+    record = await done.info("J1")
+    assert record["result"] == "success" and record["phase"] == "Succeeded" and record["exit_code"] == 0
+    assert record["image"] == "busybox" and record["node"] == "node-a"
+    assert record["start_time"] is not None and record["end_time"] is not None
+    if kubelet.emulator is not None:
+        async with await logs.open("J1", "rb") as fp:
+            assert await fp.read() == b"output of J1\n"
+    assert await pm.query() == []
+    assert rm.used.cpu == 0 and rm.used.mem == 0
+    assert not await live.contains("J1")
+
+
+async def test_kube_task_records_failed_and_evicted_pods_on_emulated_api_server(kube):
+    pm, kubelet = kube
+    task, _inp, _logs, done, rm = make_task(pm)
+    for j in ("A", "B"):
+        await task.launch(j)
+    (pa,) = await pm.query(job="A")
+    (pb,) = await pm.query(job="B")
+    await kubelet.set_phase(pa.metadata.name, "Failed", exit_code=3)
+    await kubelet.set_phase(pb.metadata.name, "Failed", reason="Evicted")
+    await task.update()
+    ra, rb = await done.info("A"), await done.info("B")
+    assert ra["result"] == "failure" and ra["exit_code"] == 3
+    assert rb["result"] == "failure" and rb["reason"] == "Evicted"
+    assert rm.used.cpu == 0
+
+
+async def test_kube_task_vanished_pod_is_recorded_as_failed_on_emulated_api_server(kube):
+    pm, _kubelet = kube
+    task, _inp, _logs, done, rm = make_task(pm)
+    await task.launch("V")
+    (pod,) = await pm.query(job="V")
+    await pm.delete(pod)  # someone else removed it
+    await task.update()
+    record = await done.info("V")
+    assert record["result"] == "failure" and "vanished" in record["reason"]
+    assert rm.used.cpu == 0
+
+
+async def test_kube_task_delete_releases_without_done_on_emulated_api_server(kube):
+    pm, _kubelet = kube
+    task, _inp, _logs, done, rm = make_task(pm)
+    await task.launch("D")
+    await task.links["live"].repo.delete("D")
+    assert await pm.query() == []
+    assert rm.used.cpu == 0
+    await task.update()
+    assert not await done.contains("D")
+
+
+async def test_kube_task_quota_refuses_launch_on_emulated_api_server(kube):
+    pm, _kubelet = kube
+    task, _inp, _logs, _done, _rm = make_task(pm, quota=Resources.parse(cpu=1, mem="8Gi"))
+    assert await task.launch("Q1") is None
+    assert await task.launch("Q2") is None
+    assert await task.launch("Q3") is False
+    assert len(await pm.query()) == 2
+
+
+async def test_kube_task_launch_window_on_emulated_api_server(kube):
+    pm, _kubelet = kube
+    task, _inp, _logs, _done, _rm = make_task(pm, quota=Resources.parse(cpu=8, mem="80Gi", launches=1))
+    assert await task.launch("W1") is None
+    assert await task.launch("W2") is False
+
+
+async def test_kube_task_timeout_on_emulated_api_server(kube):
+    pm, kubelet = kube
+    calls = []
+
+    class MyTask(KubeTask):
+        async def handle_timeout(self, pod):
+            calls.append(pod.metadata.name)
+            await super().handle_timeout(pod)
+
+    inp = InProcessMetadataRepository()
+    done = InProcessMetadataRepository()
+    rm = ResourceManager(Resources.parse(cpu=2, mem="4Gi"))
+    task = MyTask("work", lambda: pm, rm, TEMPLATE, None, done, timeout=0.05, env={"image": "busybox"})
+    task.link("inp", inp, is_input=True)
+    await task.launch("T")
+    (pod,) = await pm.query(job="T")
+    await kubelet.set_phase(pod.metadata.name, "Running")
+    import asyncio
+    await asyncio.sleep(0.1)
+    await task.update()
+    assert calls == [pod.metadata.name]
+    record = await done.info("T")
+    assert record["result"] == "failure" and record["timed_out"] and "timeout" in record["reason"]
+    assert await pm.query() == []
+
+
+@pytest.mark.parametrize("template, message", [
+    ("apiVersion: v1\nkind: Job\nspec: {}\n", "kind Pod"),
+    (TEMPLATE.replace("Never", "Always"), "restartPolicy"),
+    (TEMPLATE + "---\n" + TEMPLATE, "exactly one"),
+    (TEMPLATE.replace("{{ job }}", "{{ nope }}"), "nope"),
+    ("kind: Pod\n  bad: [\n", "YAML"),
+])
+async def test_kube_task_rejects_bad_manifests_before_creating_anything_on_emulated_api_server(kube, template, message):
+    pm, _kubelet = kube
+    task, _inp, _logs, _done, rm = make_task(pm, template=template)
+    with pytest.raises(TaskConfigError, match=message):
+        await task.launch("B")
+    assert await pm.query() == []
+    assert rm.used is None or rm.used.cpu == 0
+
+
+async def test_unreachable_api_server_names_it():
+    from kubernetes_asyncio import client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def cfg():
+        c = client.Configuration()
+        c.host = f"http://127.0.0.1:{port}"
+        return c
+
+    pm = PodManager("app", "ns", cfg)
+    try:
+        with pytest.raises(KubeConnectionError, match=f"127.0.0.1:{port}"):
+            await pm.query()
+    finally:
+        await pm.close()
+
+
+FUNC_TEMPLATE = """\
+kind: Pod
+spec:
+  restartPolicy: Never
+  containers:
+  - name: leader
+    image: busybox
+    command: [python3, "{{ argv0 }}", launch, "{{ task }}", "{{ job }}", --force, --sync]
+    resources: {requests: {cpu: 100m, memory: 256Mi}}
+"""
+
+
+async def test_kube_function_task_on_emulated_api_server(kube):
+    pm, kubelet = kube
+    inp, out = InProcessMetadataRepository(), InProcessMetadataRepository()
+    kdone, fdone = InProcessMetadataRepository(), InProcessMetadataRepository()
+    rm = ResourceManager(Resources.parse(cpu=2, mem="4Gi"))
+
+    @KubeFunctionTask("fn", lambda: pm, rm, FUNC_TEMPLATE, None, kdone, fdone)
+    async def fn(job, inp, out):
+        await out.dump(job, {"doubled": (await inp.info(job)) * 2})
+
+    fn.link("inp", inp, is_input=True)
+    fn.link("out", out, is_output=True)
+    await fn.validate()
+    await inp.dump("F", 21)
+    # In the pipeline: a pod is created.
+    assert await fn.launch("F") is None
+    (pod,) = await pm.query(job="F")
+    cmd = pod.spec.containers[0].command
+    assert cmd[3:5] == ["fn", "F"] and cmd[-1] == "--sync"
+    await kubelet.set_phase(pod.metadata.name, "Succeeded", exit_code=0)
+    await fn.update()
+    assert (await kdone.info("F"))["result"] == "success"
+    # Inside the pod (the CLI's launch --sync): the body runs in-process.
+    fn.synchronous = True
+    assert await fn.launch("F") is None
+    assert await out.info("F") == {"doubled": 42}
+    assert (await fdone.info("F"))["result"] == "success"
+
+
+async def test_restarted_task_adopts_its_pods_on_emulated_api_server(kube):
+    pm, kubelet = kube
+    task, _inp, _logs, _done, _rm = make_task(pm)
+    await task.launch("R")
+    # A new pipeline (new task object, new ResourceManager) finds the pod and counts it.
+    task2, _, _, done2, rm2 = make_task(pm, quota=Resources.parse(cpu="0.5", mem="8Gi"))
+    assert await task2.launch("R") is None  # already live: not launched again
+    assert await task2.launch("S") is False  # the adopted pod holds the whole CPU quota
+    (pod,) = await pm.query(job="R")
+    await kubelet.set_phase(pod.metadata.name, "Succeeded", exit_code=0)
+    await task2.update()
+    assert (await done2.info("R"))["result"] == "success"
+    assert rm2.used.cpu == 0
