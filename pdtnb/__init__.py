@@ -23,6 +23,7 @@ from .cli import (
 )
 from .errors import (
     InvalidJobIdError,
+    KubeConnectionError,
     MetadataParseError,
     PdtnbError,
     PipelineStateError,
@@ -73,6 +74,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     "MongoError": ("pdtnb.repository.mongo", "mongo"),
     "DockerRepository": ("pdtnb.repository.docker", "docker"),
     "DockerRegistryError": ("pdtnb.repository.docker", "docker"),
+    "PodManager": ("pdtnb.managers.pod", "kube"),
+    "KubeTask": ("pdtnb.task.kube", "kube"),
+    "KubeFunctionTask": ("pdtnb.task.kube", "kube"),
+    "LiveKubeRepository": ("pdtnb.repository.kube", "kube"),
 }
 
 
@@ -172,4 +177,10 @@ __all__ = [
     "PipelineStateError",
     "UnknownNameError",
     "SSHConnectionError",
+    "KubeConnectionError",
 ]
+# The lazy names are left out of __all__ on purpose: `from pdtnb import *` must not need every extra.
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -18,6 +18,7 @@ __all__ = [
     "PipelineStateError",
     "UnknownNameError",
     "SSHConnectionError",
+    "KubeConnectionError",
 ]
 
 
@@ -64,3 +65,8 @@ class UnknownNameError(PdtnbError, KeyError):
 class SSHConnectionError(PdtnbError, ConnectionError):
     """An SSH connection could not be opened: unreachable host, refused login, unknown host key or
     timeout. The message names ``host:port``."""
+
+
+class KubeConnectionError(PdtnbError, ConnectionError):
+    """The Kubernetes API server could not be reached, or no kube config could be loaded. The message
+    names the server (its URL) and what pdtnb was doing."""

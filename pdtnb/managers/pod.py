@@ -14,7 +14,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..errors import PdtnbError
+from ..errors import KubeConnectionError
 
 __all__ = ["PodManager", "KubeConnectionError", "pod_name", "label_value"]
 
@@ -22,10 +22,6 @@ log = logging.getLogger("pdtnb.kube")
 
 JOB_ANNOTATION = "pdtnb/job"
 TASK_ANNOTATION = "pdtnb/task"
-
-
-class KubeConnectionError(PdtnbError, ConnectionError):
-    """The Kubernetes API server could not be reached; the message names it."""
 
 
 def _sanitize(text: str, limit: int) -> str:
@@ -188,8 +184,14 @@ class PodManager:
             lambda: self.v1.create_namespaced_pod(self.namespace, manifest),
         )
 
-    async def query(self, job: str | None = None, task: str | None = None) -> list[Any]:
-        """The pods labelled for this app (and ``task``/``job`` when given)."""
+    async def query(
+        self, job: str | None = None, task: str | None = None, include_terminating: bool = False
+    ) -> list[Any]:
+        """The pods labelled for this app (and ``task``/``job`` when given).
+
+        Pods being deleted (``deletionTimestamp`` set, still in their grace period) are left out
+        unless ``include_terminating``: a task has already forgotten them, and must neither adopt
+        them again nor count them as live."""
         result = await self._call(
             "list pods",
             lambda: self.v1.list_namespaced_pod(self.namespace, label_selector=self._selector(job, task)),
@@ -202,6 +204,8 @@ class PodManager:
         pods = [p for p in pods if all((p.metadata.labels or {}).get(k) == v for k, v in want.items())]
         if job is not None:
             pods = [p for p in pods if job_of(p) == job]
+        if not include_terminating:
+            pods = [p for p in pods if p.metadata.deletion_timestamp is None]
         return pods
 
     async def delete(self, pod: Any) -> None:

@@ -32,11 +32,12 @@ import jinja2
 import jinja2.meta
 import yaml
 
-from ..errors import InvalidJobIdError, TaskConfigError
+from ..errors import InvalidJobIdError, KubeConnectionError, TaskConfigError
 from ..repository.base import BlobRepository, MetadataRepository, Repository
 from ..repository.kube import LiveKubeRepository
 from ..resources import ResourceManager, Resources, parse_quantity
 from .base import Task, utcnow
+from .process import REAP_ATTEMPTS
 
 if TYPE_CHECKING:
     from ..managers.pod import PodManager
@@ -146,6 +147,7 @@ class KubeTask(Task):
         self._starting: list[Resources] = []
         self._launch_times: list[float] = []
         self._reaping: set[str] = set()
+        self._reap_failures: dict[str, int] = {}
 
         resources.register(self._get_load)
         self.link("live", LiveKubeRepository(self), is_status=True, inhibits_start=True, inhibits_output=True)
@@ -370,13 +372,39 @@ class KubeTask(Task):
         return True
 
     async def _reap_safely(self, job: str, pod: Any) -> None:
+        """Reap a finished pod. A failure is retried next round; after ``REAP_ATTEMPTS`` failures
+        (not counting an unreachable API server) the job is recorded as failed with the reason and
+        its pod deleted, so one bad pod cannot keep a pipeline busy forever."""
         self._reaping.add(job)
         try:
             await self._reap(job, pod)
-        except Exception:
-            log.exception("task %s: could not reap job %s; will retry", self.name, job)
+        except KubeConnectionError:
+            log.warning("task %s: could not reap job %s: the API server is unreachable; will retry", self.name, job)
+        except Exception as e:
+            count = self._reap_failures.get(job, 0) + 1
+            self._reap_failures[job] = count
+            log.error(
+                "task %s: could not reap job %s (attempt %d of %d)", self.name, job, count, REAP_ATTEMPTS, exc_info=e
+            )
+            if count >= REAP_ATTEMPTS:
+                await self._give_up(job, pod, e)
+        else:
+            self._reap_failures.pop(job, None)
         finally:
             self._reaping.discard(job)
+
+    async def _give_up(self, job: str, pod: Any, exc: Exception) -> None:
+        try:
+            record = self._record(job, pod, result="failure")
+        except Exception:
+            record = {"result": "failure", "phase": None, "exit_code": None, "start_time": None, "end_time": utcnow()}
+        record["reason"] = f"the pod ended but its results could not be collected: {exc!r}"
+        try:
+            await self._finish(job, pod, record)
+        except Exception:
+            log.exception("task %s: could not record the failure of job %s either; its pod is kept", self.name, job)
+        else:
+            self._reap_failures.pop(job, None)
 
     async def _timeout_safely(self, job: str, pod: Any) -> None:
         self._reaping.add(job)

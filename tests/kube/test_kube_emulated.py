@@ -1,5 +1,7 @@
 """PodManager and KubeTask against an emulated Kubernetes API server (kmock), or a real cluster
-when PDTNB_TEST_KUBE_CONTEXT is set. The test plays the kubelet."""
+when PDTNB_TEST_KUBE_CONTEXT is set. On the emulator the test plays the kubelet; the templates' commands
+really do what the test then pretends (print ``output of JOB``, exit with ``inp.code``), so the same
+tests hold on a real cluster, where the image is ``PDTNB_TEST_KUBE_IMAGE`` (default busybox)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from pdtnb.repository.kube import LiveKubeRepository
 from pdtnb.task.kube import KubeFunctionTask, KubeTask
 
 EMULATED = not os.environ.get("PDTNB_TEST_KUBE_CONTEXT")
+IMAGE = os.environ.get("PDTNB_TEST_KUBE_IMAGE", "busybox")
+Mi64 = 64 * 1024**2
 
 TEMPLATE = """\
 apiVersion: v1
@@ -24,11 +28,11 @@ spec:
   containers:
   - name: main
     image: {{ env.image }}
-    command: ["sh", "-c", "cat {{ inp }}; echo {{ job }}"]
+    command: ["sh", "-c", "echo output of {{ job }}; sleep {{ inp.sleep }}; exit {{ inp.code }}"]
     resources:
       requests:
         cpu: 500m
-        memory: 1Gi
+        memory: 64Mi
 """
 
 
@@ -38,7 +42,7 @@ def make_task(podman: PodManager, quota: Resources | None = None, **kw):
     done = InProcessMetadataRepository()
     rm = ResourceManager(quota or Resources.parse(cpu=2, mem="4Gi"))
     task = KubeTask("work", lambda: podman, rm, kw.pop("template", TEMPLATE), logs, done,
-                    env={"image": "busybox"}, **kw)
+                    env={"image": IMAGE}, **kw)
     task.link("inp", inp, is_input=True)
     return task, inp, logs, done, rm
 
@@ -72,33 +76,31 @@ async def test_pod_manager_launch_query_logs_delete_on_emulated_api_server(kube)
 async def test_kube_task_runs_a_job_to_success_on_emulated_api_server(kube):
     pm, kubelet = kube
     task, inp, logs, done, rm = make_task(pm)
-    await inp.dump("J1", "x")
+    await inp.dump("J1", {"code": 0, "sleep": 2})
     assert await task.launch("J1") is None
     live = task.links["live"].repo
     assert isinstance(live, LiveKubeRepository)
     assert await live.contains("J1")
     assert [j async for j in live] == ["J1"]
-    assert rm.used.cpu == Decimal("0.5") and rm.used.mem == 1024**3
+    assert rm.used.cpu == Decimal("0.5") and rm.used.mem == Mi64
     assert await task.launch("J1") is None  # already live: nothing more is created
     assert len(await pm.query()) == 1
     (pod,) = await pm.query(job="J1")
     spec = pod.spec.containers[0]
-    assert spec.image == "busybox" and "echo J1" in spec.command[2]
+    assert spec.image == IMAGE and "echo output of J1; sleep 2; exit 0" in spec.command[2]
     await task.update()
     assert not await done.contains("J1")
-    await kubelet.set_phase(pod.metadata.name, "Running")
+    await kubelet.run(pod.metadata.name)
     await task.update()
     assert not await done.contains("J1")
-    kubelet.set_logs(pod.metadata.name, "output of J1\n")
-    await kubelet.set_phase(pod.metadata.name, "Succeeded", exit_code=0, node="node-a")
+    await kubelet.finish(pod.metadata.name, exit_code=0, logs="output of J1\n", node="node-a")
     await task.update()
     record = await done.info("J1")
     assert record["result"] == "success" and record["phase"] == "Succeeded" and record["exit_code"] == 0
-    assert record["image"] == "busybox" and record["node"] == "node-a"
+    assert record["image"] == IMAGE and record["node"] == ("node-a" if kubelet.emulated else pod.spec.node_name)
     assert record["start_time"] is not None and record["end_time"] is not None
-    if kubelet.emulator is not None:
-        async with await logs.open("J1", "rb") as fp:
-            assert await fp.read() == b"output of J1\n"
+    async with await logs.open("J1", "rb") as fp:
+        assert await fp.read() == b"output of J1\n"
     assert await pm.query() == []
     assert rm.used.cpu == 0 and rm.used.mem == 0
     assert not await live.contains("J1")
@@ -106,23 +108,30 @@ async def test_kube_task_runs_a_job_to_success_on_emulated_api_server(kube):
 
 async def test_kube_task_records_failed_and_evicted_pods_on_emulated_api_server(kube):
     pm, kubelet = kube
-    task, _inp, _logs, done, rm = make_task(pm)
+    task, inp, _logs, done, rm = make_task(pm)
     for j in ("A", "B"):
+        await inp.dump(j, {"code": 3, "sleep": 0})
         await task.launch(j)
     (pa,) = await pm.query(job="A")
     (pb,) = await pm.query(job="B")
-    await kubelet.set_phase(pa.metadata.name, "Failed", exit_code=3)
-    await kubelet.set_phase(pb.metadata.name, "Failed", reason="Evicted")
+    await kubelet.finish(pa.metadata.name, exit_code=3)
+    if kubelet.emulated:  # a real cluster cannot be made to evict a pod on demand
+        await kubelet.set_phase(pb.metadata.name, "Failed", reason="Evicted")
+    else:
+        await kubelet.finish(pb.metadata.name, exit_code=3)
     await task.update()
     ra, rb = await done.info("A"), await done.info("B")
-    assert ra["result"] == "failure" and ra["exit_code"] == 3
-    assert rb["result"] == "failure" and rb["reason"] == "Evicted"
-    assert rm.used.cpu == 0
+    assert ra["result"] == "failure" and ra["exit_code"] == 3 and ra["phase"] == "Failed"
+    assert rb["result"] == "failure"
+    if kubelet.emulated:
+        assert rb["reason"] == "Evicted"
+    assert rm.used.cpu == 0 and await pm.query() == []
 
 
 async def test_kube_task_vanished_pod_is_recorded_as_failed_on_emulated_api_server(kube):
     pm, _kubelet = kube
-    task, _inp, _logs, done, rm = make_task(pm)
+    task, inp, _logs, done, rm = make_task(pm)
+    await inp.dump("V", {"code": 0, "sleep": 60})
     await task.launch("V")
     (pod,) = await pm.query(job="V")
     await pm.delete(pod)  # someone else removed it
@@ -134,7 +143,8 @@ async def test_kube_task_vanished_pod_is_recorded_as_failed_on_emulated_api_serv
 
 async def test_kube_task_delete_releases_without_done_on_emulated_api_server(kube):
     pm, _kubelet = kube
-    task, _inp, _logs, done, rm = make_task(pm)
+    task, inp, _logs, done, rm = make_task(pm)
+    await inp.dump("D", {"code": 0, "sleep": 60})
     await task.launch("D")
     await task.links["live"].repo.delete("D")
     assert await pm.query() == []
@@ -145,7 +155,9 @@ async def test_kube_task_delete_releases_without_done_on_emulated_api_server(kub
 
 async def test_kube_task_quota_refuses_launch_on_emulated_api_server(kube):
     pm, _kubelet = kube
-    task, _inp, _logs, _done, _rm = make_task(pm, quota=Resources.parse(cpu=1, mem="8Gi"))
+    task, inp, _logs, _done, _rm = make_task(pm, quota=Resources.parse(cpu=1, mem="8Gi"))
+    for j in ("Q1", "Q2", "Q3"):
+        await inp.dump(j, {"code": 0, "sleep": 60})
     assert await task.launch("Q1") is None
     assert await task.launch("Q2") is None
     assert await task.launch("Q3") is False
@@ -154,7 +166,9 @@ async def test_kube_task_quota_refuses_launch_on_emulated_api_server(kube):
 
 async def test_kube_task_launch_window_on_emulated_api_server(kube):
     pm, _kubelet = kube
-    task, _inp, _logs, _done, _rm = make_task(pm, quota=Resources.parse(cpu=8, mem="80Gi", launches=1))
+    task, inp, _logs, _done, _rm = make_task(pm, quota=Resources.parse(cpu=8, mem="80Gi", launches=1))
+    for j in ("W1", "W2"):
+        await inp.dump(j, {"code": 0, "sleep": 60})
     assert await task.launch("W1") is None
     assert await task.launch("W2") is False
 
@@ -171,11 +185,12 @@ async def test_kube_task_timeout_on_emulated_api_server(kube):
     inp = InProcessMetadataRepository()
     done = InProcessMetadataRepository()
     rm = ResourceManager(Resources.parse(cpu=2, mem="4Gi"))
-    task = MyTask("work", lambda: pm, rm, TEMPLATE, None, done, timeout=0.05, env={"image": "busybox"})
+    task = MyTask("work", lambda: pm, rm, TEMPLATE, None, done, timeout=0.05, env={"image": IMAGE})
     task.link("inp", inp, is_input=True)
+    await inp.dump("T", {"code": 0, "sleep": 3600})
     await task.launch("T")
     (pod,) = await pm.query(job="T")
-    await kubelet.set_phase(pod.metadata.name, "Running")
+    await kubelet.run(pod.metadata.name)
     import asyncio
     await asyncio.sleep(0.1)
     await task.update()
@@ -194,7 +209,8 @@ async def test_kube_task_timeout_on_emulated_api_server(kube):
 ])
 async def test_kube_task_rejects_bad_manifests_before_creating_anything_on_emulated_api_server(kube, template, message):
     pm, _kubelet = kube
-    task, _inp, _logs, _done, rm = make_task(pm, template=template)
+    task, inp, _logs, _done, rm = make_task(pm, template=template)
+    await inp.dump("B", {"code": 0, "sleep": 0})
     with pytest.raises(TaskConfigError, match=message):
         await task.launch("B")
     assert await pm.query() == []
@@ -233,6 +249,7 @@ spec:
 """
 
 
+@pytest.mark.skipif(not EMULATED, reason="on a real cluster the pod needs an image holding this pipeline's script")
 async def test_kube_function_task_on_emulated_api_server(kube):
     pm, kubelet = kube
     inp, out = InProcessMetadataRepository(), InProcessMetadataRepository()
@@ -264,14 +281,61 @@ async def test_kube_function_task_on_emulated_api_server(kube):
 
 async def test_restarted_task_adopts_its_pods_on_emulated_api_server(kube):
     pm, kubelet = kube
-    task, _inp, _logs, _done, _rm = make_task(pm)
+    task, inp, _logs, _done, _rm = make_task(pm)
+    await inp.dump("R", {"code": 0, "sleep": 2})
     await task.launch("R")
     # A new pipeline (new task object, new ResourceManager) finds the pod and counts it.
-    task2, _, _, done2, rm2 = make_task(pm, quota=Resources.parse(cpu="0.5", mem="8Gi"))
+    task2, inp2, _, done2, rm2 = make_task(pm, quota=Resources.parse(cpu="0.5", mem="8Gi"))
+    await inp2.dump("R", {"code": 0, "sleep": 2})
+    await inp2.dump("S", {"code": 0, "sleep": 2})
     assert await task2.launch("R") is None  # already live: not launched again
     assert await task2.launch("S") is False  # the adopted pod holds the whole CPU quota
     (pod,) = await pm.query(job="R")
-    await kubelet.set_phase(pod.metadata.name, "Succeeded", exit_code=0)
+    await kubelet.finish(pod.metadata.name, exit_code=0, logs="output of R\n")
     await task2.update()
     assert (await done2.info("R"))["result"] == "success"
     assert rm2.used.cpu == 0
+
+
+async def test_terminating_pods_are_neither_live_nor_adopted_on_emulated_api_server(kube):
+    pm, _kubelet = kube
+    task, inp, _logs, _done, _rm = make_task(pm)
+    await inp.dump("G", {"code": 0, "sleep": 60})
+    await task.launch("G")
+    (pod,) = await pm.query(job="G")
+    if EMULATED:  # what a real API server shows during a deletion's grace period (the finalizer keeps
+        # the emulator from removing the object at once)
+        await pm.v1.patch_namespaced_pod(pod.metadata.name, pm.namespace, {"metadata": {
+            "finalizers": ["pdtnb.test/hold"], "deletionTimestamp": "2026-01-01T00:00:00Z"}})
+    else:
+        await pm.v1.delete_namespaced_pod(pod.metadata.name, pm.namespace, grace_period_seconds=30)
+    assert await pm.query(job="G") == []
+    assert len(await pm.query(job="G", include_terminating=True)) == 1
+    assert not await task.links["live"].repo.contains("G")
+    task2, _, _, _, rm2 = make_task(pm)
+    await task2.update()  # a restarted pipeline does not adopt the dying pod
+    assert rm2.used is None or rm2.used.cpu == 0
+
+
+async def test_reaping_gives_up_after_repeated_failures_on_emulated_api_server(kube):
+    pm, kubelet = kube
+
+    class BrokenLogs(InProcessBlobRepository):
+        async def open(self, job, mode="r"):
+            raise OSError("disk full")
+
+    inp, done = InProcessMetadataRepository(), InProcessMetadataRepository()
+    rm = ResourceManager(Resources.parse(cpu=2, mem="4Gi"))
+    task = KubeTask("work", lambda: pm, rm, TEMPLATE, BrokenLogs(), done, env={"image": IMAGE})
+    task.link("inp", inp, is_input=True)
+    await inp.dump("L", {"code": 0, "sleep": 0})
+    await task.launch("L")
+    (pod,) = await pm.query(job="L")
+    await kubelet.finish(pod.metadata.name, exit_code=0, logs="output of L\n")
+    for _attempt in range(2):
+        await task.update()
+        assert not await done.contains("L") and len(await pm.query(job="L")) == 1  # kept for a retry
+    await task.update()
+    record = await done.info("L")
+    assert record["result"] == "failure" and "disk full" in record["reason"]
+    assert await pm.query() == [] and rm.used.cpu == 0
