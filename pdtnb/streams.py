@@ -17,6 +17,8 @@ __all__ = [
     "AWriteStream",
     "AReadText",
     "AWriteText",
+    "AsyncFile",
+    "CommitOnExit",
     "async_copyfile",
     "async_copyfile_str",
     "roundrobin",
@@ -70,6 +72,53 @@ class _StreamWrapper:
     async def close(self) -> None:
         """Close the underlying stream."""
         await self.base.close()
+
+
+class CommitOnExit:
+    """Context-manager behaviour of pdtnb's write streams: leaving ``async with`` normally commits
+    (``close``); leaving it with an exception calls ``abort``, so a half-written value never
+    replaces the previous one. Subclasses define ``close`` and ``abort``."""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def abort(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            await self.abort()
+        else:
+            await self.close()
+
+
+class AsyncFile:
+    """A file handle whose ``read``/``write``/``close`` are coroutines (an aiofiles or asyncssh SFTP
+    handle) made into a pdtnb stream: ``read(n=None)`` reads to the end by default, ``write``
+    always returns the count written (SFTP handles return None), and it closes on ``async with``
+    exit. One class for local files, SFTP files and repository readers, so they behave alike."""
+
+    def __init__(self, handle: Any):
+        self._fp = handle
+
+    async def read(self, n: int | None = None) -> Any:
+        return await self._fp.read(-1 if n is None else n)
+
+    async def write(self, data: Any) -> int:
+        written = await self._fp.write(data)
+        return len(data) if written is None else written
+
+    async def close(self) -> None:
+        await self._fp.close()
+
+    async def __aenter__(self) -> AsyncFile:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        await self.close()
 
 
 class AReadText(_StreamWrapper):

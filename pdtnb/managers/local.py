@@ -46,6 +46,7 @@ from typing import Any, Literal
 
 import aiofiles
 
+from ..streams import AsyncFile
 from ..task.base import _StderrIsStdout
 from .base import AbstractProcessManager
 
@@ -354,27 +355,7 @@ class LocalLinuxManager(AbstractProcessManager):
             return None
 
 
-class LocalFile:
-    """A file opened by :meth:`LocalLinuxManager.open`: async ``read``/``write``/``close`` (bytes or
-    text, by mode), usable with ``async with``."""
-
-    def __init__(self, handle: Any):
-        self._fp = handle
-
-    async def read(self, n: int | None = None) -> Any:
-        return await self._fp.read(-1 if n is None else n)
-
-    async def write(self, data: Any) -> int:
-        return await self._fp.write(data)
-
-    async def close(self) -> None:
-        await self._fp.close()
-
-    async def __aenter__(self) -> LocalFile:
-        return self
-
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        await self.close()
+LocalFile = AsyncFile  # what LocalLinuxManager.open returns
 
 
 def _mkdir(path: Path) -> None:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import asyncssh
 
 from ..errors import SSHConnectionError
+from ..streams import AsyncFile
 from ..task.base import _StderrIsStdout
 from .base import AbstractProcessManager
 from .local import parse_identifier
@@ -380,25 +381,4 @@ class SSHLinuxManager(AbstractProcessManager):
             return None
 
 
-class SSHFile:
-    """A file opened by :meth:`SSHLinuxManager.open`: async ``read``/``write``/``close`` (bytes or
-    text, by mode), usable with ``async with``."""
-
-    def __init__(self, handle: Any):
-        self._fp = handle
-
-    async def read(self, n: int | None = None) -> Any:
-        return await self._fp.read(-1 if n is None else n)
-
-    async def write(self, data: Any) -> int:
-        await self._fp.write(data)
-        return len(data)
-
-    async def close(self) -> None:
-        await self._fp.close()
-
-    async def __aenter__(self) -> SSHFile:
-        return self
-
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        await self.close()
+SSHFile = AsyncFile  # what SSHLinuxManager.open returns

@@ -20,7 +20,7 @@ import aiofiles
 import aiofiles.os
 
 from ..errors import InvalidJobIdError
-from ..streams import AReadText, AWriteText
+from ..streams import AReadText, AsyncFile, AWriteText, CommitOnExit
 from .base import BlobRepository, Repository, check_mode
 
 __all__ = ["FileRepositoryBase", "FileRepository", "DirectoryRepository", "TMP_PREFIX", "atomic_write_bytes"]
@@ -60,7 +60,7 @@ class _suppress_oserror:
         return exc_type is not None and issubclass(exc_type, OSError)
 
 
-class AtomicFileWriter:
+class AtomicFileWriter(CommitOnExit):
     """A binary write stream that becomes visible at its final path only on a clean close."""
 
     def __init__(self, path: Path):
@@ -100,33 +100,8 @@ class AtomicFileWriter:
         with _suppress_oserror():
             os.unlink(tmp)
 
-    async def __aenter__(self) -> AtomicFileWriter:
-        return self
 
-    async def __aexit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            await self.abort()
-        else:
-            await self.close()
-
-
-class FileReader:
-    """A binary read stream over a local file (an aiofiles handle usable with ``async with``)."""
-
-    def __init__(self, handle: Any):
-        self._fp = handle
-
-    async def read(self, n: int | None = None) -> bytes:
-        return await self._fp.read(-1 if n is None else n)
-
-    async def close(self) -> None:
-        await self._fp.close()
-
-    async def __aenter__(self) -> FileReader:
-        return self
-
-    async def __aexit__(self, exc_type, exc, tb) -> None:
-        await self.close()
+FileReader = AsyncFile  # a binary read stream over a local file
 
 
 class FileRepositoryBase(Repository):

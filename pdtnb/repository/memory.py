@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from ..streams import AReadText, AWriteText
+from ..streams import AReadText, AWriteText, CommitOnExit
 from .base import _VALID_IDS, BlobRepository, MetadataRepository, Repository, check_mode
 
 __all__ = ["InProcessMetadataRepository", "InProcessBlobRepository", "InProcessBlobStream", "JobDict"]
@@ -201,7 +201,7 @@ class InProcessMetadataRepository(_DictListing, MetadataRepository):
             store[job] = data
 
 
-class InProcessBlobStream:
+class InProcessBlobStream(CommitOnExit):
     """A stream over one blob of an :class:`InProcessBlobRepository`; use ``repo.open`` to get one.
 
     A write stream buffers and stores its blob when closed, so readers never see a partial value.
@@ -238,15 +238,6 @@ class InProcessBlobStream:
     async def abort(self) -> None:
         """Discard what was written; the previous value, if any, stays."""
         self._closed = True
-
-    async def __aenter__(self) -> InProcessBlobStream:
-        return self
-
-    async def __aexit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            await self.abort()
-        else:
-            await self.close()
 
 
 class InProcessBlobRepository(_DictListing, BlobRepository):

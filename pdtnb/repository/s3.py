@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PdtnbError
-from ..streams import AReadText, AWriteText
+from ..streams import AReadText, AWriteText, CommitOnExit
 from .base import BlobRepository, check_mode
 from .metadata import YamlMetadataRepository, yaml_load
 
@@ -289,7 +289,7 @@ class S3Reader:
         await self.close()
 
 
-class S3Writer:
+class S3Writer(CommitOnExit):
     """A binary write stream to one object; the object appears only on a clean :meth:`close`.
 
     Data is buffered up to :data:`PART_SIZE`; past that it goes out as a multipart upload, part by
@@ -379,15 +379,6 @@ class S3Writer:
                 await self._repo.client.abort_multipart_upload(
                     Bucket=self._repo.bucket, Key=self._key, UploadId=upload_id
                 )
-
-    async def __aenter__(self) -> S3Writer:
-        return self
-
-    async def __aexit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            await self.abort()
-        else:
-            await self.close()
 
 
 class YamlMetadataS3Repository(YamlMetadataRepository, S3BucketRepository):

@@ -16,7 +16,7 @@ import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..errors import TaskConfigError
@@ -51,6 +51,33 @@ _UTC = timezone.utc
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC (what done records store)."""
     return _now(_UTC)
+
+
+def check_type(task: str, label: str, value: Any, kinds: type | tuple[type, ...], what: str,
+               optional: bool = True) -> None:
+    """Refuse a constructor argument of the wrong kind with a message naming the task and the
+    argument (a pydatatask script passing, say, a Resources for a ResourceManager otherwise fails
+    much later, far from the mistake)."""
+    if value is None and optional:
+        return
+    if not isinstance(value, kinds):
+        raise TypeError(f"task {task!r}: {label} must be {what}")
+
+
+def as_timeout(task: str, timeout: timedelta | float | None) -> timedelta | None:
+    """A task's ``timeout`` argument (a timedelta or seconds) as a positive timedelta, or None."""
+    if timeout is None:
+        return None
+    if not isinstance(timeout, timedelta):
+        timeout = timedelta(seconds=float(timeout))
+    if timeout <= timedelta(0):
+        raise ValueError(f"task {task!r}: timeout must be positive, not {timeout}")
+    return timeout
+
+
+def as_window(window: timedelta | float) -> timedelta:
+    """A launch-rate ``window`` argument (a timedelta or seconds) as a timedelta."""
+    return window if isinstance(window, timedelta) else timedelta(seconds=float(window))
 
 
 def failure_record(exc: BaseException, start_time: datetime | None = None, phase: str = "run") -> dict[str, Any]:

@@ -36,7 +36,7 @@ from ..errors import InvalidJobIdError, KubeConnectionError, TaskConfigError
 from ..repository.base import BlobRepository, MetadataRepository, Repository
 from ..repository.kube import LiveKubeRepository
 from ..resources import ResourceManager, Resources, parse_quantity
-from .base import Task, utcnow
+from .base import Task, as_timeout, as_window, check_type, utcnow
 from .process import REAP_ATTEMPTS
 
 if TYPE_CHECKING:
@@ -119,18 +119,11 @@ class KubeTask(Task):
         super().__init__(name, ready=ready)
         if not callable(podman):
             raise TypeError(f"task {name!r}: podman must be a callable returning a PodManager")
-        if not isinstance(resources, ResourceManager):
-            raise TypeError(f"task {name!r}: resources must be a ResourceManager")
-        if logs is not None and not isinstance(logs, BlobRepository):
-            raise TypeError(f"task {name!r}: logs must be a BlobRepository")
-        if done is not None and not isinstance(done, MetadataRepository):
-            raise TypeError(f"task {name!r}: done must be a MetadataRepository")
-        if timeout is not None and not isinstance(timeout, timedelta):
-            timeout = timedelta(seconds=float(timeout))
-        if timeout is not None and timeout <= timedelta(0):
-            raise ValueError(f"task {name!r}: timeout must be positive, not {timeout}")
-        if not isinstance(window, timedelta):
-            window = timedelta(seconds=float(window))
+        check_type(name, "resources", resources, ResourceManager, "a ResourceManager", optional=False)
+        check_type(name, "logs", logs, BlobRepository, "a BlobRepository")
+        check_type(name, "done", done, MetadataRepository, "a MetadataRepository")
+        timeout = as_timeout(name, timeout)
+        window = as_window(window)
         self._podman = podman
         self.resource_manager = resources
         self.template = template
@@ -542,8 +535,7 @@ class KubeFunctionTask(KubeTask):
         from .function import FunctionBinding
 
         super().__init__(name, podman, resources, template, logs, kube_done, env=env, ready=ready)
-        if func_done is not None and not isinstance(func_done, MetadataRepository):
-            raise TypeError(f"task {name!r}: func_done must be a MetadataRepository")
+        check_type(name, "func_done", func_done, MetadataRepository, "a MetadataRepository")
         self.func_done = func_done
         if func_done is not None:
             self.link("func_done", func_done, is_status=True, required_for_output=True, inhibits_start=True)

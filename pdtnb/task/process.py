@@ -40,7 +40,7 @@ from ..errors import InvalidJobIdError, SessionClosedError, TaskConfigError
 from ..repository.base import BlobRepository, MetadataRepository, Repository
 from ..resources import ResourceManager, Resources
 from ..streams import async_copyfile
-from .base import STDOUT, Task, _StderrIsStdout, utcnow
+from .base import STDOUT, Task, _StderrIsStdout, as_timeout, as_window, check_type, utcnow
 
 if TYPE_CHECKING:
     from ..managers.base import AbstractProcessManager
@@ -130,25 +130,15 @@ class ProcessTask(Task):
         super().__init__(name, ready=ready)
         if not callable(manager):
             raise TypeError(f"task {name!r}: manager must be a callable returning a process manager")
-        if not isinstance(resource_manager, ResourceManager):
-            raise TypeError(f"task {name!r}: resource_manager must be a ResourceManager")
-        if not isinstance(job_resources, Resources):
-            raise TypeError(f"task {name!r}: job_resources must be a Resources")
-        if not isinstance(pids, MetadataRepository):
-            raise TypeError(f"task {name!r}: pids must be a MetadataRepository")
-        if done is not None and not isinstance(done, MetadataRepository):
-            raise TypeError(f"task {name!r}: done must be a MetadataRepository")
-        for label, repo in (("stdin", stdin), ("stdout", stdout)):
-            if repo is not None and not isinstance(repo, BlobRepository):
-                raise TypeError(f"task {name!r}: {label} must be a BlobRepository")
-        if stderr is not None and not isinstance(stderr, (BlobRepository, _StderrIsStdout)):
-            raise TypeError(f"task {name!r}: stderr must be a BlobRepository, STDOUT or None")
-        if timeout is not None and not isinstance(timeout, timedelta):
-            timeout = timedelta(seconds=float(timeout))
-        if timeout is not None and timeout <= timedelta(0):
-            raise ValueError(f"task {name!r}: timeout must be positive, not {timeout}")
-        if not isinstance(window, timedelta):
-            window = timedelta(seconds=float(window))
+        check_type(name, "resource_manager", resource_manager, ResourceManager, "a ResourceManager", optional=False)
+        check_type(name, "job_resources", job_resources, Resources, "a Resources", optional=False)
+        check_type(name, "pids", pids, MetadataRepository, "a MetadataRepository", optional=False)
+        check_type(name, "done", done, MetadataRepository, "a MetadataRepository")
+        check_type(name, "stdin", stdin, BlobRepository, "a BlobRepository")
+        check_type(name, "stdout", stdout, BlobRepository, "a BlobRepository")
+        check_type(name, "stderr", stderr, (BlobRepository, _StderrIsStdout), "a BlobRepository, STDOUT or None")
+        timeout = as_timeout(name, timeout)
+        window = as_window(window)
 
         self._manager = manager
         self.resource_manager = resource_manager
