@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import free_port
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -58,12 +58,6 @@ pipeline = pdtnb.Pipeline([slow], session, [])""",
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, service_unavailable):
     """A JupyterLab server on 127.0.0.1 whose python3 kernel is this interpreter; all Jupyter
@@ -99,7 +93,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, service_unavailable):
          "@jupyterlab/apputils-extension:announcements"],
         env=env, check=True, capture_output=True,
     )
-    port, token = _free_port(), "pdtnb-test-token"
+    port, token = free_port(), "pdtnb-test-token"
     log_path = base / "lab.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(

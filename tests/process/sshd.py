@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from servers import free_port
+
 SSHD = "/usr/sbin/sshd"
 USER = "pdtnbssh"
 
@@ -42,12 +44,6 @@ class SSHServer:
             "client_keys": [str(self.client_key)],
             "known_hosts": str(self.known_hosts),
         }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _ensure_user() -> None:

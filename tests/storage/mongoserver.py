@@ -8,23 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from servers import free_port, stop_process, wait_until_answers
+
 STARTUP_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def secantus_executable() -> str | None:
@@ -60,23 +53,16 @@ def _secantus(storage: str, *extra: str, port: int | None = None) -> Iterator[tu
     log = tempfile.TemporaryFile()
     command = [exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage, "--standalone"]
     proc = subprocess.Popen([*command, "--log-level", "WARNING", *extra], stdout=log, stderr=subprocess.STDOUT)
+    def output() -> str:
+        log.seek(0)
+        return log.read().decode(errors="replace")[-2000:]
+
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
         # With --auth a ping still answers (pre-authentication commands are allowed).
-        while not ping(url, 500):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                output = log.read().decode(errors="replace")[-2000:]
-                raise RuntimeError(f"SecantusDB on port {port} did not answer a ping (exit {proc.poll()}): {output}")
-            time.sleep(0.1)
+        wait_until_answers(lambda: ping(url, 500), proc, f"SecantusDB on port {port}", STARTUP_TIMEOUT, output)
         yield url, port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

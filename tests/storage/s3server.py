@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from servers import free_port, stop_process, wait_until_answers
 
 STARTUP_TIMEOUT = 30.0
 
@@ -29,13 +29,6 @@ class S3Endpoint:
     access_key: str
     secret_key: str
     external: bool = False
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def moto_executable() -> str | None:
@@ -73,21 +66,10 @@ def moto_server(auth: bool = False) -> Iterator[S3Endpoint]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not _answers(url):
-            if proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with status {proc.returncode}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"moto_server did not answer on {url} within {STARTUP_TIMEOUT}s")
-            time.sleep(0.1)
+        wait_until_answers(lambda: _answers(url), proc, f"moto_server on {url}", STARTUP_TIMEOUT)
         yield S3Endpoint(url, "testing", "testing")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @contextmanager
