@@ -140,16 +140,31 @@ class PodManager:
                 except Exception:
                     log.debug("closing a kube client failed", exc_info=True)
 
-    async def _call(self, what: str, coro_fn: Callable[[], Awaitable[Any]]) -> Any:
+    async def _call(self, what: str, coro_fn: Callable[[], Awaitable[Any]], idempotent: bool = True) -> Any:
+        """Run one API call; a connection failure becomes KubeConnectionError naming the server.
+
+        An idempotent call (every call but create) is retried once at once when the server closed
+        a kept-alive connection under it (``ServerDisconnectedError``): that race is routine with
+        HTTP keep-alive, and not a sign that the server is down."""
         import aiohttp
 
         await self._ensure()
-        try:
-            return await coro_fn()
-        except (aiohttp.ClientConnectionError, OSError) as e:
-            raise KubeConnectionError(
-                f"cannot reach the Kubernetes API server at {self.host} to {what}: {e}"
-            ) from e
+        for attempt in (1, 2):
+            try:
+                return await coro_fn()
+            except aiohttp.ServerDisconnectedError as e:
+                if idempotent and attempt == 1:
+                    log.debug("%s: the API server closed the connection; retrying once", what)
+                    continue
+                raise KubeConnectionError(
+                    f"cannot reach the Kubernetes API server at {self.host} to {what}: "
+                    f"the server closed the connection ({e!r})"
+                ) from e
+            except (aiohttp.ClientConnectionError, OSError) as e:
+                raise KubeConnectionError(
+                    f"cannot reach the Kubernetes API server at {self.host} to {what}: {e!r}"
+                ) from e
+        raise AssertionError("unreachable")
 
     # ---- pods --------------------------------------------------------------------------------
 
@@ -182,6 +197,7 @@ class PodManager:
         return await self._call(
             f"create pod {meta['name']}",
             lambda: self.v1.create_namespaced_pod(self.namespace, manifest),
+            idempotent=False,
         )
 
     async def query(
@@ -222,13 +238,20 @@ class PodManager:
     async def logs(self, pod: Any, timeout: float = 10) -> str:
         """The logs of ``pod``."""
         name = pod.metadata.name
-        text = await self._call(
-            f"read the logs of pod {name}",
-            lambda: self.v1.read_namespaced_pod_log(name, self.namespace, _request_timeout=timeout),
-        )
-        if isinstance(text, bytes):
-            return text.decode(errors="replace")
-        return "" if text is None else str(text)
+
+        async def read() -> bytes:
+            # Raw bytes: with content preloaded, kubernetes_asyncio parses a log that looks like
+            # JSON ("14\n" came back as "14", '{"a": 1}' as "{'a': 1}").
+            response = await self.v1.read_namespaced_pod_log(
+                name, self.namespace, _request_timeout=timeout, _preload_content=False
+            )
+            try:
+                return await response.read()
+            finally:
+                response.release()
+
+        raw = await self._call(f"read the logs of pod {name}", read)
+        return raw.decode(errors="replace")
 
 
 def job_of(pod: Any) -> str | None:

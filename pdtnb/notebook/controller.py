@@ -10,6 +10,7 @@ be stopped, listeners that refresh widgets after an action, and a log of the act
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -205,7 +206,8 @@ class PipelineController:
             await admin.inject_value(self.pipeline, data, job, b"", parsed=value)
         else:
             await admin.inject_value(self.pipeline, data, job, value)
-        self._record("inject", data=data, job=job, value=value)
+        # A copy: the replay must store what was stored now, even if the variable changes later.
+        self._record("inject", data=data, job=job, value=_snapshot(value))
         self._changed()
 
     # ---- background run --------------------------------------------------------------------
@@ -254,6 +256,14 @@ class PipelineController:
             return None
         except Exception:
             return None
+
+
+def _snapshot(value: Any) -> Any:
+    """A deep copy of ``value``, or ``value`` itself when it cannot be copied."""
+    try:
+        return copy.deepcopy(value)
+    except Exception:
+        return value
 
 
 def _consume(task: asyncio.Task[Any]) -> None:

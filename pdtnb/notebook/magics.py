@@ -47,6 +47,8 @@ HELP = """\
   stop                           end the background run after its current round
   graph [--svg]                  the dependency graph, coloured by status
   dashboard                      graph, live status and launch buttons
+  export PATH [--notebook NB.ipynb] [--pipeline NAME] [--actions]
+                                 write the notebook as a script ending with pdtnb.main(pipeline)
   help                           this text
 """
 
@@ -105,6 +107,11 @@ def _build_parser() -> _Parser:
     p = sub.add_parser("graph", add_help=False)
     p.add_argument("--svg", action="store_true")
     sub.add_parser("dashboard", add_help=False)
+    p = sub.add_parser("export", add_help=False)
+    p.add_argument("path")
+    p.add_argument("--notebook")
+    p.add_argument("--pipeline")
+    p.add_argument("--actions", action="store_true")
     return parser
 
 
@@ -219,6 +226,8 @@ class PdtMagics(Magics):
             return Message(f"using pipeline {args.name!r} (tasks: {', '.join(found[args.name].tasks)})")
         if cell is not None and command != "inject":
             raise UsageError("%%pdt takes a body only for inject: %%pdt inject TASK.LINK JOB")
+        if command == "export":
+            return self._export(args)
         controller = self._current()
         assert controller is not None
         with _wakeful_loop():
@@ -228,6 +237,25 @@ class PdtMagics(Magics):
                 raise
             except (PdtnbError, KeyError, ValueError, OSError, TimeoutError, RuntimeError) as e:
                 raise UsageError(f"%pdt {command}: {_one_line(e)}") from None
+
+    def _export(self, args: argparse.Namespace) -> Message:
+        """``%pdt export``: needs no open pipeline, only the notebook's cells (see pdtnb.notebook.export)."""
+        from .export import ExportError, export_in_kernel
+
+        try:
+            return Message(
+                export_in_kernel(
+                    self.shell,
+                    args.path,
+                    notebook=args.notebook,
+                    pipeline=args.pipeline,
+                    selected=self.selected,
+                    actions=args.actions,
+                    live_pipelines=self.pipelines(),
+                )
+            )
+        except ExportError as e:
+            raise UsageError(f"%pdt export: {_one_line(e)}") from None
 
     async def _run(self, controller: PipelineController, args: argparse.Namespace, cell: str | None) -> Any:
         command = args.command

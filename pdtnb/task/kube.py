@@ -442,6 +442,8 @@ class KubeTask(Task):
             return
         try:
             text = await self.podman.logs(pod)
+        except KubeConnectionError:
+            raise  # the pod is reaped on a later round, logs and all
         except Exception as e:
             log.warning("task %s: could not read the logs of job %s: %r", self.name, job, e)
             text = ""
@@ -516,7 +518,10 @@ class KubeFunctionTask(KubeTask):
     --force --sync``; there (``synchronous`` set) :meth:`launch` calls the function in-process and
     records ``func_done``; in the pipeline it creates the pod like a KubeTask. ``kube_done`` is
     linked as ``done`` and ``func_done`` as ``func_done`` (both ``is_status, inhibits_start,
-    required_for_output``); the template also gets ``argv0``.
+    required_for_output``); the template also gets ``argv0``: ``script`` when given, else the file
+    name of the running script. From a notebook there is no such script (the kernel's argv[0] is
+    ``ipykernel_launcher.py``), so a launch there fails with a clear error unless ``script`` names
+    the script the pod holds (the one ``%pdt export`` writes).
     """
 
     def __init__(
@@ -531,6 +536,8 @@ class KubeFunctionTask(KubeTask):
         env: dict[str, Any] | None = None,
         func: Callable[..., Any] | None = None,
         ready: Repository | None = None,
+        *,
+        script: str | None = None,
     ):
         from .function import FunctionBinding
 
@@ -540,6 +547,7 @@ class KubeFunctionTask(KubeTask):
         if func_done is not None:
             self.link("func_done", func_done, is_status=True, required_for_output=True, inhibits_start=True)
         self._binding = FunctionBinding(self, func)
+        self.script = script
 
     @property
     def func(self) -> Callable[..., Any] | None:
@@ -567,13 +575,30 @@ class KubeFunctionTask(KubeTask):
         import sys
 
         context = await super()._context(job)
-        context["argv0"] = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "main.py"
+        if self.script is not None:
+            context["argv0"] = self.script
+            return context
+        argv0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+        if not argv0 or argv0 in ("ipykernel_launcher.py", "__main__.py", "-c"):
+            raise TaskConfigError(
+                f"task {self.name!r}, job {job!r}: the pod must run this pipeline's script, but this process "
+                f"was not started from one (sys.argv[0] is {sys.argv[0] if sys.argv else ''!r}, e.g. a Jupyter "
+                "kernel); pass script='pipeline.py' (the script `%pdt export` writes) to KubeFunctionTask"
+            )
+        context["argv0"] = argv0
         return context
 
     def _compile(self) -> jinja2.Template:
         template = super()._compile()
         self._template_names = self._template_names - {"argv0"}
         return template
+
+    async def record_failure(self, job: str, exc: BaseException, phase: str = "launch") -> bool:
+        if not self.synchronous:
+            return await super().record_failure(job, exc, phase)
+        # Inside the pod: kube_done is the pipeline's record of the pod (written when it reaps
+        # it); the body's failure is already in func_done.
+        return False
 
     async def launch(self, job: str) -> bool | None:
         if not self.synchronous:
@@ -582,8 +607,8 @@ class KubeFunctionTask(KubeTask):
         from .base import failure_record
 
         start = utcnow()
-        self._binding.bind()
         try:
+            self._binding.bind()
             result = self._binding.call(job)
             if asyncio.iscoroutine(result):
                 await result

@@ -58,9 +58,9 @@ class Kubelet:
                 "name": "main", "image": "busybox", "imageID": "", "ready": False, "restartCount": 0,
                 "state": {"terminated": {"exitCode": exit_code, "finishedAt": "2026-01-01T00:00:00Z"}},
             }]
-        await self.podman.v1.patch_namespaced_pod_status(pod_name, self.podman.namespace, {"status": status})
-        if node is not None:
+        if node is not None:  # scheduled before it ends, so a fast reaper never sees an ended pod without a node
             await self.podman.v1.patch_namespaced_pod(pod_name, self.podman.namespace, {"spec": {"nodeName": node}})
+        await self.podman.v1.patch_namespaced_pod_status(pod_name, self.podman.namespace, {"status": status})
 
     def set_logs(self, pod_name: str, text: str) -> None:
         if self.emulated:

@@ -256,7 +256,7 @@ async def test_kube_function_task_on_emulated_api_server(kube):
     kdone, fdone = InProcessMetadataRepository(), InProcessMetadataRepository()
     rm = ResourceManager(Resources.parse(cpu=2, mem="4Gi"))
 
-    @KubeFunctionTask("fn", lambda: pm, rm, FUNC_TEMPLATE, None, kdone, fdone)
+    @KubeFunctionTask("fn", lambda: pm, rm, FUNC_TEMPLATE, None, kdone, fdone, script="pipeline.py")
     async def fn(job, inp, out):
         await out.dump(job, {"doubled": (await inp.info(job)) * 2})
 
@@ -268,7 +268,7 @@ async def test_kube_function_task_on_emulated_api_server(kube):
     assert await fn.launch("F") is None
     (pod,) = await pm.query(job="F")
     cmd = pod.spec.containers[0].command
-    assert cmd[3:5] == ["fn", "F"] and cmd[-1] == "--sync"
+    assert cmd[1] == "pipeline.py" and cmd[3:5] == ["fn", "F"] and cmd[-1] == "--sync"
     await kubelet.set_phase(pod.metadata.name, "Succeeded", exit_code=0)
     await fn.update()
     assert (await kdone.info("F"))["result"] == "success"
@@ -339,3 +339,58 @@ async def test_reaping_gives_up_after_repeated_failures_on_emulated_api_server(k
     record = await done.info("L")
     assert record["result"] == "failure" and "disk full" in record["reason"]
     assert await pm.query() == [] and rm.used.cpu == 0
+
+
+@pytest.mark.parametrize("text", ["14\n", '{"words": 14}\n', "null\n", "caf\u00e9 \u2713\n", ""])
+async def test_logs_are_kept_byte_for_byte_on_emulated_api_server(kube, text):
+    pm, kubelet = kube
+    template = TEMPLATE.replace("echo output of {{ job }}", 'printf %s \\"$TEXT\\"').replace(
+        "    resources:", "    env: [{name: TEXT, value: {{ env.text | tojson }}}]\n    resources:")
+    task, inp, logs, done, _rm = make_task(pm, template=template)
+    task.env["text"] = text
+    await inp.dump("T", {"code": 0, "sleep": 0})
+    await task.launch("T")
+    (pod,) = await pm.query(job="T")
+    await kubelet.finish(pod.metadata.name, exit_code=0, logs=text)
+    await task.update()
+    assert (await done.info("T"))["result"] == "success"
+    async with await logs.open("T", "rb") as fp:
+        assert (await fp.read()).decode() == text
+
+
+async def test_kube_function_task_from_a_kernel_needs_script_on_emulated_api_server(kube, monkeypatch):
+    pm, _kubelet = kube
+    rm = ResourceManager(Resources.parse(cpu=2, mem="4Gi"))
+    fn = KubeFunctionTask("fn", lambda: pm, rm, FUNC_TEMPLATE, None, InProcessMetadataRepository(),
+                          InProcessMetadataRepository(), func=lambda job: None)
+    monkeypatch.setattr("sys.argv", ["/venv/lib/python3/site-packages/ipykernel_launcher.py", "-f", "k.json"])
+    with pytest.raises(TaskConfigError, match="script="):
+        await fn.launch("K")
+    assert await pm.query() == []
+    monkeypatch.setattr("sys.argv", ["/home/me/books/pipeline.py", "run"])
+    assert await fn.launch("K") is None
+    (pod,) = await pm.query(job="K")
+    assert pod.spec.containers[0].command[1] == "pipeline.py"
+
+
+def test_kubernetes_doc_example_renders_to_a_valid_pod():
+    """The manifest in docs/kubernetes.md renders (values with quotes included) and passes the checks."""
+    import asyncio
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "kubernetes.md").read_text()
+    template = re.search(r'    """\n(    apiVersion: v1\n.*?)    """', doc, re.S).group(1)
+    books = InProcessMetadataRepository()
+    task = KubeTask("fetch", lambda: None, ResourceManager(Resources.parse(cpu=1, mem="1Gi")), template,
+                    None, None, env={"image": "busybox:1.36"})
+    task.link("books", books, is_input=True)
+
+    async def render():
+        await books.dump("b1", {"url": 'https://example.org/a "quoted" book?x=1&y=2'})
+        return await task.render("b1")
+
+    manifest = asyncio.run(render())
+    container = manifest["spec"]["containers"][0]
+    assert container["env"] == [{"name": "URL", "value": 'https://example.org/a "quoted" book?x=1&y=2'}]
+    assert container["command"][2] == 'wget -qO- "$URL" | wc -w'
