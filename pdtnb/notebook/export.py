@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PdtnbError
+from ..script import ENV_PREFIX, env_name  # what exported scripts use at run time
 
 __all__ = [
     "ExportError",
@@ -68,8 +69,6 @@ __all__ = [
 SKIP_TAG = "pdtnb-skip"
 #: Cells with this tag (papermill's convention) hold the parameters.
 PARAMETERS_TAG = "parameters"
-#: ``PDTNB_PARAM_<NAME>`` overrides parameter ``name`` (upper-cased).
-ENV_PREFIX = "PDTNB_PARAM_"
 
 #: Modules whose objects only make sense in a notebook (widgets, display, the kernel).
 NOTEBOOK_MODULES = ("IPython", "ipywidgets", "ipykernel", "pdtnb.notebook")
@@ -82,11 +81,6 @@ IPYTHON_NAMES = frozenset(
 
 class ExportError(PdtnbError, ValueError):
     """The notebook cannot be exported as a script; the message names the cell or argument at fault."""
-
-
-def env_name(parameter: str) -> str:
-    """The environment variable that overrides ``parameter``: ``PDTNB_PARAM_`` and the name upper-cased."""
-    return ENV_PREFIX + parameter.upper()
 
 
 # ---- where the cells come from ----------------------------------------------------------------
@@ -810,160 +804,18 @@ def _choose_pipeline(
 
 # ---- the script ---------------------------------------------------------------------------------
 
-_PRELUDE = '''\
-# ---- added by pdtnb export: parameters -----------------------------------------------------------
-import ast as _pdtnb_ast
-import json as _pdtnb_json
-import os as _pdtnb_os
-import sys as _pdtnb_sys
+_PRELUDE = """\
+# ---- added by pdtnb export: parameters (--param NAME=VALUE before the subcommand, or {env_prefix}NAME)
+from pdtnb.script import Parameters as _PdtnbParameters
 
-#: Defaults of the parameters (the ``name = literal`` lines of the cells tagged "parameters").
-_PDTNB_PARAMETERS = {parameters}
+_pdtnb_param = _PdtnbParameters({parameters}, main=__name__ == "__main__")
+"""
 
-
-def _pdtnb_fail(message):
-    print(f"error: {{message}}", file=_pdtnb_sys.stderr)
-    raise SystemExit(2)
-
-
-def _pdtnb_take_params(argv):
-    """Split the ``--param NAME=VALUE`` options placed before the subcommand off ``argv``."""
-    given, rest, i = {{}}, [], 0
-    while i < len(argv):
-        arg = argv[i]
-        if not arg.startswith("-"):  # the subcommand: the rest belongs to pdtnb.main
-            rest.extend(argv[i:])
-            break
-        if arg == "--param" or arg.startswith("--param="):
-            if arg == "--param":
-                if i + 1 >= len(argv):
-                    _pdtnb_fail("--param needs NAME=VALUE")
-                spec, i = argv[i + 1], i + 2
-            else:
-                spec, i = arg[len("--param="):], i + 1
-            name, sep, value = spec.partition("=")
-            if not sep or not name:
-                _pdtnb_fail(f"--param {{spec!r}}: write --param NAME=VALUE")
-            if name not in _PDTNB_PARAMETERS:
-                known = ", ".join(_PDTNB_PARAMETERS) or "none (no cell was tagged parameters)"
-                _pdtnb_fail(f"--param {{name}}: no such parameter; parameters: {{known}}")
-            given[name] = value
-            continue
-        rest.append(arg)
-        i += 1
-    return given, rest
-
-
-def _pdtnb_convert(name, text, default, origin):
-    """``text`` as a value of the type of ``default`` (bool, int, float, str; others as JSON or a
-    Python literal; a None default takes a Python literal, or else the text)."""
-    kind = type(default).__name__
-    try:
-        if isinstance(default, bool):
-            word = text.strip().lower()
-            if word in ("1", "true", "yes", "on"):
-                return True
-            if word in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("expected true/false, yes/no, on/off or 1/0")
-        if isinstance(default, int):
-            return int(text)
-        if isinstance(default, float):
-            return float(text)
-        if isinstance(default, str):
-            return text
-        if default is None:
-            try:
-                return _pdtnb_ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                return text
-        try:
-            value = _pdtnb_json.loads(text)
-        except ValueError:
-            value = _pdtnb_ast.literal_eval(text)
-        if isinstance(value, list) and isinstance(default, (tuple, set, frozenset)):
-            value = type(default)(value)
-        if not isinstance(value, type(default)):
-            raise ValueError(f"got a {{type(value).__name__}}")
-        return value
-    except (ValueError, SyntaxError, TypeError) as e:
-        _pdtnb_fail(f"{{origin}}={{text!r}}: parameter {{name}} takes a {{kind}} value, like its default: {{e}}")
-
-
-_pdtnb_given = {{}}
-if __name__ == "__main__":
-    _pdtnb_given, _pdtnb_sys.argv[1:] = _pdtnb_take_params(_pdtnb_sys.argv[1:])
-
-
-def _pdtnb_param(name, default):
-    """The value of parameter ``name``: ``--param name=...``, else ``{env_prefix}NAME``, else ``default``."""
-    if name in _pdtnb_given:
-        return _pdtnb_convert(name, _pdtnb_given[name], default, f"--param {{name}}")
-    env = "{env_prefix}" + name.upper()
-    if env in _pdtnb_os.environ:
-        return _pdtnb_convert(name, _pdtnb_os.environ[env], default, env)
-    return default
-'''
-
-_REPLAY = '''\
-# ---- added by pdtnb export --actions: `python {script} replay` performs these, in order -----------
+_REPLAY = """\
+# ---- added by pdtnb export --actions: `python {script} replay` performs these, in order ----------
 _PDTNB_ACTIONS = [
 {actions}]
-
-
-async def _pdtnb_replay(pipeline):
-    """Perform the notebook session's actions on the opened pipeline, in order, reporting each."""
-    from pdtnb import admin
-    from pdtnb.errors import PdtnbError
-
-    total = len(_PDTNB_ACTIONS)
-    for number, action in enumerate(_PDTNB_ACTIONS, 1):
-        kind = action["kind"]
-        where = f"replay {{number}}/{{total}}: {{kind}}"
-        if kind == "launch":
-            task, job = action["task"], action["job"]
-            where += f" {{task}} {{job}}"
-            outcome = await admin.launch_job(
-                pipeline, task, job, sync=action["sync"], meta=action["meta"], force=action["force"]
-            )
-            if outcome.state != "started":
-                state = outcome.state.replace("_", " ")
-                raise PdtnbError(f"{{where}}: the job was {{state}} here, but it started in the notebook")
-            done = outcome.done
-            if isinstance(done, dict) and done.get("result") not in (None, "success"):
-                where += f" (the job failed: {{done.get('exception', done)}})"
-        elif kind == "rm":
-            deleted = await admin.delete_jobs(pipeline, action["data"], action["jobs"], action["recursive"])
-            where += f" {{action['data']}}: {{len(deleted)}} deleted"
-        elif kind == "inject":
-            where += f" {{action['data']}} {{action['job']}}"
-            if "yaml" in action:
-                await admin.inject_value(pipeline, action["data"], action["job"], action["yaml"])
-            elif isinstance(action["value"], (str, bytes)):
-                await admin.inject_value(pipeline, action["data"], action["job"], action["value"])
-            else:
-                await admin.inject_value(pipeline, action["data"], action["job"], b"", parsed=action["value"])
-        elif kind == "update":
-            await pipeline.update_phase()
-        elif kind == "launch_phase":
-            report = await pipeline.launch_phase()
-            where += f": {{report.launched}} launched"
-        elif kind == "step":
-            await pipeline.update_phase()
-            report = await pipeline.launch_phase()
-            where += f": {{report.launched}} launched"
-        elif kind == "run":
-            summary = await pipeline.run(launch_once=action["launch_once"], timeout=action["timeout"])
-            where += f": {{summary.rounds}} rounds, {{summary.launched}} launched"
-        else:
-            raise PdtnbError(f"{{where}}: unknown action")
-        print(f"# {{where}}", file=_pdtnb_sys.stderr)
-
-
-def _pdtnb_add_replay(subparsers):
-    parser = subparsers.add_parser("replay", help="Perform the actions taken in the notebook session, in order")
-    parser.set_defaults(func=_pdtnb_replay)
-'''
+"""
 
 
 def _literal(value: Any) -> str | None:
@@ -1041,13 +893,15 @@ def render_script(plan: ExportPlan, actions: Sequence[Any] | None = None, script
     if actions is not None:
         entries = "".join(_render_action(n, a) for n, a in enumerate(actions, 1))
         lines.append(_REPLAY.format(script=script_name, actions=entries))
-        instrument = ", instrument=_pdtnb_add_replay"
+        instrument = ", instrument=_pdtnb_replay_command(_PDTNB_ACTIONS)"
     if plan.pdtnb_alias is not None:
         module, importing = plan.pdtnb_alias, ""
     elif plan.pdtnb_taken:
         module, importing = "_pdtnb", "    import pdtnb as _pdtnb\n\n"
     else:
         module, importing = "pdtnb", "    import pdtnb\n\n"
+    if instrument:
+        importing += "    from pdtnb.script import replay_command as _pdtnb_replay_command\n\n"
     lines.append(f'\nif __name__ == "__main__":\n{importing}    {module}.main({plan.pipeline}{instrument})\n')
     text = "\n".join(lines)
     try:

@@ -295,6 +295,43 @@ def test_quickstart(kernel: KernelInfo, tmp_path: Path) -> None:
     ))
     assert ex.text("extra-0").strip("'").split(".")[0] == str(kernel.major)
     check_quickstart(ex)
+    if kernel.major == 7:
+        check_quickstart_script(ex)
+
+
+def check_quickstart_script(ex: Executed) -> None:
+    """The quickstart exports as a script which, run from a shell next to the executed notebook,
+    reports the notebook's final status and redoes nothing; a fresh data directory given by
+    ``--param`` starts empty."""
+    from pdtnb.notebook.export import main as export
+
+    script = ex.dir / "quickstart.py"
+    assert export([str(ex.dir / "quickstart.ipynb"), "-o", str(script)]) == 0
+
+    def shell(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, str(script), *args], cwd=ex.dir, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    final = counts(ex.text("status-end"))
+    assert counts(shell("status").stderr) == final
+    assert "0 launched" in shell("run").stderr
+    fresh = shell("--param", f"DATA_DIR={ex.dir / 'elsewhere'}", "status").stderr
+    assert counts(fresh) == {task: state() for task in final}
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_example_notebook_exports_as_a_script(name: str, tmp_path: Path) -> None:
+    """Each example notebook can be turned into a script (``pdtnb-skip`` marks its notebook-only
+    cells), and the script's command line loads."""
+    from pdtnb.notebook.export import main as export
+
+    script = tmp_path / name.replace(".ipynb", ".py")
+    assert export([str(NOTEBOOKS / name), "-o", str(script)]) == 0
+    done = subprocess.run([sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "status" in done.stdout, done.stderr
 
 
 # ---- processes ---------------------------------------------------------------------------------
