@@ -243,6 +243,25 @@ class PipelineController:
         self._changed()
         return self._run_task
 
+    async def wait(self, timeout: float | None = None) -> RunSummary | BaseException | None:
+        """Wait until the background run ends (the pipeline is quiet, or it was stopped) and return
+        :attr:`last_run`: its summary, or the exception it ended with. None if there was no run.
+        ``timeout`` seconds passed first: TimeoutError; the run goes on (waiting never stops it)."""
+        task = self._run_task
+        if task is None:
+            return None
+        if not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"the background run is still going after {timeout:g} s (it goes on: %pdt stop ends it)"
+                ) from None
+            except BaseException:
+                if not task.done():  # the waiter itself was cancelled (interrupt): the run goes on
+                    raise
+        return self.last_run
+
     async def stop(self) -> RunSummary | None:
         """End a background run after its current round; returns its summary."""
         task = self._run_task

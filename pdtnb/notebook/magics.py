@@ -44,6 +44,7 @@ HELP = """\
   step                           one round: update, then launch
   run [--forever] [--launch-once] [--timeout S]
                                  run in the background; returns a live table at once
+  wait [--timeout S]             wait for the background run to end; shows its summary
   stop                           end the background run after its current round
   graph [--svg]                  the dependency graph, coloured by status
   dashboard                      graph, live status and launch buttons
@@ -102,6 +103,8 @@ def _build_parser() -> _Parser:
     p = sub.add_parser("run", add_help=False)
     p.add_argument("--forever", action="store_true")
     p.add_argument("--launch-once", action="store_true")
+    p.add_argument("--timeout", type=float, default=None)
+    p = sub.add_parser("wait", add_help=False)
     p.add_argument("--timeout", type=float, default=None)
     sub.add_parser("stop", add_help=False)
     p = sub.add_parser("graph", add_help=False)
@@ -326,6 +329,18 @@ class PdtMagics(Magics):
 
             await controller.start_run(forever=args.forever, launch_once=args.launch_once, timeout=args.timeout)
             return LiveStatus(controller).start()
+        if command == "wait":
+            if args.timeout is not None and args.timeout < 0:
+                raise UsageError(f"%pdt wait: --timeout must be 0 or more seconds, not {args.timeout:g}")
+            try:
+                outcome = await controller.wait(args.timeout)
+            except TimeoutError as e:
+                raise UsageError(f"%pdt wait: {e}") from None
+            if outcome is None:
+                return Message("no background run to wait for")
+            if isinstance(outcome, BaseException):
+                return Message(f"the background run ended with {type(outcome).__name__}: {outcome}")
+            return outcome
         if command == "stop":
             summary = await controller.stop()
             if summary is None:

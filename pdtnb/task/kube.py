@@ -424,14 +424,20 @@ class KubeTask(Task):
         if result is None:
             ok = phase == "Succeeded" and (exit_code is None or exit_code == 0)
             result = "success" if ok else "failure"
+        start_time = self._start_time(pod)
+        end_time = end_time or utcnow()
+        if start_time is not None and end_time < start_time:
+            # Kubernetes keeps finish times to the second and the launch time is ours, to the
+            # microsecond: a pod ending within its first second would seem to end before it began.
+            end_time = start_time
         record: dict[str, Any] = {
             "result": result,
             "phase": phase,
             "reason": reason or (status.reason if status is not None else None),
             "message": status.message if status is not None else None,
             "exit_code": exit_code,
-            "start_time": self._start_time(pod),
-            "end_time": end_time or utcnow(),
+            "start_time": start_time,
+            "end_time": end_time,
             "image": images[0] if len(images) == 1 else images,
             "node": pod.spec.node_name if pod.spec is not None else None,
         }

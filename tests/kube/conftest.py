@@ -9,6 +9,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -54,9 +55,11 @@ class Kubelet:
         if reason is not None:
             status["reason"] = reason
         if exit_code is not None:
+            # what a kubelet reports: now, to the second
+            finished = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             status["containerStatuses"] = [{
                 "name": "main", "image": "busybox", "imageID": "", "ready": False, "restartCount": 0,
-                "state": {"terminated": {"exitCode": exit_code, "finishedAt": "2026-01-01T00:00:00Z"}},
+                "state": {"terminated": {"exitCode": exit_code, "finishedAt": finished}},
             }]
         if node is not None:  # scheduled before it ends, so a fast reaper never sees an ended pod without a node
             await self.podman.v1.patch_namespaced_pod(pod_name, self.podman.namespace, {"spec": {"nodeName": node}})

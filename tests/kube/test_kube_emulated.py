@@ -99,6 +99,8 @@ async def test_kube_task_runs_a_job_to_success_on_emulated_api_server(kube):
     assert record["result"] == "success" and record["phase"] == "Succeeded" and record["exit_code"] == 0
     assert record["image"] == IMAGE and record["node"] == ("node-a" if kubelet.emulated else pod.spec.node_name)
     assert record["start_time"] is not None and record["end_time"] is not None
+    # the launch time is ours (microseconds), the finish time the kubelet's (seconds): never reversed
+    assert record["start_time"] <= record["end_time"]
     async with await logs.open("J1", "rb") as fp:
         assert await fp.read() == b"output of J1\n"
     assert await pm.query() == []

@@ -122,6 +122,8 @@ VOCABULARY = [
     ("bad_option", "%pdt status --bogus"),
     ("no_subcommand", "%pdt"),
     ("stop_idle", "%pdt stop"),
+    ("wait_idle", "%pdt wait"),
+    ("wait_bad_timeout", "%pdt wait --timeout -1"),
     ("graph", "%pdt graph"),
     ("live", "live = %pdt status --live\nawait asyncio.sleep(0.3)\n"
              "show(refreshes=live.refreshes, value=live.value)\nlive"),
@@ -331,6 +333,8 @@ def test_mistakes_are_one_line_usage_errors(vocabulary: Recorded):
     assert "--bogus" in usage_error(vocabulary["bad_option"])
     assert "subcommand" in usage_error(vocabulary["no_subcommand"])
     assert vocabulary["stop_idle"].check().plain == "no background run to stop"
+    assert vocabulary["wait_idle"].check().plain == "no background run to wait for"
+    assert "--timeout must be 0 or more" in usage_error(vocabulary["wait_bad_timeout"])
 
 
 def test_graph_displays(vocabulary: Recorded):
@@ -424,8 +428,14 @@ def background(kernel: KernelInfo, tmp_path_factory: pytest.TempPathFactory) -> 
         run("feed", session.run("await inp.dump('late', 99)"))
         time.sleep(1.5)
         run("after_feed", session.run("show(late_done='late' in done.data, running=controller.running)"))
+        run("wait_timeout", session.run("%pdt wait --timeout 0.3"))
+        run("after_wait_timeout", session.run("show(running=controller.running)"))
         run("stop", session.run("%pdt stop"))
         run("after_stop", session.run("show(running=controller.running, last_run=repr(controller.last_run))"))
+        run("wait_run", session.run(
+            "await inp.dump('waited', 5)\n%pdt run\nsummary = %pdt wait --timeout 30\n"
+            "show(running=controller.running, summary=repr(summary), waited='waited' in done.data)"
+        ))
         run("timeout_run", session.run("%pdt run --forever --timeout 0.3"))
         time.sleep(1.0)
         run("after_timeout", session.run(
@@ -474,6 +484,15 @@ def test_run_forever_picks_up_new_input_until_stopped(background: Recorded):
     assert re.fullmatch(r"stopped after \d+ rounds, 1 launched", background["stop"].check().plain)
     facts = shown(background["after_stop"])
     assert facts["running"] is False and "stopped=True" in facts["last_run"]
+
+
+def test_wait_returns_the_summary_and_a_timed_out_wait_leaves_the_run_going(background: Recorded):
+    message = usage_error(background["wait_timeout"])
+    assert "still going after 0.3 s" in message and "%pdt stop" in message
+    assert shown(background["after_wait_timeout"])["running"] is True
+    facts = shown(background["wait_run"])
+    assert facts["running"] is False and facts["waited"] is True
+    assert re.fullmatch(r"RunSummary\(rounds=\d+, launched=1, .*stopped=False\)", facts["summary"]), facts
 
 
 def test_a_timed_out_run_is_reported(background: Recorded):

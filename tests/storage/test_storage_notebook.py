@@ -243,7 +243,7 @@ def test_storage_notebook_runs_over_s3_and_mongodb(s3, mongo, credentials, place
     assert after == {"ready": 0, "live": 0, "done": 4, "failed": 0,
                      "books jobs": 4, "done jobs": 4, "summaries jobs": 4}
     assert output_of(nb, "%pdt ls summarize.books").split() == [*sorted(BOOKS), "(4", "jobs)"]
-    assert "4 launched, 0 failed launches" in output_containing(nb, "controller.running")
+    assert "4 launched, 0 failed launches" in output_containing(nb, "%pdt wait --timeout")
     assert yaml.safe_load(output_of(nb, "%pdt cat summarize.summaries lighthouse")) == summary_of(BOOKS["lighthouse"])
     record = yaml.safe_load(output_of(nb, "%pdt cat summarize.done lighthouse"))
     assert record["result"] == "success" and record["end_time"] >= record["start_time"]
