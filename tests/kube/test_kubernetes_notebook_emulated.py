@@ -19,22 +19,20 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import json
 import re
 import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 import yaml
+from nbexec import cell_text, execute, write_kernelspec
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 kmock = pytest.importorskip("kmock")
 pytest.importorskip("kubernetes_asyncio")
 
@@ -172,43 +170,10 @@ def _now() -> str:
 # ---- running the notebook ---------------------------------------------------------------------
 
 
-def write_kernelspec(root: Path) -> str:
-    """A kernelspec running this interpreter, in ``root`` (to be put first on JUPYTER_PATH)."""
-    spec = root / "kernels" / "pdtnb-kubernetes-notebook"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "pdtnb kubernetes notebook test",
-        "language": "python",
-    }))
-    return spec.name
 
 
-def execute(path: Path, cwd: Path, kernel_name: str, explain: Callable[[], str] | None = None) -> Any:
-    """Run the notebook at ``path`` (cwd ``cwd``); a failing cell fails the test, with ``explain()``."""
-    nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(
-        nb, kernel_name=kernel_name, timeout=CELL_TIMEOUT, resources={"metadata": {"path": str(cwd)}}
-    )
-    try:
-        client.execute()
-    except nbclient.exceptions.CellExecutionError as e:
-        nbformat.write(nb, cwd / f"{path.stem}.executed.ipynb")
-        pytest.fail(f"{path.name} failed in a cell:\n{e}{explain() if explain else ''}", pytrace=False)
-    return nb
 
 
-def cell_text(cell: Any) -> str:
-    """Everything a code cell showed: streams, text/plain results, errors."""
-    parts = []
-    for out in cell.get("outputs", []):
-        if out["output_type"] == "stream":
-            parts.append(out["text"])
-        elif out["output_type"] in ("execute_result", "display_data"):
-            parts.append(out.get("data", {}).get("text/plain", ""))
-        elif out["output_type"] == "error":
-            parts.append(f"{out['ename']}: {out['evalue']}")
-    return "".join(parts)
 
 
 def outputs_of(nb: Any, source: str) -> list[str]:
@@ -249,7 +214,7 @@ def test_kubernetes_notebook_runs_its_pods_on_emulated_api_server(tmp_path, monk
 
     app, namespace = f"nbtest-{uuid.uuid4().hex[:6]}", "notebooks"
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    kernel = write_kernelspec(tmp_path / "jupyter")
+    kernel = write_kernelspec(tmp_path / "jupyter", "pdtnb-kubernetes-notebook")
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kube-config"))  # only PDTNB_KUBE_HOST may be used
     monkeypatch.delenv("PDTNB_KUBE_IMAGE", raising=False)
     monkeypatch.delenv("PDTNB_KUBE_WORKDIR", raising=False)
@@ -259,8 +224,8 @@ def test_kubernetes_notebook_runs_its_pods_on_emulated_api_server(tmp_path, monk
 
     with EmulatedCluster(app, namespace) as cluster:
         monkeypatch.setenv("PDTNB_KUBE_HOST", cluster.url)
-        nb = execute(NOTEBOOK, tmp_path, kernel, lambda: f"\nthe emulated cluster failed: {cluster.error!r}"
-                     if cluster.error else "")
+        nb = execute(NOTEBOOK, tmp_path, kernel, CELL_TIMEOUT,
+                     lambda: f"\nthe emulated cluster failed: {cluster.error!r}" if cluster.error else "")
         # exported as a script (the pdtnb-skip cells left out), it finds the same jobs and no pods
         script = tmp_path / "pipeline.py"
         exported = export_main([str(NOTEBOOK), "-o", str(script)])  # python -m pdtnb export, in this process

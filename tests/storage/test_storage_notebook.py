@@ -13,7 +13,6 @@ export``) as a script whose ``status`` sees the same jobs.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import subprocess
@@ -22,13 +21,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 import yaml
 from mongoserver import mongo_auth_server, mongo_server
+from nbexec import cell_text, execute, write_kernelspec
 from s3server import s3_client, s3_endpoint
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 pymongo = pytest.importorskip("pymongo")
 pytest.importorskip("aiobotocore")
 
@@ -127,42 +126,10 @@ def places(s3, mongo, credentials):
 # ---- running the notebook ---------------------------------------------------------------------
 
 
-def write_kernelspec(root: Path) -> str:
-    """A kernelspec running this interpreter, in ``root`` (to be put first on JUPYTER_PATH)."""
-    spec = root / "kernels" / "pdtnb-storage-notebook"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "pdtnb storage notebook test",
-        "language": "python",
-    }))
-    return spec.name
 
 
-def execute(path: Path, cwd: Path, kernel_name: str) -> Any:
-    nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(
-        nb, kernel_name=kernel_name, timeout=CELL_TIMEOUT, resources={"metadata": {"path": str(cwd)}}
-    )
-    try:
-        client.execute()
-    except nbclient.exceptions.CellExecutionError as e:
-        nbformat.write(nb, cwd / f"{path.stem}.executed.ipynb")
-        pytest.fail(f"{path.name} failed in a cell:\n{e}", pytrace=False)
-    return nb
 
 
-def cell_text(cell: Any) -> str:
-    """Everything a code cell showed: streams, text/plain results, errors."""
-    parts = []
-    for out in cell.get("outputs", []):
-        if out["output_type"] == "stream":
-            parts.append(out["text"])
-        elif out["output_type"] in ("execute_result", "display_data"):
-            parts.append(out.get("data", {}).get("text/plain", ""))
-        elif out["output_type"] == "error":
-            parts.append(f"{out['ename']}: {out['evalue']}")
-    return "".join(parts)
 
 
 def output_of(nb: Any, source: str) -> str:
@@ -204,7 +171,7 @@ def test_storage_notebook_runs_over_s3_and_mongodb(s3, mongo, credentials, place
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "outputs not stripped"
 
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    kernel = write_kernelspec(tmp_path / "jupyter")
+    kernel = write_kernelspec(tmp_path / "jupyter", "pdtnb-storage-notebook")
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
@@ -217,7 +184,7 @@ def test_storage_notebook_runs_over_s3_and_mongodb(s3, mongo, credentials, place
     monkeypatch.setenv("PDTNB_MONGO_URL", mongo_url)
     monkeypatch.setenv("PDTNB_MONGO_DB", database)
 
-    nb = execute(NOTEBOOK, tmp_path, kernel)
+    nb = execute(NOTEBOOK, tmp_path, kernel, CELL_TIMEOUT)
     nbformat.write(nb, tmp_path / "storage.executed.ipynb")  # to look at when a check fails
 
     # no secret in any output, nor anywhere in the executed notebook
