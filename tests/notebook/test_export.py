@@ -507,6 +507,7 @@ def test_shell_command_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
 
     # The other cases in this process: the same code, without the interpreter start-up.
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "notanotebook.ipynb").write_text('{"nbformat": 4, "cells": "not a list"}')
     cases = [
         (["export", "nosuch.ipynb", "-o", "x.py"], "error: notebook nosuch.ipynb: no such file"),
         (["export", "bad.ipynb", "-o", "x.py", "--actions"], "error: --actions: "),
@@ -514,6 +515,7 @@ def test_shell_command_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
         (["export", "good.ipynb", "-o", "x.py", "--pipeline", "nope"], "error: --pipeline nope"),
         (["export", "good.ipynb", "-o", "good.ipynb"], "the notebook being exported"),
         (["export", "notjson.ipynb", "-o", "x.py"], "error: notebook notjson.ipynb cannot be read"),
+        (["export", "notanotebook.ipynb", "-o", "x.py"], "error: notebook notanotebook.ipynb cannot be read"),
         (["export", "bad.ipynb", "-o", "-", "--pipeline", "pipeline"], "error: cell 4 (`print(jobs)`)"),
         ([], "usage: python -m pdtnb export"),
     ]
