@@ -523,3 +523,73 @@ async def test_kube_function_task_failure_through_the_cli_emulated_only(kube, tm
     assert record["result"] == "failure" and record["exit_code"] == code and record["phase"] == "Failed"
     assert await read_blob(FileRepository(cli.data / "fn_logs"), "J2") == output
     assert await cli.counts("fn") == (0, 0, 0, 1)
+
+
+# ---- 5. the script KubeFunctionTask pods run, exported from a notebook ---------------------------
+
+NOTEBOOK_CELLS = [
+    ("parameters", 'DATA = "data"  # where the repositories live, relative to the script'),
+    ("", SCRIPT.split("quota = ")[0].replace('Path(__file__).resolve().parent / "data"', "Path(DATA)")),
+    ("", '''quota = pdtnb.ResourceManager(pdtnb.Resources.parse(cpu=2, mem="4Gi"))
+fn_in = pdtnb.YamlMetadataFileRepository(BASE / "fn_in")
+fn_out = pdtnb.YamlMetadataFileRepository(BASE / "fn_out")
+fn_logs = pdtnb.FileRepository(BASE / "fn_logs")
+kube_done = pdtnb.YamlMetadataFileRepository(BASE / "kube_done")
+func_done = pdtnb.YamlMetadataFileRepository(BASE / "func_done")
+FUNC_TEMPLATE = """
+kind: Pod
+spec:
+  restartPolicy: Never
+  containers:
+  - name: leader
+    image: registry.example.com/books:latest
+    command: [python3, "{{ argv0 }}", launch, "{{ task }}", "{{ job }}", --force, --sync]
+"""
+
+
+@pdtnb.KubeFunctionTask("fn", podman, quota, FUNC_TEMPLATE, fn_logs, kube_done, func_done, script="pipeline.py")
+async def fn(job, fn_in, fn_out):
+    value = await fn_in.info(job)
+    print(f"fn: job {job} got {value}", flush=True)
+    await fn_out.dump(job, {"doubled": value["n"] * 2})
+
+
+fn.link("fn_in", fn_in, is_input=True)
+fn.link("fn_out", fn_out, is_output=True)
+pipeline = pdtnb.Pipeline([fn], session, [quota])'''),
+    ("", "%load_ext pdtnb\n%pdt status"),
+    ("", "pipeline"),
+]
+
+
+async def test_kube_function_task_runs_the_script_exported_from_a_notebook_emulated_only(kube, tmp_path):
+    """The notebook -> `pdtnb export` -> pipeline.py -> pod chain: the pod's command, run here as the
+    pod would run it, executes the exported script's `launch fn J1 --force --sync`."""
+    import nbformat
+
+    from pdtnb.notebook.export import main as export
+
+    pm, kubelet = kube
+    if not kubelet.emulated:
+        pytest.skip("runs the pod's command on this machine, which only an emulated cluster allows")
+    cli = Cli(tmp_path, pm)  # the environment pointing at the API server; the script is replaced below
+    nb = nbformat.v4.new_notebook()
+    for tag, source in NOTEBOOK_CELLS:
+        nb.cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": [tag]} if tag else {}))
+    nbformat.write(nb, tmp_path / "pipeline.ipynb")
+    assert export([str(tmp_path / "pipeline.ipynb"), "-o", str(cli.script)]) == 0
+    exported = cli.script.read_text()
+    assert "%pdt" not in exported and "%load_ext" not in exported
+    assert exported.rstrip().endswith("pdtnb.main(pipeline)")
+
+    await YamlMetadataFileRepository(cli.data / "fn_in").dump("J1", {"n": 21})
+    pod, code, output = await run_function_pod(cli, pm, kubelet, "J1")
+    assert code == 0, output
+    assert "fn: job J1 got {'n': 21}" in output
+    assert await YamlMetadataFileRepository(cli.data / "fn_out").info("J1") == {"doubled": 42}
+    assert (await YamlMetadataFileRepository(cli.data / "func_done").info("J1"))["result"] == "success"
+    await kubelet.finish(pod.metadata.name, code, logs=output)
+    await cli.ok("update")
+    assert (await YamlMetadataFileRepository(cli.data / "kube_done").info("J1"))["result"] == "success"
+    assert await read_blob(FileRepository(cli.data / "fn_logs"), "J1") == output
+    assert await cli.counts("fn") == (0, 0, 1, 0)
