@@ -162,7 +162,7 @@ class PodManager:
                 ) from e
             except (aiohttp.ClientConnectionError, OSError) as e:
                 raise KubeConnectionError(
-                    f"cannot reach the Kubernetes API server at {self.host} to {what}: {e!r}"
+                    f"cannot reach the Kubernetes API server at {self.host} to {what}: {str(e) or type(e).__name__}"
                 ) from e
         raise AssertionError("unreachable")
 

@@ -264,6 +264,8 @@ class KubeTask(Task):
         if not self._loaded:
             try:
                 await self._refresh()
+            except KubeConnectionError as e:
+                log.warning("task %s: %s", self.name, e)
             except Exception:
                 log.exception("task %s: could not list its pods", self.name)
         total = Resources(launches=self._recent_launches() + len(self._starting))
@@ -340,6 +342,9 @@ class KubeTask(Task):
     async def update(self) -> bool:
         try:
             view = await self._refresh()
+        except KubeConnectionError as e:  # one line: the message names the server; retried next round
+            log.warning("task %s: %s", self.name, e)
+            return True
         except Exception:
             log.exception("task %s: could not list its pods", self.name)
             return True

@@ -593,3 +593,22 @@ async def test_kube_function_task_runs_the_script_exported_from_a_notebook_emula
     assert (await YamlMetadataFileRepository(cli.data / "kube_done").info("J1"))["result"] == "success"
     assert await read_blob(FileRepository(cli.data / "fn_logs"), "J1") == output
     assert await cli.counts("fn") == (0, 0, 1, 0)
+
+
+async def test_cli_names_an_unreachable_api_server_in_one_line(kube, tmp_path):
+    """Every command of a pipeline script whose API server is down ends with one `error:` line
+    naming the server, and no traceback."""
+    import socket
+
+    pm, _kubelet = kube
+    cli = Cli(tmp_path, pm)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    cli.env["PDTNB_KUBE_HOST"] = dead
+    await YamlMetadataFileRepository(cli.data / "inp").dump("J1", {"exit": 0})
+    results = await asyncio.gather(cli("status"), cli("run"), cli("launch", "work", "J1"))
+    for code, out, err in results:
+        assert code == 1, (out, err)
+        assert f"error: cannot reach the Kubernetes API server at {dead}" in err, err
+        assert "Traceback" not in err, err
