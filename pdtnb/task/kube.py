@@ -22,6 +22,7 @@ import asyncio
 import bisect
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -47,6 +48,7 @@ __all__ = ["KubeTask", "KubeFunctionTask"]
 log = logging.getLogger("pdtnb.task")
 
 START_ANNOTATION = "pdtnb/start-time"
+_SAFE_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
@@ -294,8 +296,13 @@ class KubeTask(Task):
     # ---- launch ------------------------------------------------------------------------------
 
     def _check_job(self, job: str) -> None:
-        if not isinstance(job, str) or not job or "\0" in job:
-            raise InvalidJobIdError(job, f"task {self.name!r}")
+        """Refuse a job id that could change the meaning of the rendered YAML or of a command in
+        it (quotes, newlines, spaces, ``{``...): whatever a repository's CHARSET allows, a pod's
+        job id is letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit."""
+        if not isinstance(job, str) or not _SAFE_JOB_ID.fullmatch(job):
+            raise InvalidJobIdError(job, f"task {self.name!r} (a Kubernetes pod)")
+        if self.done is not None:
+            self.done.check_job_id(job)
 
     async def launch(self, job: str) -> bool | None:
         """Create ``job``'s pod; False if the quota refused it. Errors leave no pod and no reservation."""

@@ -396,3 +396,15 @@ def test_kubernetes_doc_example_renders_to_a_valid_pod():
     container = manifest["spec"]["containers"][0]
     assert container["env"] == [{"name": "URL", "value": 'https://example.org/a "quoted" book?x=1&y=2'}]
     assert container["command"][2] == 'wget -qO- "$URL" | wc -w'
+
+
+@pytest.mark.parametrize("job", ['J1"', "J1\n    evil: true", "J 1", "{{ env }}", "-J1", "", "J1;reboot"])
+async def test_job_ids_cannot_escape_the_template_on_emulated_api_server(kube, job):
+    from pdtnb import InvalidJobIdError
+
+    pm, _kubelet = kube
+    task, _inp, _logs, _done, rm = make_task(pm)
+    with pytest.raises(InvalidJobIdError, match="Kubernetes pod"):
+        await task.launch(job)
+    assert await pm.query() == []
+    assert rm.used is None or rm.used.cpu == 0
