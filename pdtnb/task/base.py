@@ -53,6 +53,33 @@ def utcnow() -> datetime:
     return _now(_UTC)
 
 
+#: How many times a task tries to collect a finished job's results before recording it as failed.
+REAP_ATTEMPTS = 3
+
+
+class ReapAttempts:
+    """Counts the failed attempts to collect (reap) each finished job of a task that runs jobs
+    outside the pipeline (processes, pods). A failure is retried on the next rounds; after
+    ``limit`` failures the task records the job as failed instead, so one job whose results
+    cannot be collected never keeps a pipeline busy forever."""
+
+    def __init__(self, task: str, limit: int = REAP_ATTEMPTS):
+        self.task = task
+        self.limit = limit
+        self._failures: dict[str, int] = {}
+
+    def failed(self, job: str, exc: BaseException) -> bool:
+        """Log this failure; True when it was the last attempt (the caller gives up on the job)."""
+        count = self._failures.get(job, 0) + 1
+        self._failures[job] = count
+        log.error("task %s: could not reap job %s (attempt %d of %d)", self.task, job, count, self.limit, exc_info=exc)
+        return count >= self.limit
+
+    def done(self, job: str) -> None:
+        """The job was reaped, or given up on: forget its count."""
+        self._failures.pop(job, None)
+
+
 def check_type(task: str, label: str, value: Any, kinds: type | tuple[type, ...], what: str,
                optional: bool = True) -> None:
     """Refuse a constructor argument of the wrong kind with a message naming the task and the

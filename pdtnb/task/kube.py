@@ -37,8 +37,7 @@ from ..errors import InvalidJobIdError, KubeConnectionError, TaskConfigError
 from ..repository.base import BlobRepository, MetadataRepository, Repository
 from ..repository.kube import LiveKubeRepository
 from ..resources import ResourceManager, Resources, parse_quantity
-from .base import Task, as_timeout, as_window, check_type, utcnow
-from .process import REAP_ATTEMPTS
+from .base import ReapAttempts, Task, as_timeout, as_window, check_type, utcnow
 
 if TYPE_CHECKING:
     from ..managers.pod import PodManager
@@ -142,7 +141,7 @@ class KubeTask(Task):
         self._starting: list[Resources] = []
         self._launch_times: list[float] = []
         self._reaping: set[str] = set()
-        self._reap_failures: dict[str, int] = {}
+        self._reap_attempts = ReapAttempts(name)
 
         resources.register(self._get_load)
         self.link("live", LiveKubeRepository(self), is_status=True, inhibits_start=True, inhibits_output=True)
@@ -386,15 +385,10 @@ class KubeTask(Task):
         except KubeConnectionError:
             log.warning("task %s: could not reap job %s: the API server is unreachable; will retry", self.name, job)
         except Exception as e:
-            count = self._reap_failures.get(job, 0) + 1
-            self._reap_failures[job] = count
-            log.error(
-                "task %s: could not reap job %s (attempt %d of %d)", self.name, job, count, REAP_ATTEMPTS, exc_info=e
-            )
-            if count >= REAP_ATTEMPTS:
+            if self._reap_attempts.failed(job, e):
                 await self._give_up(job, pod, e)
         else:
-            self._reap_failures.pop(job, None)
+            self._reap_attempts.done(job)
         finally:
             self._reaping.discard(job)
 
@@ -409,7 +403,7 @@ class KubeTask(Task):
         except Exception:
             log.exception("task %s: could not record the failure of job %s either; its pod is kept", self.name, job)
         else:
-            self._reap_failures.pop(job, None)
+            self._reap_attempts.done(job)
 
     async def _timeout_safely(self, job: str, pod: Any) -> None:
         self._reaping.add(job)

@@ -40,7 +40,7 @@ from ..errors import InvalidJobIdError, SessionClosedError, TaskConfigError
 from ..repository.base import BlobRepository, MetadataRepository, Repository
 from ..resources import ResourceManager, Resources
 from ..streams import async_copyfile
-from .base import STDOUT, Task, _StderrIsStdout, as_timeout, as_window, check_type, utcnow
+from .base import STDOUT, ReapAttempts, Task, _StderrIsStdout, as_timeout, as_window, check_type, utcnow
 
 if TYPE_CHECKING:
     from ..managers.base import AbstractProcessManager
@@ -50,7 +50,6 @@ __all__ = ["ProcessTask", "render_environment"]
 log = logging.getLogger("pdtnb.task")
 
 #: Reaping a job is retried this many times (one attempt per round) before it is recorded as failed.
-REAP_ATTEMPTS = 3
 
 
 def render_environment() -> jinja2.Environment:
@@ -166,7 +165,7 @@ class ProcessTask(Task):
         self._starting = 0
         self._launch_times: list[float] = []  # wall-clock times of launches, sorted
         self._reaping: set[str] = set()
-        self._reap_failures: dict[str, int] = {}
+        self._reap_attempts = ReapAttempts(name)
         self._watches: dict[str, tuple[str, Callable[[], None] | None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._warned = False
@@ -489,23 +488,18 @@ class ProcessTask(Task):
         try:
             await self._reap(job, entry)
         except Exception as e:
-            count = self._reap_failures.get(job, 0) + 1
-            self._reap_failures[job] = count
-            log.error(
-                "task %s: could not reap job %s (attempt %d of %d)", self.name, job, count, REAP_ATTEMPTS, exc_info=e
-            )
-            if count >= REAP_ATTEMPTS:
+            if self._reap_attempts.failed(job, e):
                 await self._give_up(job, entry, e)
                 return True
             return False
         else:
-            self._reap_failures.pop(job, None)
+            self._reap_attempts.done(job)
             return True
         finally:
             self._reaping.discard(job)
 
     async def _give_up(self, job: str, entry: dict[str, Any], exc: Exception) -> None:
-        self._reap_failures.pop(job, None)
+        self._reap_attempts.done(job)
         try:
             if self.done is not None and self.metadata:
                 await self.done.dump(
