@@ -8,6 +8,7 @@ pipeline with bounded memory. The protocols here are structural: any object with
 from __future__ import annotations
 
 import codecs
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
@@ -74,16 +75,18 @@ class _StreamWrapper:
         await self.base.close()
 
 
-class CommitOnExit:
+class CommitOnExit(ABC):
     """Context-manager behaviour of pdtnb's write streams: leaving ``async with`` normally commits
     (``close``); leaving it with an exception calls ``abort``, so a half-written value never
     replaces the previous one. Subclasses define ``close`` and ``abort``."""
 
+    @abstractmethod
     async def close(self) -> None:
-        raise NotImplementedError
+        """Commit what was written."""
 
+    @abstractmethod
     async def abort(self) -> None:
-        raise NotImplementedError
+        """Throw away what was written; the previous value, if any, stays."""
 
     async def __aenter__(self) -> Any:
         return self
