@@ -26,11 +26,8 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jinja2
-import jinja2.meta
 import yaml
 
 from ..errors import InvalidJobIdError, KubeConnectionError, TaskConfigError
@@ -38,6 +35,7 @@ from ..repository.base import BlobRepository, MetadataRepository, Repository
 from ..repository.kube import LiveKubeRepository
 from ..resources import ResourceManager, Resources, parse_quantity
 from .base import ReapAttempts, Task, as_timeout, as_window, check_type, utcnow
+from .template import JobTemplate
 
 if TYPE_CHECKING:
     from ..managers.pod import PodManager
@@ -49,7 +47,6 @@ log = logging.getLogger("pdtnb.task")
 START_ANNOTATION = "pdtnb/start-time"
 _SAFE_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 def _aware(value: Any) -> datetime | None:
@@ -133,8 +130,7 @@ class KubeTask(Task):
         self.window = window
         self.timeout: timedelta | None = timeout
         self.env = dict(env or {})
-        self._compiled: jinja2.Template | None = None
-        self._template_names: frozenset[str] = frozenset()
+        self._template = JobTemplate(name, template)
         # job -> (pod name, reserved resources) for the pods this task knows about
         self._known: dict[str, tuple[str, Resources]] = {}
         self._loaded = False
@@ -157,67 +153,13 @@ class KubeTask(Task):
 
     # ---- template ----------------------------------------------------------------------------
 
-    def _template_source(self) -> str:
-        template = self.template
-        if isinstance(template, os.PathLike):
-            return Path(template).read_text()
-        if not isinstance(template, str):
-            raise TaskConfigError(f"task {self.name!r}: template must be a string or a path, not {template!r}")
-        if "\n" not in template and len(template) < 4096:
-            try:
-                if os.path.isfile(template):
-                    return Path(template).read_text()
-            except OSError:
-                pass
-        return template
-
-    def _compile(self) -> jinja2.Template:
-        if self._compiled is None:
-            try:
-                source = self._template_source()
-                ast = _ENV.parse(source)
-            except jinja2.TemplateSyntaxError as e:
-                raise TaskConfigError(
-                    f"task {self.name!r}: the template has a syntax error at line {e.lineno}: {e.message}"
-                ) from None
-            except OSError as e:
-                raise TaskConfigError(f"task {self.name!r}: cannot read the template file: {e}") from e
-            self._template_names = frozenset(jinja2.meta.find_undeclared_variables(ast)) - set(_ENV.globals)
-            self._compiled = _ENV.from_string(ast)
-        return self._compiled
-
-    async def _context(self, job: str) -> dict[str, Any]:
-        names = self._template_names
-        special = ("job", "task", "env")
-        missing = sorted(n for n in names if n not in self.links and n not in special)
-        if missing:
-            raise TaskConfigError(
-                f"task {self.name!r}, job {job!r}: the template refers to {', '.join(map(repr, missing))}, "
-                f"which is not a link of this task (links: {', '.join(sorted(self.links))}; also job, task, env)"
-            )
-        link_names = [n for n in names if n in self.links and n not in special]
-        context: dict[str, Any] = {}
-        if link_names:
-            try:
-                values = await asyncio.gather(*(self.links[n].repo.info(job) for n in link_names))
-            except Exception as e:
-                raise TaskConfigError(
-                    f"task {self.name!r}, job {job!r}: could not read a linked value for the template: {e!r}"
-                ) from e
-            context.update(zip(link_names, values))
-        context.update(job=job, task=self.name, env=self.env)
-        return context
+    async def _template_values(self, job: str) -> dict[str, Any]:
+        """What the template gets besides the links' values."""
+        return {"job": job, "task": self.name, "env": self.env}
 
     async def render(self, job: str) -> dict[str, Any]:
         """The pod manifest for ``job``, checked to be a single Pod with ``restartPolicy: Never``."""
-        template = self._compile()
-        context = await self._context(job)
-        try:
-            text = template.render(context)
-        except Exception as e:
-            raise TaskConfigError(
-                f"task {self.name!r}, job {job!r}: the template failed to render: {type(e).__name__}: {e}"
-            ) from e
+        text = await self._template.render(job, self.links, await self._template_values(job))
         return self.check_manifest(job, text)
 
     def check_manifest(self, job: str, text: str) -> dict[str, Any]:
@@ -583,13 +525,13 @@ class KubeFunctionTask(KubeTask):
                 "task %r has neither kube_done, func_done nor logs: a finished job is launched again", self.name
             )
 
-    async def _context(self, job: str) -> dict[str, Any]:
+    async def _template_values(self, job: str) -> dict[str, Any]:
         import sys
 
-        context = await super()._context(job)
+        values = await super()._template_values(job)
         if self.script is not None:
-            context["argv0"] = self.script
-            return context
+            values["argv0"] = self.script
+            return values
         argv0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
         if not argv0 or argv0 in ("ipykernel_launcher.py", "__main__.py", "-c"):
             raise TaskConfigError(
@@ -597,13 +539,8 @@ class KubeFunctionTask(KubeTask):
                 f"was not started from one (sys.argv[0] is {sys.argv[0] if sys.argv else ''!r}, e.g. a Jupyter "
                 "kernel); pass script='pipeline.py' (the script `%pdt export` writes) to KubeFunctionTask"
             )
-        context["argv0"] = argv0
-        return context
-
-    def _compile(self) -> jinja2.Template:
-        template = super()._compile()
-        self._template_names = self._template_names - {"argv0"}
-        return template
+        values["argv0"] = argv0
+        return values
 
     async def record_failure(self, job: str, exc: BaseException, phase: str = "launch") -> bool:
         if not self.synchronous:

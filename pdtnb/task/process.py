@@ -26,49 +26,27 @@ import asyncio
 import bisect
 import logging
 import os
-import shlex
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jinja2
-import jinja2.meta
-
-from ..errors import InvalidJobIdError, SessionClosedError, TaskConfigError
+from ..errors import InvalidJobIdError, SessionClosedError
 from ..repository.base import BlobRepository, MetadataRepository, Repository
 from ..resources import ResourceManager, Resources
 from ..streams import async_copyfile
 from .base import STDOUT, ReapAttempts, Task, _StderrIsStdout, as_timeout, as_window, check_type, utcnow
+from .template import JobTemplate
 
 if TYPE_CHECKING:
     from ..managers.base import AbstractProcessManager
 
-__all__ = ["ProcessTask", "render_environment"]
+__all__ = ["ProcessTask"]
 
 log = logging.getLogger("pdtnb.task")
 
 #: Reaping a job is retried this many times (one attempt per round) before it is recorded as failed.
-
-
-def render_environment() -> jinja2.Environment:
-    """The jinja2 environment ProcessTask templates are rendered in.
-
-    Undefined names are errors (StrictUndefined), nothing is HTML-escaped (these are scripts), and
-    the ``shell_quote`` filter quotes a value for the shell: ``cat {{ inp | shell_quote }}``.
-    Values are otherwise inserted verbatim.
-    """
-    env = jinja2.Environment(
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-    )
-    env.filters["shell_quote"] = lambda value: shlex.quote(str(value))
-    return env
-
-
-_ENV = render_environment()
 
 
 def _aware(value: Any) -> datetime | None:
@@ -152,9 +130,7 @@ class ProcessTask(Task):
         self._stderr = stderr
         self.timeout: timedelta | None = timeout
 
-        self._compiled: jinja2.Template | None = None
-        self._template_names: frozenset[str] = frozenset()
-        self._template_error: TaskConfigError | None = None
+        self._template = JobTemplate(name, template)
 
         # The running jobs as last read from ``pids`` (plus the ones launched since).
         self._live: dict[str, dict[str, Any]] = {}
@@ -225,72 +201,11 @@ class ProcessTask(Task):
             return
         await manager.mkdir(self.basedir)
 
-    def _template_source(self) -> str:
-        template = self.template
-        if isinstance(template, os.PathLike):
-            return Path(template).read_text()
-        if isinstance(template, str) and "\n" not in template and len(template) < 4096:
-            try:
-                if os.path.isfile(template):
-                    return Path(template).read_text()
-            except OSError:
-                pass
-        if not isinstance(template, str):
-            raise TaskConfigError(f"task {self.name!r}: template must be a string or a path, not {template!r}")
-        return template
-
-    def _compile(self) -> jinja2.Template:
-        if self._template_error is not None:
-            raise self._template_error
-        if self._compiled is None:
-            try:
-                source = self._template_source()
-                ast = _ENV.parse(source)
-                names = jinja2.meta.find_undeclared_variables(ast)
-                compiled = _ENV.from_string(ast)
-            except jinja2.TemplateSyntaxError as e:
-                self._template_error = TaskConfigError(
-                    f"task {self.name!r}: the template has a syntax error at line {e.lineno}: {e.message}"
-                )
-                raise self._template_error from None
-            except OSError as e:
-                raise TaskConfigError(f"task {self.name!r}: cannot read the template file: {e}") from e
-            self._template_names = frozenset(names) - set(_ENV.globals)
-            self._compiled = compiled
-        return self._compiled
-
     async def render(self, job: str) -> str:
         """The script for ``job``. Raises TaskConfigError (naming the task, the job and the cause)
         if the template refers to something that is neither a link, ``job`` nor ``task``, or
         fails to render."""
-        template = self._compile()
-        names = self._template_names
-        missing = sorted(n for n in names if n not in self.links and n not in ("job", "task"))
-        if missing:
-            which = ", ".join(repr(n) for n in missing)
-            verb = "is" if len(missing) == 1 else "are"
-            raise TaskConfigError(
-                f"task {self.name!r}, job {job!r}: the template refers to {which}, which {verb} not a link "
-                f"of this task (links: {', '.join(sorted(self.links))}; also job and task)"
-            )
-        link_names = [n for n in names if n in self.links and n not in ("job", "task")]
-        context: dict[str, Any] = {}
-        if link_names:
-            try:
-                values = await asyncio.gather(*(self.links[n].repo.info(job) for n in link_names))
-            except Exception as e:
-                raise TaskConfigError(
-                    f"task {self.name!r}, job {job!r}: could not read a linked value for the template: {e!r}"
-                ) from e
-            context.update(zip(link_names, values))
-        context["job"] = job
-        context["task"] = self.name
-        try:
-            return template.render(context)
-        except Exception as e:
-            raise TaskConfigError(
-                f"task {self.name!r}, job {job!r}: the template failed to render: {type(e).__name__}: {e}"
-            ) from e
+        return await self._template.render(job, self.links, {"job": job, "task": self.name})
 
     # ---- resources ---------------------------------------------------------------------------
 
