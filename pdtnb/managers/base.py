@@ -13,6 +13,7 @@ local manager encodes the process start time, so a recycled pid is never taken f
 
 from __future__ import annotations
 
+import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Set
 from datetime import datetime
@@ -21,7 +22,31 @@ from typing import Any, Literal
 
 from ..task.base import _StderrIsStdout
 
-__all__ = ["AbstractProcessManager"]
+__all__ = ["AbstractProcessManager", "job_wrapper"]
+
+
+def job_wrapper(
+    launcher: str, return_code: str, stdin: str | None, stdout: str | None, stderr: str | _StderrIsStdout | None
+) -> str:
+    """The ``sh -c`` script every manager runs a job under, as ``sh -c SCRIPT pdtnb-job ARGS...``.
+
+    It runs ``ARGS`` (``launcher`` first, e.g. ``setsid``: its own process group, so a kill
+    reaches the whole job) with the standard streams redirected to the given paths (``/dev/null``
+    when None; ``STDOUT`` sends stderr to stdout), waits, and writes the exit code to
+    ``return_code`` atomically (a temporary file renamed), so a reader never sees a half-written
+    code. The paths are quoted here and the command arrives as ``"$@"``: nothing the task passes
+    is ever parsed as shell code by the wrapper.
+    """
+    q_in = shlex.quote(str(stdin)) if stdin is not None else "/dev/null"
+    q_out = shlex.quote(str(stdout)) if stdout is not None else "/dev/null"
+    if isinstance(stderr, _StderrIsStdout):
+        q_err = "&1"
+    else:
+        q_err = shlex.quote(str(stderr)) if stderr is not None else "/dev/null"
+    q_rc = shlex.quote(str(return_code))
+    q_tmp = shlex.quote(str(return_code) + ".tmp")
+    runner = f"{launcher} " if launcher else ""
+    return f'{runner}"$@" <{q_in} >{q_out} 2>{q_err} &\nwait $!\nc=$?\necho $c >{q_tmp} && mv -f {q_tmp} {q_rc}\n'
 
 
 class AbstractProcessManager(ABC):

@@ -48,7 +48,7 @@ import aiofiles
 
 from ..streams import AsyncFile
 from ..task.base import _StderrIsStdout
-from .base import AbstractProcessManager
+from .base import AbstractProcessManager, job_wrapper
 
 __all__ = ["LocalLinuxManager", "LocalFile", "parse_identifier"]
 
@@ -187,7 +187,7 @@ class LocalLinuxManager(AbstractProcessManager):
         """
         if not args:
             raise ValueError("spawn: args must name a program")
-        return self._spawn(list(map(str, args)), environ, cwd, return_code, stdin, stdout, stderr)
+        return self._spawn([str(a) for a in args], environ, cwd, return_code, stdin, stdout, stderr)
 
     def _spawn(
         self,
@@ -199,21 +199,11 @@ class LocalLinuxManager(AbstractProcessManager):
         stdout: str | None,
         stderr: str | _StderrIsStdout | None,
     ) -> str:
-        q_in = shlex.quote(str(stdin)) if stdin is not None else "/dev/null"
-        q_out = shlex.quote(str(stdout)) if stdout is not None else "/dev/null"
-        if isinstance(stderr, _StderrIsStdout):
-            q_err = "&1"
-        else:
-            q_err = shlex.quote(str(stderr)) if stderr is not None else "/dev/null"
-        q_rc = shlex.quote(str(return_code))
-        q_tmp = shlex.quote(str(return_code) + ".tmp")
+        # Synchronous on purpose: the fork and exec (about a millisecond) run on the loop's thread.
         exe = args[0]
         if "/" in exe and os.path.isfile(exe) and not os.access(exe, os.X_OK):
             os.chmod(exe, 0o755)
-        runner = f"{shlex.quote(_SETSID)} " if _SETSID else ""
-        # The paths are quoted here and the command line arrives as "$@": nothing the task passes
-        # is ever parsed as shell code by the wrapper.
-        script = f'{runner}"$@" <{q_in} >{q_out} 2>{q_err} &\nwait $!\nc=$?\necho $c >{q_tmp} && mv -f {q_tmp} {q_rc}\n'
+        script = job_wrapper(shlex.quote(_SETSID) if _SETSID else "", return_code, stdin, stdout, stderr)
         env = dict(os.environ)
         if environ:
             env.update({str(k): str(v) for k, v in environ.items()})

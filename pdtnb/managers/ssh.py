@@ -32,7 +32,7 @@ import asyncssh
 from ..errors import SSHConnectionError
 from ..streams import AsyncFile
 from ..task.base import _StderrIsStdout
-from .base import AbstractProcessManager
+from .base import AbstractProcessManager, job_wrapper
 from .local import parse_identifier
 
 __all__ = ["SSHLinuxManager", "SSHFile", "connect"]
@@ -249,15 +249,7 @@ class SSHLinuxManager(AbstractProcessManager):
         if not args:
             raise ValueError("spawn: args must name a program")
         args = [str(a) for a in args]
-        q_in = shlex.quote(str(stdin)) if stdin is not None else "/dev/null"
-        q_out = shlex.quote(str(stdout)) if stdout is not None else "/dev/null"
-        if isinstance(stderr, _StderrIsStdout):
-            q_err = "&1"
-        else:
-            q_err = shlex.quote(str(stderr)) if stderr is not None else "/dev/null"
-        q_rc = shlex.quote(str(return_code))
-        q_tmp = shlex.quote(str(return_code) + ".tmp")
-        wrapper = f'setsid "$@" <{q_in} >{q_out} 2>{q_err} &\nwait $!\nc=$?\necho $c >{q_tmp} && mv -f {q_tmp} {q_rc}\n'
+        wrapper = job_wrapper("setsid", return_code, stdin, stdout, stderr)
         lines = [f"cd {shlex.quote(str(cwd))} || exit 1"]
         for key, value in (environ or {}).items():
             if not str(key).isidentifier():
