@@ -35,6 +35,7 @@ from ..repository.base import BlobRepository, MetadataRepository, Repository
 from ..repository.kube import LiveKubeRepository
 from ..resources import ResourceManager, Resources, parse_quantity
 from .base import ReapAttempts, Task, as_timeout, as_window, check_type, utcnow
+from .function import FunctionBinding, FunctionTask
 from .template import JobTemplate
 
 if TYPE_CHECKING:
@@ -465,7 +466,7 @@ class KubeTask(Task):
             self._reaping.discard(job)
 
 
-class KubeFunctionTask(KubeTask):
+class KubeFunctionTask(KubeTask, FunctionTask):
     """Runs a Python function in a pod (pydatatask 0.4's signature). Usable as a decorator.
 
     The pod template must run this pipeline's CLI as ``python3 {{argv0}} launch {{task}} {{job}}
@@ -493,8 +494,6 @@ class KubeFunctionTask(KubeTask):
         *,
         script: str | None = None,
     ):
-        from .function import FunctionBinding
-
         super().__init__(name, podman, resources, template, logs, kube_done, env=env, ready=ready)
         check_type(name, "func_done", func_done, MetadataRepository, "a MetadataRepository")
         self.func_done = func_done
@@ -503,23 +502,8 @@ class KubeFunctionTask(KubeTask):
         self._binding = FunctionBinding(self, func)
         self.script = script
 
-    @property
-    def func(self) -> Callable[..., Any] | None:
-        return self._binding.func
-
-    @func.setter
-    def func(self, value: Callable[..., Any] | None) -> None:
-        self._binding.func = value
-
-    def __call__(self, f: Callable[..., Any]) -> KubeFunctionTask:
-        self.func = f
-        return self
-
     async def validate(self) -> None:
-        await super().validate()
-        if self.func is None:
-            raise TaskConfigError(f"task {self.name!r}: no function was given (pass func= or use it as a decorator)")
-        self._binding.bind()
+        await super().validate()  # FunctionTask's: binds the function's parameters to links
         if self.done is None and self.func_done is None and self.logs is None:
             log.warning(
                 "task %r has neither kube_done, func_done nor logs: a finished job is launched again", self.name

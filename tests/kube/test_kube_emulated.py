@@ -408,3 +408,13 @@ async def test_job_ids_cannot_escape_the_template_on_emulated_api_server(kube, j
         await task.launch(job)
     assert await pm.query() == []
     assert rm.used is None or rm.used.cpu == 0
+
+
+async def test_kube_function_task_without_a_function_is_refused_at_validation(kube):
+    pm, _kubelet = kube
+    rm = ResourceManager(Resources.parse(cpu=2, mem="4Gi"))
+    fn = KubeFunctionTask("fn", lambda: pm, rm, FUNC_TEMPLATE, None, InProcessMetadataRepository(),
+                          InProcessMetadataRepository(), script="pipeline.py")
+    fn.link("inp", InProcessMetadataRepository(), is_input=True)
+    with pytest.raises(TaskConfigError, match="'fn' has no function"):
+        await fn.validate()
