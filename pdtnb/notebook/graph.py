@@ -25,12 +25,12 @@ import io
 import itertools
 import math
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import networkx
 
-from ..task.base import Task
+from ..task.base import Link, Task
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -76,15 +76,8 @@ EDGE_STYLES: dict[str, dict[str, Any]] = {
     "other": {"colour": "#A0AEC0", "linestyle": (0, (1, 3)), "width": 1.0, "label": "other link"},
 }
 
-_DISPOSITIONS = (
-    "is_input",
-    "is_output",
-    "is_status",
-    "inhibits_start",
-    "required_for_start",
-    "inhibits_output",
-    "required_for_output",
-)
+#: The link flags an edge of ``Pipeline.graph()`` carries (every field of Link but its repository).
+_DISPOSITIONS = tuple(f.name for f in fields(Link) if f.name != "repo")
 
 
 def node_state(task_status: TaskStatus | None) -> str:
