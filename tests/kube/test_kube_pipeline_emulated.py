@@ -36,7 +36,7 @@ from pdtnb import (
 from pdtnb.managers.pod import PodManager, job_of
 
 if TYPE_CHECKING:
-    from conftest import Kubelet  # tests/kube/conftest.py
+    from kubelet import Kubelet
 
 RUN_TIMEOUT = 8.0
 

@@ -24,13 +24,13 @@ import subprocess
 import sys
 import threading
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
 import yaml
+from kubelet import Kubelet
 from nbexec import cell_text, execute, write_kernelspec
 
 kmock = pytest.importorskip("kmock")
@@ -128,6 +128,7 @@ class EmulatedCluster:
 
     async def _kubelet(self, podman: PodManager, emulator: Any) -> None:
         assert self._stop is not None
+        kubelet = Kubelet(podman, emulator)
         started: dict[str, float] = {}
         finished: set[str] = set()
         loop = asyncio.get_running_loop()
@@ -139,32 +140,16 @@ class EmulatedCluster:
                 if name not in started:
                     self.jobs.append(job_of(pod))
                     started[name] = loop.time()
-                    await self._set_status(podman, name, {"phase": "Running", "startTime": _now()})
+                    await kubelet.run(name)
                 elif name not in finished and loop.time() - started[name] >= self.hold:
                     finished.add(name)
                     env = {e.name: e.value for e in pod.spec.containers[0].env or []}
                     logs = f"{len(env['TEXT'].split())} words\n"  # what the pod's command prints
-                    emulator[f"get /api/v1/namespaces/{self.namespace}/pods/{name}/log"] << logs.encode()
-                    await podman.v1.patch_namespaced_pod(name, self.namespace, {"spec": {"nodeName": NODE}})
-                    await self._set_status(podman, name, {
-                        "phase": "Succeeded",
-                        "containerStatuses": [{
-                            "name": "main", "image": pod.spec.containers[0].image, "imageID": "", "ready": False,
-                            "restartCount": 0,
-                            "state": {"terminated": {"exitCode": 0, "finishedAt": _now()}},
-                        }],
-                    })
+                    await kubelet.finish(name, 0, logs=logs, node=NODE)
             try:
                 await asyncio.wait_for(self._stop.wait(), 0.1)
             except asyncio.TimeoutError:
                 pass
-
-    async def _set_status(self, podman: PodManager, name: str, status: dict[str, Any]) -> None:
-        await podman.v1.patch_namespaced_pod_status(name, self.namespace, {"status": status})
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---- running the notebook ---------------------------------------------------------------------
