@@ -24,7 +24,6 @@ class LiveKubeRepository(Repository):
 
     async def pods(self) -> list[Any]:
         """The task's pod objects (any phase: a finished pod stays until the task reaps it)."""
-
         return await self.task.podman.query(task=self.task.name)
 
     async def _list_job_ids(self) -> set[str]:
