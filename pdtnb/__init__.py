@@ -15,8 +15,13 @@ from .cli import (
     launch,
     list_data,
     main,
+    print_failed,
+    print_kill,
+    print_retry,
+    print_show,
     print_status,
     print_trace,
+    print_why,
     run,
     shell,
     update,
@@ -32,8 +37,20 @@ from .errors import (
     TaskConfigError,
     UnknownNameError,
 )
+from .failures import (
+    Explanation,
+    FailedJob,
+    JobDetails,
+    RetryResult,
+    failed_jobs,
+    kill_job,
+    retry_jobs,
+    show_job,
+    why_job,
+)
 from .managers import AbstractProcessManager, LocalLinuxManager
 from .pipeline import LaunchReport, Pipeline, RunSummary
+from .record import Frame, JobRecord, Outcome
 from .repository import (
     AggregateAndRepository,
     AggregateOrRepository,
@@ -54,10 +71,12 @@ from .repository import (
     YamlMetadataRepository,
 )
 from .resources import ResourceManager, Resources, ResourceType, parse_quantity
+from .retry import Retry
 from .session import Session
-from .status import PipelineStatus, StatusTracker, pipeline_status, pipeline_trace
+from .status import JOB_STATES, PipelineStatus, StatusTracker, TaskStatus, pipeline_status, pipeline_trace
 from .streams import AReadStream, AReadText, AWriteStream, AWriteText, async_copyfile, async_copyfile_str, roundrobin
 from .task import STDOUT, ExecutorTask, InProcessSyncTask, Link, ProcessTask, Task
+from .task.base import LaunchOptions
 
 __version__ = "0.1.0"
 
@@ -123,6 +142,27 @@ __all__ = [
     "inject_data",
     "launch",
     "shell",
+    "print_failed",
+    "print_show",
+    "print_why",
+    "print_retry",
+    "print_kill",
+    "failed_jobs",
+    "show_job",
+    "why_job",
+    "retry_jobs",
+    "kill_job",
+    "FailedJob",
+    "JobDetails",
+    "Explanation",
+    "RetryResult",
+    "JobRecord",
+    "Outcome",
+    "Frame",
+    "Retry",
+    "LaunchOptions",
+    "TaskStatus",
+    "JOB_STATES",
     "Pipeline",
     "LaunchReport",
     "RunSummary",

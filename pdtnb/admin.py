@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidJobIdError, PdtnbError, UnknownNameError
 from .repository.base import BlobRepository, MetadataRepository, Repository
 from .repository.metadata import yaml_dump, yaml_load
-from .task.base import Task
+from .task.base import DEFAULT_LAUNCH, LaunchOptions, Task, launch_with
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -266,16 +266,15 @@ async def launch_job(
         raise InvalidJobIdError(job, f"task {task_name!r}")
     if not force and not await task.ready.contains(job):
         return LaunchOutcome(task_name, job, "not_ready")
-    old = (task.synchronous, task.metadata)
-    task.synchronous, task.metadata = sync, meta
+    previous = await task.previous_record(job) if meta else None
+    options = LaunchOptions(sync=sync, metadata=meta, force=force, previous=previous)
+    if options == DEFAULT_LAUNCH:
+        options = DEFAULT_LAUNCH
     try:
-        try:
-            started = await task.launch(job)
-        except Exception as e:
-            await task.record_failure(job, e, phase="launch")
-            raise
-    finally:
-        task.synchronous, task.metadata = old
+        started = await launch_with(task, job, options)
+    except Exception as e:
+        await task.record_failure(job, e, phase="launch", options=options)
+        raise
     if started is False:
         return LaunchOutcome(task_name, job, "refused")
     if wait is None:

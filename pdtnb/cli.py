@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import json
 import logging
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import admin
+from . import admin, failures
 from .errors import PdtnbError
 from .pipeline import Pipeline
+from .record import is_failure_record, read_record
 from .status import pipeline_status, pipeline_trace
 
 __all__ = [
@@ -33,6 +35,11 @@ __all__ = [
     "inject_data",
     "launch",
     "shell",
+    "print_failed",
+    "print_show",
+    "print_why",
+    "print_retry",
+    "print_kill",
     "build_parser",
 ]
 
@@ -44,14 +51,15 @@ async def update(pipeline: Pipeline) -> None:
     await pipeline.update()
 
 
-async def run(pipeline: Pipeline, forever: bool, launch_once: bool, timeout: float | None) -> None:
-    """Run rounds until the pipeline is quiet (or forever); see :meth:`Pipeline.run`."""
+async def run(pipeline: Pipeline, forever: bool, launch_once: bool, timeout: float | None) -> int:
+    """Run rounds until the pipeline is quiet (or forever); see :meth:`Pipeline.run`. Exits 1 when
+    a job failed during the run (``failed`` lists them)."""
     summary = await pipeline.run(forever=forever, launch_once=launch_once, timeout=timeout)
-    print(
-        f"# run: {summary.rounds} rounds, {summary.launched} launched, "
-        f"{summary.failed_launches} failed to launch, {summary.elapsed:.3f} s",
-        file=sys.stderr,
-    )
+    print(f"# run: {summary.describe()}", file=sys.stderr)
+    if not summary.ok:
+        print("# run: `failed` lists the failed jobs; `show TASK JOB` explains one", file=sys.stderr)
+        return 1
+    return 0
 
 
 async def print_status(pipeline: Pipeline, all_repos: bool, as_json: bool = False) -> None:
@@ -68,12 +76,86 @@ async def print_status(pipeline: Pipeline, all_repos: bool, as_json: bool = Fals
 
 async def print_trace(pipeline: Pipeline, all_repos: bool, job: list[str], as_json: bool = False) -> None:
     """Print, for each task and link, which of the given jobs it holds."""
+    unknown = [j for j in job if not await _held_anywhere(pipeline, j)]
+    if unknown and len(unknown) == len(job):
+        raise PdtnbError(
+            "no repository of this pipeline holds job " + ", ".join(repr(failures.short_id(j)) for j in unknown)
+        )
     trace = await pipeline_trace(pipeline, job, all_repos)
     if as_json:
         print(trace.to_json())
         return
     sys.stdout.write(trace.to_text())
     sys.stdout.flush()
+    reasons = await _failure_reasons(pipeline, trace)
+    for line in trace.trace_lines(reasons):
+        print(line, file=sys.stderr)
+    for j in unknown:
+        print(f"# {failures.short_id(j)}: in no repository of this pipeline", file=sys.stderr)
+
+
+async def _failure_reasons(pipeline: Pipeline, trace: Any) -> dict[tuple[str, str], str]:
+    """The one-line reason of every failed or retrying (task, job) of a trace."""
+    reasons: dict[tuple[str, str], str] = {}
+    for t in trace.tasks:
+        done = pipeline.tasks[t.name].done_repository
+        for job, state in (t.job_states or {}).items():
+            if state in ("failed", "retrying") and done is not None:
+                try:
+                    reasons[(t.name, job)] = read_record(await done.info(job)).reason_line()
+                except Exception as e:
+                    reasons[(t.name, job)] = f"unreadable record: {e}"
+    return reasons
+
+
+async def _held_anywhere(pipeline: Pipeline, job: str) -> bool:
+    for task in pipeline.tasks.values():
+        for link in task.links.values():
+            if link.repo.is_valid_job_id(job) and await link.repo.contains(job):
+                return True
+    return False
+
+
+async def print_failed(pipeline: Pipeline, task: list[str], as_json: bool = False) -> None:
+    """Print one line per failed or retrying job: ``TASK JOB ATTEMPT REASON``."""
+    found = await failures.failed_jobs(pipeline, task or None)
+    if as_json:
+        print(json.dumps([f.to_dict() for f in found], indent=2))
+        return
+    for f in found:
+        print(f.line())
+    print(f"# {len(found)} failed or retrying jobs", file=sys.stderr)
+
+
+async def print_show(pipeline: Pipeline, task_name: str, job: str, as_json: bool = False) -> None:
+    """Print everything about one job: state, record, traceback, output tails, attempts, inputs."""
+    details = await failures.show_job(pipeline, task_name, job)
+    if as_json:
+        print(json.dumps(details.to_dict(), indent=2, default=str))
+        return
+    sys.stdout.write(details.to_text())
+
+
+async def print_why(pipeline: Pipeline, task_name: str, job: str, as_json: bool = False) -> None:
+    """Print why a job is or is not running."""
+    explanation = await failures.why_job(pipeline, task_name, job)
+    if as_json:
+        print(json.dumps(explanation.to_dict(), indent=2))
+        return
+    sys.stdout.write(explanation.to_text())
+
+
+async def print_retry(pipeline: Pipeline, task_name: str, job: list[str], failed: bool, recursive: bool) -> None:
+    """Make failed jobs ready again (``--failed``: all of the task's; ``-r``: clear downstream too)."""
+    result = await failures.retry_jobs(pipeline, task_name, job, failed=failed, recursive=recursive)
+    sys.stdout.write(result.to_text())
+
+
+async def print_kill(pipeline: Pipeline, task_name: str, job: str) -> None:
+    """Stop a live job and record it as killed."""
+    record = await failures.kill_job(pipeline, task_name, job)
+    state = f" (recorded: {record.outcome})" if record is not None else ""
+    print(f"{task_name} {failures.short_id(job)}: killed{state}")
 
 
 async def list_data(pipeline: Pipeline, data: list[str]) -> None:
@@ -116,8 +198,8 @@ async def launch(pipeline: Pipeline, task_name: str, job: str, sync: bool, meta:
     if outcome.state == "refused":
         print(f"error: {task_name}:{job} was refused by a resource quota", file=sys.stderr)
         return 1
-    if isinstance(outcome.done, dict) and outcome.done.get("result") not in (None, "success"):
-        print(f"error: {task_name}:{job} failed: {outcome.done.get('exception', outcome.done)}", file=sys.stderr)
+    if outcome.done is not None and is_failure_record(outcome.done):
+        print(f"error: {task_name}:{job} failed: {read_record(outcome.done).reason_line()}", file=sys.stderr)
         return 1
     return 0
 
@@ -143,7 +225,10 @@ def build_parser(instrument: Callable[[Any], None] | None = None) -> argparse.Ar
     parser = argparse.ArgumentParser(description="Administer this pdtnb pipeline.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO level)")
-    sub = parser.add_subparsers(dest="command", metavar="{update,run,status,trace,rm,ls,cat,inject,launch,shell}")
+    sub = parser.add_subparsers(
+        dest="command",
+        metavar="{update,run,status,trace,failed,show,why,retry,kill,rm,ls,cat,inject,launch,shell}",
+    )
     sub.required = True
 
     p = sub.add_parser("update", help="Keep the pipeline in motion")
@@ -165,6 +250,35 @@ def build_parser(instrument: Callable[[Any], None] | None = None) -> argparse.Ar
     p.add_argument("--json", dest="as_json", action="store_true", help="Print JSON for scripts")
     p.add_argument("job", nargs="+", help="Job to trace")
     p.set_defaults(func=print_trace)
+
+    p = sub.add_parser("failed", help="List failed and retrying jobs with their reasons")
+    p.add_argument("task", nargs="*", help="Tasks to list (default: all)")
+    p.add_argument("--json", dest="as_json", action="store_true", help="Print JSON for scripts")
+    p.set_defaults(func=print_failed)
+
+    p = sub.add_parser("show", help="Show everything about one job: record, traceback, output, attempts")
+    p.add_argument("task_name", metavar="task", help="Task")
+    p.add_argument("job", help="Job")
+    p.add_argument("--json", dest="as_json", action="store_true", help="Print JSON for scripts")
+    p.set_defaults(func=print_show)
+
+    p = sub.add_parser("why", help="Explain why a job is or is not running")
+    p.add_argument("task_name", metavar="task", help="Task")
+    p.add_argument("job", help="Job")
+    p.add_argument("--json", dest="as_json", action="store_true", help="Print JSON for scripts")
+    p.set_defaults(func=print_why)
+
+    p = sub.add_parser("retry", help="Make failed jobs ready again")
+    p.add_argument("task_name", metavar="task", help="Task")
+    p.add_argument("job", nargs="*", help="Jobs to retry")
+    p.add_argument("--failed", action="store_true", help="Retry every failed job of the task")
+    p.add_argument("--recursive", "-r", action="store_true", help="Also clear what they fed downstream")
+    p.set_defaults(func=print_retry)
+
+    p = sub.add_parser("kill", help="Stop a live job and record it as killed")
+    p.add_argument("task_name", metavar="task", help="Task")
+    p.add_argument("job", help="Job")
+    p.set_defaults(func=print_kill)
 
     p = sub.add_parser("rm", help="Delete data from the pipeline")
     p.add_argument("--recursive", "-r", action="store_true", help="Delete dependant data too")

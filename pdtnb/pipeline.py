@@ -18,10 +18,12 @@ from dataclasses import dataclass
 import networkx
 
 from .errors import PipelineStateError
+from .outcomes import base_of, outcome_index
+from .record import Outcome, read_record
 from .repository.base import Repository, listing_snapshot
 from .resources import ResourceManager
 from .session import Session
-from .task.base import Task, make_waker
+from .task.base import LaunchOptions, Task, launch_with, make_waker, utcnow
 
 __all__ = ["Pipeline", "RunSummary", "LaunchReport"]
 
@@ -40,6 +42,8 @@ class LaunchReport:
     refused: int = 0
     deferred: int = 0
     ready: int = 0
+    #: Failed jobs launched again because their retry was due.
+    retried: int = 0
 
     @property
     def pending(self) -> int:
@@ -50,13 +54,40 @@ class LaunchReport:
 
 @dataclass
 class RunSummary:
-    """What :meth:`Pipeline.run` did."""
+    """What :meth:`Pipeline.run` did: rounds, launches, and the outcomes of the attempts that
+    ended during it (``failed`` counts attempts that failed for good, killed ones included;
+    ``retrying`` those that failed and will be tried again; ``retried`` the retries launched;
+    ``blocked`` the jobs held, at the end, behind an upstream failure)."""
 
     rounds: int = 0
     launched: int = 0
     failed_launches: int = 0
     elapsed: float = 0.0
     stopped: bool = False
+    succeeded: int = 0
+    failed: int = 0
+    retrying: int = 0
+    retried: int = 0
+    blocked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether no job failed for good during the run."""
+        return self.failed == 0
+
+    def describe(self) -> str:
+        """One line for people: what ran and how it ended."""
+        parts = [f"{self.succeeded} succeeded", f"{self.failed} failed"]
+        if self.retried or self.retrying:
+            parts.append(f"{self.retried} retried")
+        if self.blocked:
+            parts.append(f"{self.blocked} blocked")
+        if self.failed_launches:
+            parts.append(f"{self.failed_launches} failed to launch")
+        state = "stopped" if self.stopped else "finished"
+        return (
+            f"{state}: {', '.join(parts)} ({self.launched} launched in {self.rounds} rounds, {self.elapsed:.1f} s)"
+        )
 
 
 class Pipeline:
@@ -92,6 +123,32 @@ class Pipeline:
         self._wakeup: asyncio.Event | None = None
         self._backoff: dict[tuple[str, str], tuple[float, float]] = {}
         self._stop_requested = False
+        self._summary: RunSummary | None = None
+        self._resolve_require_success()
+
+    def _resolve_require_success(self) -> None:
+        """Links to another task's ``done`` that gate a start require that task's success unless
+        they say otherwise (``require_success=False``)."""
+        done_repos = {id(t.done_repository) for t in self.tasks.values() if t.done_repository is not None}
+        for task in self.tasks.values():
+            own = id(task.done_repository)
+            for link in task.links.values():
+                if link.require_success is None:
+                    base = base_of(link.repo)
+                    link.require_success = bool(
+                        link.required_for_start and id(base) in done_repos and id(base) != own
+                    )
+
+    def upstream_tasks(self, task: Task) -> list[tuple[str, Task]]:
+        """The (link name, task) pairs whose success ``task``'s jobs require."""
+        owners = {id(t.done_repository): t for t in self.tasks.values() if t.done_repository is not None}
+        out = []
+        for name, link in task.links.items():
+            if link.require_success:
+                owner = owners.get(id(base_of(link.repo)))
+                if owner is not None and owner is not task:
+                    out.append((name, owner))
+        return out
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"
@@ -136,12 +193,25 @@ class Pipeline:
         except BaseException:
             await self.session.close()
             raise
+        await self._load_outcome_indexes()
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         wake = make_waker(self._loop, self._wakeup)
         for task in self.tasks.values():
             task._attach(wake)
+            task._on_record = self._count_outcome
         self._opened = True
+
+    async def _load_outcome_indexes(self) -> None:
+        """Load the outcome index of every in-memory done repository now, while it is cheap (its
+        records are in memory), so that the writes of the run keep it current and a status at the
+        end reads nothing. Other repositories' indexes load when first needed."""
+        for task in self.tasks.values():
+            done = task.done_repository
+            if done is not None and done.change_token() is not None:
+                index = outcome_index(done)
+                if not index.loaded:
+                    await index.refresh(done)
 
     async def _validate(self) -> None:
         seen: set[int] = set()
@@ -159,6 +229,7 @@ class Pipeline:
         self._opened = False
         for task in self.tasks.values():
             task._attach(None)
+            task._on_record = None
         await self.session.close()
 
     def _check_open(self) -> None:
@@ -177,6 +248,21 @@ class Pipeline:
         """
         self._stop_requested = True
         self.wake()
+
+    def _count_outcome(self, task: Task, job: str, outcome: Outcome) -> None:
+        """Count a failed attempt (successes are counted by the tasks themselves)."""
+        summary = self._summary
+        if summary is None:
+            return
+        if self._will_retry(task, job):
+            summary.retrying += 1
+        else:
+            summary.failed += 1
+
+    @staticmethod
+    def _will_retry(task: Task, job: str) -> bool:
+        done = task.done_repository
+        return done is not None and job in outcome_index(done).retrying
 
     # ---- the two phases --------------------------------------------------------------------
 
@@ -222,6 +308,8 @@ class Pipeline:
         with listing_snapshot():
             ready_sets = await asyncio.gather(*(self.gather_ready_jobs(t) for t in tasks))
         report = LaunchReport(ready=sum(map(len, ready_sets)))
+        if any(t.retry is not None for t in tasks):
+            await self._launch_retries(report)
         if not report.ready:
             return report
         now = time.monotonic()
@@ -235,6 +323,59 @@ class Pipeline:
         for res in self.resources:
             await res.flush()
         return report
+
+    async def due_retries(self, task: Task) -> list[str]:
+        """The failed jobs of ``task`` whose next attempt is due now (and that are not live)."""
+        done = task.done_repository
+        if task.retry is None or done is None or task.disabled:
+            return []
+        index = await outcome_index(done).refresh(done)
+        if not index.retrying:
+            return []
+        due = index.due(utcnow())
+        live = task.live_repository
+        if due and live is not None:
+            live_ids = await live.job_ids()
+            due = [j for j in due if j not in live_ids]
+        return sorted(due)
+
+    def next_retry(self) -> float | None:
+        """Seconds until the earliest scheduled retry of any task (None: none is scheduled)."""
+        times = []
+        for task in self.tasks.values():
+            done = task.done_repository
+            if task.retry is not None and done is not None:
+                at = outcome_index(done).next_due()
+                if at is not None:
+                    times.append(at)
+        if not times:
+            return None
+        return max(0.0, (min(times) - utcnow()).total_seconds())
+
+    async def _launch_retries(self, report: LaunchReport) -> None:
+        for task in self.tasks.values():
+            for job in await self.due_retries(task):
+                done = task.done_repository
+                assert done is not None
+                try:
+                    previous = read_record(await done.info(job))
+                except Exception as e:
+                    log.error("task %s: cannot read the record of job %s to retry it: %s", task.name, job, e)
+                    continue
+                if not previous.retrying:
+                    continue
+                options = LaunchOptions(previous=previous)
+                try:
+                    started = await launch_with(task, job, options)
+                except Exception as e:
+                    report.failed += 1
+                    await self._launch_failed(task, job, e, options)
+                    continue
+                if started is False:
+                    report.refused += 1
+                    break
+                report.launched += 1
+                report.retried += 1
 
     def _priority_groups(self, tasks: list[Task], ready_sets: list[set[str]]) -> list[list[tuple[Task, Iterable[str]]]]:
         """Ready jobs grouped by descending priority; each group is a list of (task, jobs)."""
@@ -288,14 +429,19 @@ class Pipeline:
             refused = refused or task_refused
         return refused
 
-    async def _launch_failed(self, task: Task, job: str, exc: Exception) -> None:
+    async def _launch_failed(
+        self, task: Task, job: str, exc: Exception, options: LaunchOptions | None = None
+    ) -> None:
         log.error("launching %s:%s failed: %r", task.name, job, exc, exc_info=exc)
         key = (task.name, job)
         previous = self._backoff.get(key)
         delay = _BACKOFF_FIRST if previous is None else min(previous[1] * 2, _BACKOFF_MAX)
         self._backoff[key] = (time.monotonic() + delay, delay)
         try:
-            await task.record_failure(job, exc, phase="launch")
+            if options is None:
+                await task.record_failure(job, exc, phase="launch")
+            else:
+                await task.record_failure(job, exc, phase="launch", options=options)
         except Exception:
             log.exception("could not record the failure of %s:%s", task.name, job)
 
@@ -313,6 +459,29 @@ class Pipeline:
         start = loop.time()
         deadline = None if timeout is None else start + timeout
         summary = RunSummary()
+        self._summary = summary
+        successes = sum(t.successes for t in self.tasks.values())
+        try:
+            await self._run_rounds(summary, forever, launch_once, deadline, timeout)
+        finally:
+            self._summary = None
+            summary.succeeded = sum(t.successes for t in self.tasks.values()) - successes
+        summary.elapsed = loop.time() - start
+        if summary.failed:
+            summary.blocked = await self._count_blocked()
+        return summary
+
+    async def _count_blocked(self) -> int:
+        from .status import pipeline_status  # status reads the pipeline: imported when needed
+
+        status = await pipeline_status(self)
+        return sum(t.blocked for t in status.tasks)
+
+    async def _run_rounds(
+        self, summary: RunSummary, forever: bool, launch_once: bool, deadline: float | None, timeout: float | None
+    ) -> None:
+        assert self._wakeup is not None
+        loop = asyncio.get_running_loop()
         do_launch = True
         self._stop_requested = False
         while True:
@@ -327,6 +496,7 @@ class Pipeline:
             summary.rounds += 1
             summary.launched += report.launched
             summary.failed_launches += report.failed
+            summary.retried += report.retried
             if deadline is not None and loop.time() >= deadline:
                 raise TimeoutError(f"pipeline run timed out after {timeout} s ({summary.rounds} rounds)")
             if report.launched or report.failed:
@@ -334,9 +504,14 @@ class Pipeline:
             if self._wakeup.is_set():
                 continue
             waiting = report.pending > 0
-            if not busy_tasks and not waiting and not forever:
+            retry_in = self.next_retry() if do_launch else None
+            if deadline is not None and retry_in is not None and loop.time() + retry_in > deadline:
+                retry_in = None  # not due within this run's lifetime
+            if not busy_tasks and not waiting and retry_in is None and not forever:
                 break
             wait = self._wait_interval(busy_tasks, waiting, forever)
+            if retry_in is not None:
+                wait = retry_in + 0.001 if wait is None else min(wait, retry_in + 0.001)
             if deadline is not None:
                 remaining = deadline - loop.time()
                 wait = remaining if wait is None else min(wait, remaining)
@@ -344,8 +519,6 @@ class Pipeline:
                 await asyncio.wait_for(self._wakeup.wait(), wait)
             except asyncio.TimeoutError:
                 pass
-        summary.elapsed = loop.time() - start
-        return summary
 
     def _wait_interval(self, busy_tasks: list[Task], waiting: bool, forever: bool) -> float | None:
         intervals = [t.poll_interval for t in busy_tasks if t.poll_interval is not None]

@@ -1,7 +1,21 @@
-"""The one status and trace computation, shared by the command line, the magics and the widgets.
+"""Pipeline status: one computation of every job's state, shared by the command line, the magics
+and the widgets.
+
+Every job a task knows of (one its required links hold, or that it ran) is in exactly one state
+for that task (:data:`JOB_STATES`):
+
+- ``live``: running now;
+- ``done``: its last attempt succeeded;
+- ``failed``: its last attempt failed, and no retry is scheduled;
+- ``retrying``: its last attempt failed and another is scheduled (``retry_at`` in its record);
+- ``blocked``: a job it depends on failed upstream (through a ``require_success`` link), so it
+  will not start until that job is retried successfully;
+- ``ready``: it can be launched now;
+- ``waiting``: some required input is missing.
 
 :func:`pipeline_status` lists every repository once (inside a listing snapshot), computes each
-task's ready set, and reads each task's done records to tell successes from failures. The result
+task's ready set, and takes failures from each done repository's :class:`~pdtnb.outcomes.OutcomeIndex`.
+:class:`StatusTracker` does the same for repeated refreshes, redoing only what changed. The result
 is plain data (:class:`PipelineStatus`) with renderers: text in pydatatask's format, JSON for
 scripts, and HTML for notebooks (in :mod:`pdtnb.notebook`).
 """
@@ -10,13 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from .repository.base import listing_snapshot
-from .task.base import Link, Task, is_failure_record
+import networkx
+
+from .outcomes import OutcomeIndex, base_of, outcome_index
+from .repository.base import Repository, listing_snapshot
+from .task.base import Link, Task
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -32,8 +50,8 @@ __all__ = [
     "JOB_STATES",
 ]
 
-#: The states a job can be in for one task, as :func:`pipeline_trace` reports them.
-JOB_STATES = ("waiting", "ready", "live", "done", "failed")
+#: The states a job can be in for one task, in the order status shows them.
+JOB_STATES = ("waiting", "ready", "live", "done", "failed", "retrying", "blocked")
 
 
 @dataclass
@@ -48,7 +66,10 @@ class LinkStatus:
 
 @dataclass
 class TaskStatus:
-    """One task: its links, and how many jobs are ready, live, done (succeeded) and failed."""
+    """One task: its links, and how many of its jobs are in each state (:data:`JOB_STATES`).
+
+    The counts add up: ``total`` is every job the task knows of, each counted in one state.
+    """
 
     name: str
     links: list[LinkStatus]
@@ -59,6 +80,20 @@ class TaskStatus:
     disabled: bool = False
     #: In a trace: each traced job's state for this task (one of :data:`JOB_STATES`).
     job_states: dict[str, str] | None = None
+    waiting: int = 0
+    retrying: int = 0
+    blocked: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every job of the task, in whatever state."""
+        return self.waiting + self.ready + self.live + self.done + self.failed + self.retrying + self.blocked
+
+    def count(self, state: str) -> int:
+        """The number of jobs in ``state``."""
+        if state not in JOB_STATES:
+            raise ValueError(f"unknown job state {state!r}; states: {', '.join(JOB_STATES)}")
+        return int(getattr(self, state))
 
 
 @dataclass
@@ -94,13 +129,33 @@ class PipelineStatus:
         return "\n".join(lines) + ("\n" if lines else "")
 
     def summary_lines(self) -> list[str]:
-        """One ``# TASK: ready R, live L, done D, failed F`` line per task (commented, so parsers of
-        the pydatatask format can ignore them)."""
+        """One ``# TASK: ready R, live L, done D, failed F, retrying T, blocked B, waiting W`` line
+        per task (commented, so parsers of the pydatatask format can ignore them)."""
         out = []
         for t in self.tasks:
             extra = " (disabled)" if t.disabled else ""
-            out.append(f"# {t.name}: ready {t.ready}, live {t.live}, done {t.done}, failed {t.failed}{extra}")
+            out.append(
+                f"# {t.name}: ready {t.ready}, live {t.live}, done {t.done}, failed {t.failed}, "
+                f"retrying {t.retrying}, blocked {t.blocked}, waiting {t.waiting}{extra}"
+            )
         return out
+
+    def trace_lines(self, reasons: dict[tuple[str, str], str] | None = None) -> list[str]:
+        """In a trace, one ``# JOB: TASK state, TASK state`` line per traced job; ``reasons`` maps
+        (task, job) to a failure's reason, shown after its state."""
+        if self.jobs is None:
+            return []
+        reasons = reasons or {}
+        lines = []
+        for job in self.jobs:
+            parts = []
+            for t in self.tasks:
+                part = f"{t.name} {(t.job_states or {}).get(job, 'waiting')}"
+                if (t.name, job) in reasons:
+                    part += f" ({reasons[(t.name, job)]})"
+                parts.append(part)
+            lines.append(f"# {job}: " + ", ".join(parts))
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON: tasks with their links and counts."""
@@ -109,6 +164,7 @@ class PipelineStatus:
             data["jobs"] = list(self.jobs)
         for t in self.tasks:
             entry = asdict(t)
+            entry["total"] = t.total
             if not self.is_trace:
                 entry.pop("job_states")
                 for link in entry["links"]:
@@ -139,34 +195,188 @@ def shown_links(task: Task, all_repos: bool) -> list[tuple[str, Link]]:
 
 
 def _links_and_repositories(tasks: list[Task], all_repos: bool) -> tuple[list[list[tuple[str, Link]]], list[Any]]:
-    """Each task's shown links, and every distinct repository status must count (the shown
-    links' plus each task's done and live repositories)."""
+    """Each task's shown links, and every distinct repository status must list (the shown
+    links', each task's done and live repositories, and its required links')."""
     per_task = [shown_links(t, all_repos) for t in tasks]
     repos: dict[int, Any] = {}
     for task, links in zip(tasks, per_task):
         for _, link in links:
             repos[id(link.repo)] = link.repo
+        for link in task.links.values():
+            if link.required_for_start:
+                repos[id(link.repo)] = link.repo
         for extra in (task.done_repository, task.live_repository):
             if extra is not None:
                 repos[id(extra)] = extra
     return per_task, list(repos.values())
 
 
+def task_order(pipeline: Pipeline) -> list[Task]:
+    """The tasks with every task after the tasks whose success it requires (ties in definition order)."""
+    graph = networkx.DiGraph()
+    tasks = list(pipeline.tasks.values())
+    graph.add_nodes_from(t.name for t in tasks)
+    for task in tasks:
+        for _, upstream in pipeline.upstream_tasks(task):
+            graph.add_edge(upstream.name, task.name)
+    position = {t.name: i for i, t in enumerate(tasks)}
+    try:
+        names = list(networkx.lexicographical_topological_sort(graph, key=position.__getitem__))
+    except networkx.NetworkXUnfeasible:
+        return tasks  # a cycle of require_success links: blocked counts see one pass only
+    return [pipeline.tasks[n] for n in names]
+
+
+@dataclass
+class _States:
+    """One task's jobs by state (sets), from which counts and a trace's states are taken."""
+
+    ready: AbstractSet[str]
+    live: AbstractSet[str]
+    done_ids: AbstractSet[str]
+    failed: set[str]
+    retrying: set[str]
+    blocked: set[str]
+    #: The listings of the task's required links: every job they hold is one of the task's.
+    required: list[AbstractSet[str]]
+
+    def _waiting(self, ready: int) -> int:
+        live, done_ids, blocked = self.live, self.done_ids, self.blocked
+        # The common case, a finished pipeline: every required job is recorded. A subset test
+        # allocates nothing, so status stays cheap at millions of jobs.
+        if all(s <= done_ids for s in self.required):
+            return 0
+        known: set[str] = set().union(*self.required)
+        return max(0, len(known - live - done_ids - blocked) - ready)
+
+    def counts(self) -> dict[str, int]:
+        live, done_ids = self.live, self.done_ids
+        recorded = len(done_ids) - (len(done_ids & live) if live else 0)
+        ready = len(self.ready) if not (live or done_ids) else len(self.ready - live - done_ids)
+        other = self._waiting(ready) if self.required else 0
+        return {
+            "ready": ready,
+            "live": len(live),
+            "done": recorded - len(self.failed) - len(self.retrying),
+            "failed": len(self.failed),
+            "retrying": len(self.retrying),
+            "blocked": len(self.blocked),
+            "waiting": max(0, other),
+        }
+
+    def state_of(self, job: str) -> str:
+        if job in self.live:
+            return "live"
+        if job in self.failed:
+            return "failed"
+        if job in self.retrying:
+            return "retrying"
+        if job in self.done_ids:
+            return "done"
+        if job in self.blocked:
+            return "blocked"
+        if job in self.ready:
+            return "ready"
+        return "waiting"
+
+
+def _task_states(
+    task: Task,
+    pipeline: Pipeline,
+    listings: dict[int, AbstractSet[str]],
+    ready: AbstractSet[str],
+    index: OutcomeIndex | None,
+    failed_or_blocked: dict[str, set[str]],
+) -> _States:
+    """The one rule that puts each of ``task``'s jobs in one state."""
+    done_repo, live_repo = task.done_repository, task.live_repository
+    done_ids = listings[id(done_repo)] if done_repo is not None else frozenset()
+    live = listings[id(live_repo)] if live_repo is not None else frozenset()
+    failed: set[str] = set()
+    retrying: set[str] = set()
+    if index is not None:
+        bad_failed = index.failed | index.corrupt.keys() if index.corrupt else index.failed
+        failed = {j for j in bad_failed if j in done_ids and j not in live}
+        retrying = {j for j in index.retrying if j in done_ids and j not in live}
+    blocked: set[str] = set()
+    for name, upstream in pipeline.upstream_tasks(task):
+        if base_of(task.links[name].repo) is not task.links[name].repo:
+            continue  # a translated link: its job ids are not the upstream's
+        source = failed_or_blocked.get(upstream.name)
+        if source:
+            blocked |= source
+    if blocked:
+        blocked = {j for j in blocked if j not in done_ids and j not in live}
+    required = [
+        listings.get(id(link.repo), frozenset()) for link in task.links.values() if link.required_for_start
+    ]
+    failed_or_blocked[task.name] = failed | blocked
+    return _States(ready, live, done_ids, failed, retrying, blocked, required)
+
+
 async def pipeline_status(pipeline: Pipeline, all_repos: bool = False) -> PipelineStatus:
-    """Count every shown link's jobs and each task's ready, live, done and failed jobs."""
+    """Count every shown link's jobs and each task's jobs in each state."""
     return await _compute(pipeline, all_repos, None)
+
+
+async def pipeline_trace(pipeline: Pipeline, jobs: Iterable[str], all_repos: bool = False) -> PipelineStatus:
+    """Where the given jobs are: which links hold them, and each job's state for each task."""
+    return await _compute(pipeline, all_repos, list(jobs))
+
+
+async def _refresh_index(task: Task, full: bool) -> OutcomeIndex | None:
+    repo = task.done_repository
+    if repo is None:
+        return None
+    return await outcome_index(repo).refresh(repo, full=full and repo.change_token() is None)
+
+
+async def _compute(pipeline: Pipeline, all_repos: bool, jobs: list[str] | None) -> PipelineStatus:
+    return await _status(pipeline, all_repos, jobs, pipeline.gather_ready_jobs, True)
+
+
+async def _status(
+    pipeline: Pipeline,
+    all_repos: bool,
+    jobs: list[str] | None,
+    ready_of: Callable[[Task], Awaitable[AbstractSet[str]]],
+    full: bool,
+) -> PipelineStatus:
+    """The one status computation: list every repository once, take each task's ready set (from
+    ``ready_of``) and outcome index, and put every job of every task in one state."""
+    tasks = task_order(pipeline)
+    with listing_snapshot():
+        per_task, repo_list = _links_and_repositories(tasks, all_repos)
+        listings_list, ready_sets, indexes = await asyncio.gather(
+            asyncio.gather(*(r.job_ids() for r in repo_list)),
+            asyncio.gather(*(ready_of(t) for t in tasks)),
+            asyncio.gather(*(_refresh_index(t, full) for t in tasks)),
+        )
+    listings = {id(r): ids for r, ids in zip(repo_list, listings_list)}
+    failed_or_blocked: dict[str, set[str]] = {}
+    by_name: dict[str, TaskStatus] = {}
+    for task, links, ready, index in zip(tasks, per_task, ready_sets, indexes):
+        link_rows = []
+        for name, link in links:
+            ids = listings[id(link.repo)]
+            present = None if jobs is None else [j for j in jobs if j in ids]
+            link_rows.append(LinkStatus(name=name, kind=link.kind, count=len(ids), jobs=present))
+        states = _task_states(task, pipeline, listings, ready, index, failed_or_blocked)
+        job_states = None if jobs is None else {j: states.state_of(j) for j in jobs}
+        by_name[task.name] = TaskStatus(
+            name=task.name, links=link_rows, disabled=task.disabled, job_states=job_states, **states.counts()
+        )
+    return PipelineStatus(tasks=[by_name[n] for n in pipeline.tasks], jobs=jobs)
 
 
 class StatusTracker:
     """Recomputes a pipeline's status repeatedly, cheaply: for live tables and dashboards.
 
-    It remembers, per repository, the :meth:`~pdtnb.Repository.change_token` it last saw and
-    the count that went with it; per task, its ready count and its failed jobs. A refresh redoes
-    only what changed: nothing at all for an idle pipeline of in-memory repositories, and for done
-    records only the jobs in :meth:`~pdtnb.Repository.changes_since`. Repositories without
-    tokens (files, remote stores) are listed at every refresh; their done records are read when
-    new, and the failed ones re-read each time (a failed job is usually retried), with a full
-    re-read every ``full_every`` refreshes so that no verdict stays stale for long.
+    It remembers, per task, its ready set and the change token that went with it, and takes
+    failures from the done repositories' outcome indexes (which read only what changed). A refresh
+    redoes only what changed: nothing at all for an idle pipeline of in-memory repositories.
+    Repositories without tokens (files, remote stores) are listed at every refresh; their new done
+    records are read, and the failed ones re-read every ``full_every`` refreshes.
     """
 
     def __init__(self, pipeline: Pipeline, all_repos: bool = False, full_every: int = 30):
@@ -175,60 +385,25 @@ class StatusTracker:
         self.full_every = full_every
         self.refreshes = 0
         self.last: PipelineStatus | None = None
-        self._counts: dict[int, tuple[Any, int]] = {}
         self._ready: dict[str, tuple[Any, set[str]]] = {}
-        self._failures: dict[str, _Failures] = {}
 
     async def refresh(self) -> PipelineStatus:
         """The current status."""
         self.refreshes += 1
         full = self.full_every > 0 and self.refreshes % self.full_every == 0
-        tasks = list(self.pipeline.tasks.values())
-        with listing_snapshot():
-            per_task, repo_list = _links_and_repositories(tasks, self.all_repos)
-            counts_list, ready_counts, failed_sets = await asyncio.gather(
-                asyncio.gather(*(self._count(r) for r in repo_list)),
-                asyncio.gather(*(self._ready_count(t) for t in tasks)),
-                asyncio.gather(*(self._failed(t, full) for t in tasks)),
-            )
-        counts = {id(r): c for r, c in zip(repo_list, counts_list)}
-        result = []
-        for task, links, ready, failed in zip(tasks, per_task, ready_counts, failed_sets):
-            done_repo, live_repo = task.done_repository, task.live_repository
-            done = counts[id(done_repo)] if done_repo is not None else 0
-            result.append(
-                TaskStatus(
-                    name=task.name,
-                    links=[LinkStatus(name, link.kind, counts[id(link.repo)]) for name, link in links],
-                    ready=ready,
-                    live=counts[id(live_repo)] if live_repo is not None else 0,
-                    done=done - len(failed),
-                    failed=len(failed),
-                    disabled=task.disabled,
-                )
-            )
-        self.last = PipelineStatus(tasks=result)
+        self.last = await _status(self.pipeline, self.all_repos, None, self._ready_set, full)
         return self.last
 
-    async def _count(self, repo: Any) -> int:
-        token = repo.change_token()
-        cached = self._counts.get(id(repo))
-        if token is not None and cached is not None and cached[0] == token:
-            return cached[1]
-        count = len(await repo.job_ids())
-        self._counts[id(repo)] = (token, count)
-        return count
-
-    async def _ready_count(self, task: Task) -> int:
+    async def _ready_set(self, task: Task) -> AbstractSet[str]:
         if task.disabled:
-            return 0
+            return frozenset()
         ready = task.ready
         token = ready.change_token()
         cached = self._ready.get(task.name)
         if token is not None and cached is not None:
             old_token, jobs = cached
             if old_token == token:
-                return len(jobs)
+                return jobs
             changed = ready.changes_since(old_token)
             if changed is not None and len(changed) <= max(1000, len(jobs) // 8):
                 # Only the changed jobs can have entered or left the ready set.
@@ -239,142 +414,16 @@ class StatusTracker:
                     else:
                         jobs.discard(job)
                 self._ready[task.name] = (token, jobs)
-                return len(jobs)
+                return jobs
         jobs = set(await ready.job_ids())
         self._ready[task.name] = (token, jobs)
-        return len(jobs)
-
-    async def _failed(self, task: Task, full: bool) -> set[str]:
-        repo = task.done_repository
-        if repo is None:
-            return set()
-        state = self._failures.get(task.name)
-        token = repo.change_token()
-        if state is not None and token is not None:
-            if state.token == token:
-                return state.failed
-            changed = repo.changes_since(state.token) if state.token is not None else None
-            if changed is not None:
-                await state.reread(repo, changed)
-                state.token = token
-                return state.failed
-        ids = await repo.job_ids()
-        if state is None or token is not None or full:
-            state = _Failures(token)
-            await state.reread_all(repo, ids)
-        else:
-            # No token: read the new records, and re-read the failed ones.
-            state.known &= set(ids)
-            state.failed &= state.known
-            await state.reread(repo, (set(ids) - state.known) | state.failed)
-        state.token = token
-        self._failures[task.name] = state
-        return state.failed
+        return jobs
 
 
-class _Failures:
-    """The failed jobs of one task's done repository, as last read."""
-
-    def __init__(self, token: Any):
-        self.token = token
-        self.known: set[str] = set()
-        self.failed: set[str] = set()
-
-    async def reread_all(self, repo: Any, ids: Any) -> None:
-        infos = await repo.info_all()
-        self.known = set(ids)
-        self.failed = _failed_among(infos, self.known)
-
-    async def reread(self, repo: Any, jobs: Any) -> None:
-        jobs = list(jobs)
-        present = await asyncio.gather(*(repo.contains(j) for j in jobs))
-        here = [j for j, p in zip(jobs, present) if p]
-        records = await asyncio.gather(*(repo.info(j) for j in here))
-        for job, p in zip(jobs, present):
-            if not p:
-                self.known.discard(job)
-                self.failed.discard(job)
-        for job, record in zip(here, records):
-            self.known.add(job)
-            if is_failure_record(record):
-                self.failed.add(job)
-            else:
-                self.failed.discard(job)
-
-
-async def pipeline_trace(pipeline: Pipeline, jobs: Iterable[str], all_repos: bool = False) -> PipelineStatus:
-    """Where the given jobs are: which links hold them, and each job's state for each task."""
-    return await _compute(pipeline, all_repos, list(jobs))
-
-
-async def _compute(pipeline: Pipeline, all_repos: bool, jobs: list[str] | None) -> PipelineStatus:
-    tasks = list(pipeline.tasks.values())
-    with listing_snapshot():
-        per_task, repo_list = _links_and_repositories(tasks, all_repos)
-        listings_list, ready_sets, done_infos = await asyncio.gather(
-            asyncio.gather(*(r.job_ids() for r in repo_list)),
-            asyncio.gather(*(pipeline.gather_ready_jobs(t) for t in tasks)),
-            asyncio.gather(*(_done_infos(t, jobs) for t in tasks)),
-        )
-    listings = {id(r): ids for r, ids in zip(repo_list, listings_list)}
-
-    result = []
-    for task, links, ready, infos in zip(tasks, per_task, ready_sets, done_infos):
-        link_rows = []
-        for name, link in links:
-            ids = listings[id(link.repo)]
-            present = None if jobs is None else [j for j in jobs if j in ids]
-            link_rows.append(LinkStatus(name=name, kind=link.kind, count=len(ids), jobs=present))
-        done_repo, live_repo = task.done_repository, task.live_repository
-        done_ids = listings[id(done_repo)] if done_repo is not None else set()
-        live_ids = listings[id(live_repo)] if live_repo is not None else set()
-        failed_ids = _failed_among(infos, done_ids)
-        states = None
-        if jobs is not None:
-            states = {j: _state(j, ready, live_ids, done_ids, failed_ids) for j in jobs}
-        result.append(
-            TaskStatus(
-                name=task.name,
-                links=link_rows,
-                ready=len(ready),
-                live=len(live_ids),
-                done=len(done_ids) - len(failed_ids),
-                failed=len(failed_ids),
-                disabled=task.disabled,
-                job_states=states,
-            )
-        )
-    return PipelineStatus(tasks=result, jobs=jobs)
-
-
-def _failed_among(infos: dict[str, Any], present: Any) -> set[str]:
-    """The jobs of ``present`` whose done record in ``infos`` is a failure."""
-    return {
-        j
-        for j, rec in infos.items()
-        if not (type(rec) is dict and rec.get("result") == "success")  # the common case, fast
-        and j in present
-        and is_failure_record(rec)
-    }
-
-
-async def _done_infos(task: Task, jobs: list[str] | None) -> dict[str, Any]:
-    repo = task.done_repository
-    if repo is None:
-        return {}
-    if jobs is None:
-        return await repo.info_all()
-    present = [j for j in jobs if await repo.contains(j)]
-    return dict(zip(present, await asyncio.gather(*(repo.info(j) for j in present))))
-
-
-def _state(job: str, ready: set[str], live: Any, done: Any, failed: set[str]) -> str:
-    if job in failed:
-        return "failed"
-    if job in done:
-        return "done"
-    if job in live:
-        return "live"
-    if job in ready:
-        return "ready"
-    return "waiting"
+def repository_of(pipeline: Pipeline, repo: Repository) -> str | None:
+    """``TASK.LINK`` of the first link holding ``repo``, for messages."""
+    for task in pipeline.tasks.values():
+        for name, link in task.links.items():
+            if link.repo is repo:
+                return f"{task.name}.{name}"
+    return None

@@ -14,6 +14,7 @@ local manager encodes the process start time, so a recycled pid is never taken f
 from __future__ import annotations
 
 import shlex
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Set
 from datetime import datetime
@@ -119,3 +120,8 @@ class AbstractProcessManager(ABC):
         """When ``path`` was last modified (timezone-aware), or None if unknown. The task uses the
         return code file's time as the job's end time, which stays right for jobs reaped late."""
         return None
+
+    @property
+    def host(self) -> str:
+        """The name of the machine jobs run on, as job records give it."""
+        return socket.gethostname()

@@ -224,6 +224,15 @@ class PodManager:
             pods = [p for p in pods if p.metadata.deletion_timestamp is None]
         return pods
 
+    async def annotate(self, pod: Any, annotations: dict[str, str]) -> None:
+        """Add ``annotations`` to ``pod`` on the server (and to the object given)."""
+        name = pod.metadata.name
+        body = {"metadata": {"annotations": annotations}}
+        await self._call(
+            f"annotate pod {name}", lambda: self.v1.patch_namespaced_pod(name, self.namespace, body)
+        )
+        pod.metadata.annotations = {**(pod.metadata.annotations or {}), **annotations}
+
     async def delete(self, pod: Any) -> None:
         """Destroy ``pod`` (already gone is fine)."""
         from kubernetes_asyncio.client.exceptions import ApiException

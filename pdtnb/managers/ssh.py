@@ -168,6 +168,15 @@ class SSHLinuxManager(AbstractProcessManager):
     def basedir(self) -> Path:
         return Path(str(self.remote_path))
 
+    @property
+    def host(self) -> str:
+        """The SSH server's host name (as connected to)."""
+        try:
+            peer = self.ssh.get_extra_info("peername")
+        except Exception:
+            return "ssh"
+        return f"{peer[0]}:{peer[1]}" if peer else "ssh"
+
     async def _exec(self, script: str) -> asyncssh.SSHCompletedProcess:
         """Run ``script`` with the remote /bin/sh, on one of the channels left to short commands."""
         conn = self.ssh

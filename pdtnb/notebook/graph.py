@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ..pipeline import Pipeline
     from ..status import PipelineStatus, TaskStatus
 
-from .style import STATE_COLOURS
+from .style import NODE_STATES, STATE_COLOURS
 
 __all__ = [
     "PipelineGraph",
@@ -902,7 +902,7 @@ class PipelineGraph:
 
         state_handles = [
             Patch(facecolor=STATE_COLOURS[k], edgecolor=_TASK_EDGE, linewidth=1.0, label=_STATE_LABELS[k])
-            for k in STATE_COLOURS
+            for k in NODE_STATES
         ]
         repo_handle = Patch(facecolor=REPOSITORY_COLOUR, edgecolor=_REPOSITORY_EDGE, linewidth=1.0, label="repository")
         link_handles: list[Any] = [repo_handle]

@@ -135,9 +135,7 @@ class LiveStatus(ipywidgets.HTML):
         if controller.running:
             run = " · running"
         elif isinstance(controller.last_run, RunSummary):
-            r = controller.last_run
-            how = "stopped" if r.stopped else "finished"
-            run = f" · last run {how}: {r.rounds} rounds, {r.launched} launched in {r.elapsed:.2f} s"
+            run = f" · last run {controller.last_run.describe()}"
         elif isinstance(controller.last_run, BaseException):
             error = controller.last_run
             run = f" · last run failed: {' '.join(str(error).split()) or type(error).__name__}"

@@ -9,6 +9,13 @@ STATE_COLOURS: dict[str, str] = {
     "done": "#7BC67B",
     "failed": "#E15759",
     "idle": "#E2E6EB",
+    "retrying": "#F28E2B",
+    "blocked": "#B07AA1",
+    "waiting": "#9C9C9C",
 }
 
-STATES: tuple[str, ...] = ("ready", "live", "done", "failed")
+#: The job states the status table has a column for (all of :data:`pdtnb.JOB_STATES`).
+STATES: tuple[str, ...] = ("waiting", "ready", "live", "done", "failed", "retrying", "blocked")
+
+#: The states a task node of the graph is drawn in.
+NODE_STATES: tuple[str, ...] = ("ready", "live", "done", "failed", "idle")

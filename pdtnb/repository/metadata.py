@@ -19,7 +19,20 @@ from .filesystem import FileRepository, atomic_write_bytes
 __all__ = ["YamlMetadataRepository", "YamlMetadataFileRepository", "yaml_load", "yaml_dump"]
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """The safe dumper, writing multi-line strings as block scalars (``|``), so that ``cat`` of a
+    job record shows a traceback or an output tail as lines instead of one escaped string."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_str(data)
+
+
+_Dumper.add_representer(str, _represent_str)
 
 
 def yaml_load(text: bytes | str, where: str) -> Any:

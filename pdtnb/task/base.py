@@ -10,9 +10,9 @@ is ready for a task when every ``required_for_start`` repository holds it and no
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
-import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +20,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..errors import TaskConfigError
+from ..outcomes import OutcomeIndex, outcome_index, succeeded_view
+from ..record import (
+    LIMITS,
+    JobRecord,
+    Outcome,
+    host_name,
+    is_failure_record,
+    read_record,
+    record_from_exception,
+    success_dict,
+)
 from ..repository.base import MetadataRepository, Repository
 from ..repository.combinators import (
     AggregateAndRepository,
@@ -27,8 +38,19 @@ from ..repository.combinators import (
     BlockingRepository,
     RelatedItemRepository,
 )
+from ..retry import Retry
 
-__all__ = ["Link", "Task", "STDOUT", "failure_record", "is_failure_record", "utcnow"]
+__all__ = [
+    "Link",
+    "Task",
+    "STDOUT",
+    "LaunchOptions",
+    "DEFAULT_LAUNCH",
+    "launch_with",
+    "failure_record",
+    "is_failure_record",
+    "utcnow",
+]
 
 log = logging.getLogger("pdtnb.task")
 
@@ -108,29 +130,47 @@ def as_window(window: timedelta | float) -> timedelta:
 
 
 def failure_record(exc: BaseException, start_time: datetime | None = None, phase: str = "run") -> dict[str, Any]:
-    """The ``done`` entry of a job that raised: the exception, its traceback, and when."""
-    return {
-        "result": "exception",
-        "phase": phase,
-        "exception": repr(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-        "start_time": start_time or utcnow(),
-        "end_time": utcnow(),
-    }
+    """The stored ``done`` value of an attempt that raised (see :mod:`pdtnb.record`)."""
+    outcome = Outcome.LAUNCH_ERROR if phase == "launch" else Outcome.FAILURE
+    return record_from_exception(exc, start_time, outcome=outcome).to_dict()
 
 
-_FAILED_RESULTS = frozenset({"exception", "failure", "failed", "error", "timeout"})
+@dataclass(frozen=True)
+class LaunchOptions:
+    """How one launch of one job is done: arguments of that launch, never task attributes.
+
+    ``sync`` waits for the job to end (in this process where the task can); ``metadata=False``
+    writes no done record; ``force`` launches a job that is not ready; ``previous`` is the record
+    of the failed attempt this launch retries (its attempt number and history carry over).
+    """
+
+    sync: bool = False
+    metadata: bool = True
+    force: bool = False
+    previous: JobRecord | None = None
+
+    @property
+    def attempt(self) -> int:
+        """The attempt number this launch makes."""
+        return 1 if self.previous is None else self.previous.attempt + 1
 
 
-def is_failure_record(record: Any) -> bool:
-    """Whether a ``done`` entry describes a failed job (every pdtnb task writes ``result``; process
-    and pod records also carry a non-zero ``exit_code``)."""
-    if not isinstance(record, dict):
-        return False
-    if record.get("result") in _FAILED_RESULTS:
-        return True
-    code = record.get("exit_code")
-    return isinstance(code, int) and code != 0
+#: The options of an ordinary launch by the scheduler.
+DEFAULT_LAUNCH = LaunchOptions()
+
+
+async def launch_with(task: Task, job: str, options: LaunchOptions) -> bool | None:
+    """``task.launch(job, options)``, also for task classes written before launch options existed
+    (pydatatask's ``launch(self, job)``), as long as the options are the defaults."""
+    if options is DEFAULT_LAUNCH:
+        return await task.launch(job)
+    params = inspect.signature(task.launch).parameters
+    if len(params) < 2 and not any(p.kind is p.VAR_POSITIONAL for p in params.values()):
+        raise TaskConfigError(
+            f"task {task.name!r} ({type(task).__name__}) takes no launch options: its launch(job) cannot "
+            "run a job synchronously, without metadata or as a retry"
+        )
+    return await task.launch(job, options)  # type: ignore[call-arg]
 
 
 @dataclass
@@ -145,6 +185,9 @@ class Link:
     required_for_start: bool = False
     inhibits_output: bool = False
     required_for_output: bool = False
+    #: Whether a job is ready only when this repository's record of it is a success (links to
+    #: another task's ``done``; None: decided when the pipeline is built).
+    require_success: bool | None = None
 
     @property
     def kind(self) -> str:
@@ -174,16 +217,28 @@ class Task(ABC):
     #: The name of the link whose repository holds the running jobs, if any.
     live_link: str | None = "live"
 
-    def __init__(self, name: str, ready: Repository | None = None, disabled: bool = False):
+    def __init__(
+        self, name: str, ready: Repository | None = None, disabled: bool = False, *, retry: Retry | None = None
+    ):
         if not isinstance(name, str) or not name:
             raise ValueError(f"a task name must be a non-empty string, not {name!r}")
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"task {name!r}: retry must be a pdtnb.Retry, not {type(retry).__name__}")
         self.name = name
+        #: When a failed attempt is tried again (None: never, as in pydatatask).
+        self.retry = retry
         self._ready = ready
         self.links: dict[str, Link] = {}
         self.synchronous = False
         self.metadata = True
         self.disabled = disabled
         self._wake: Callable[[], None] | None = None
+        self._on_record: Callable[[Task, str, Outcome], None] | None = None
+        # The done repository and its outcome index, looked up once (reset when links change).
+        self._sink: tuple[MetadataRepository | None, OutcomeIndex | None] | None = None
+        #: Successful attempts recorded by this task object (a counter, so that the hot path calls
+        #: nothing: the pipeline's run summary takes the difference).
+        self.successes = 0
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -196,8 +251,13 @@ class Task(ABC):
         ``AND(required_for_start) - OR(inhibits_start)``."""
         if self._ready is not None:
             return self._ready
+        required = {
+            name: succeeded_view(link.repo) if link.require_success else link.repo
+            for name, link in self.links.items()
+            if link.required_for_start
+        }
         return BlockingRepository(
-            AggregateAndRepository(**self.required_for_start),
+            AggregateAndRepository(**required),
             AggregateOrRepository(**self.inhibits_start),
         )
 
@@ -214,13 +274,20 @@ class Task(ABC):
         required_for_start: bool | None = None,
         inhibits_output: bool = False,
         required_for_output: bool | None = None,
+        *,
+        require_success: bool | None = None,
     ) -> None:
         """Link ``repo`` to this task under ``name``.
 
         ``required_for_start`` defaults to ``is_input`` and ``required_for_output`` to ``is_output``.
+        ``require_success`` (for a required link to another task's ``done``) makes a job ready only
+        when that record is a success; by default it is on for such links (decided when the
+        pipeline is built), so a failed upstream job never feeds this task. Pass False for a
+        task that must see failures (a clean-up or a report).
         """
         if not isinstance(repo, Repository):
             raise TypeError(f"task {self.name!r}: link {name!r} must be a Repository, not {type(repo).__name__}")
+        self._sink = None
         previous = self.links.get(name)
         if previous is not None and previous.repo is not repo:
             # pydatatask replaced it silently; a plug followed by a link of the same name (both
@@ -236,6 +303,7 @@ class Task(ABC):
             required_for_start=is_input if required_for_start is None else required_for_start,
             inhibits_output=inhibits_output,
             required_for_output=is_output if required_for_output is None else required_for_output,
+            require_success=require_success,
         )
 
     def plug(
@@ -246,6 +314,8 @@ class Task(ABC):
         translator: Repository | None = None,
         translate_allow_deletes: bool = False,
         translate_prefetch_lookup: bool = True,
+        *,
+        require_success: bool = True,
     ) -> None:
         """Link ``output``'s outputs as this task's inputs.
 
@@ -253,7 +323,8 @@ class Task(ABC):
         ``inhibits_output`` links become ``inhibits_start``, so this task waits for ``output`` to
         finish a job, not merely to start writing it. Non-output links are named
         ``OUTPUTTASK_LINK``. With ``translator``, job ``j`` here reads ``output``'s job
-        ``await translator.info(j)``.
+        ``await translator.info(j)``. With ``require_success`` (the default) a job is ready here only
+        when ``output``'s attempt at it succeeded: a failed job is *blocked* downstream.
         """
         allow = None if output_links is None else set(output_links)
         for name, link in output.links.items():
@@ -275,6 +346,8 @@ class Task(ABC):
                     allow_deletes=translate_allow_deletes,
                     prefetch_lookup=translate_prefetch_lookup,
                 )
+            if attrs.get("required_for_start") and link.repo is output.done_repository:
+                attrs["require_success"] = require_success
             self.link(link_name, repo, **attrs)
 
     def _links_where(self, flag: str) -> dict[str, Repository]:
@@ -343,22 +416,103 @@ class Task(ABC):
         """Reap finished jobs. Return True if anything happened or any job is still live."""
 
     @abstractmethod
-    async def launch(self, job: str) -> bool | None:
-        """Start ``job``. Return False if a quota refused it (it stays ready); errors are recorded
-        by the pipeline."""
+    async def launch(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> bool | None:
+        """Start ``job`` as ``options`` say. Return False if a quota refused it (it stays ready);
+        errors are recorded by the pipeline. Write the outcome with :meth:`write_record`."""
 
-    async def record_failure(self, job: str, exc: BaseException, phase: str = "launch") -> bool:
-        """Write a failure record for ``job`` into the done repository; False if there is none."""
-        repo = self.done_repository
-        if repo is None or not self.metadata:
-            return False
-        await repo.dump(job, failure_record(exc, phase=phase))
-        return True
+    async def kill(self, job: str) -> bool:
+        """Stop the live ``job`` and record it as ``killed``; False if it is not live here.
+
+        Task kinds that can stop their jobs override it; the default says the kind cannot.
+        """
+        raise TaskConfigError(f"task {self.name!r} ({type(self).__name__}) cannot kill its jobs")
+
+    # ---- the job record --------------------------------------------------------------------
+
+    async def write_record(
+        self,
+        job: str,
+        record: JobRecord,
+        exc: BaseException | None = None,
+        options: LaunchOptions = DEFAULT_LAUNCH,
+        repo: MetadataRepository | None = None,
+    ) -> None:
+        """The one writer of job records: numbers the attempt, carries the history of the earlier
+        ones, schedules a retry under the task's policy, stores the record in ``done`` (or
+        ``repo``) and tells the pipeline. Without a done repository, or with ``metadata=False``,
+        nothing is stored but the pipeline still counts the outcome."""
+        previous = options.previous
+        if previous is not None and previous.failed:
+            record.attempt = previous.attempt + 1
+            record.history = [*previous.history, previous.summary()][-LIMITS["history"]:]
+        if record.failed and self.retry is not None:
+            self.retry.schedule(record, exc, utcnow())
+        target = repo if repo is not None else self.done_repository
+        if target is not None and options.metadata and self.metadata:
+            data = record.to_dict()
+            await target.dump(job, data)
+            index = outcome_index(target)
+            if index.loaded:
+                index.note(job, data)
+        if record.succeeded:
+            self.successes += 1
+            return
+        listener = self._on_record
+        if listener is not None:
+            listener(self, job, record.outcome)
+
+    async def write_success(
+        self, job: str, start: datetime | None, end: datetime | None, options: LaunchOptions = DEFAULT_LAUNCH
+    ) -> None:
+        """:meth:`write_record` of a successful attempt, without building the record object when
+        there is no history to carry (the hot path of in-process pipelines)."""
+        if options is not DEFAULT_LAUNCH and options.previous is not None:
+            record = JobRecord(Outcome.SUCCESS, start_time=start, end_time=end, host=host_name())
+            await self.write_record(job, record, None, options)
+            return
+        target, index = self.record_sink()
+        if target is not None and options.metadata and self.metadata:
+            await target.dump(job, success_dict(start, end))
+            if index.loaded:  # type: ignore[union-attr]
+                index.note_success(job)  # type: ignore[union-attr]
+        self.successes += 1
+
+    def record_sink(self) -> tuple[MetadataRepository | None, OutcomeIndex | None]:
+        """The done repository and its outcome index (looked up once; reset by :meth:`link`)."""
+        sink = self._sink
+        if sink is None:
+            target = self.done_repository
+            sink = self._sink = (target, outcome_index(target) if target is not None else None)
+        return sink
+
+    async def previous_record(self, job: str, repo: MetadataRepository | None = None) -> JobRecord | None:
+        """The record of ``job``'s last attempt when it failed (read for a retry), else None."""
+        target = repo if repo is not None else self.done_repository
+        if target is None or not await target.contains(job):
+            return None
+        try:
+            record = read_record(await target.info(job))
+        except Exception:
+            return None
+        return record if record.failed else None
+
+    async def record_failure(
+        self, job: str, exc: BaseException, phase: str = "launch", options: LaunchOptions = DEFAULT_LAUNCH
+    ) -> bool:
+        """Record that launching ``job`` raised ``exc`` (a ``launch-error``); False if there is
+        no done repository to hold it."""
+        outcome = Outcome.LAUNCH_ERROR if phase == "launch" else Outcome.FAILURE
+        record = record_from_exception(exc, outcome=outcome)
+        await self.write_record(job, record, exc, options)
+        return self.done_repository is not None and options.metadata and self.metadata
 
     # ---- waking the pipeline ---------------------------------------------------------------
 
     def _attach(self, wake: Callable[[], None] | None) -> None:
         self._wake = wake
+        self._sink = None
+        if wake is not None:
+            self.record_sink()
 
     def notify(self) -> None:
         """Tell the pipeline a job of this task ended, so ``run`` starts a round now.

@@ -16,9 +16,11 @@ from concurrent.futures import Executor, Future
 from datetime import datetime
 from typing import Any
 
+from ..record import JobRecord, Outcome, host_name, record_from_exception
 from ..repository.base import MetadataRepository, Repository
 from ..repository.live import ExecutorLiveRepo
-from .base import failure_record, utcnow
+from ..retry import Retry
+from .base import DEFAULT_LAUNCH, LaunchOptions, utcnow
 from .function import FunctionBinding, FunctionTask
 
 __all__ = ["ExecutorTask"]
@@ -61,12 +63,14 @@ class ExecutorTask(FunctionTask):
         done: MetadataRepository,
         ready: Repository | None = None,
         func: Callable[..., Any] | None = None,
+        *,
+        retry: Retry | None = None,
     ):
-        super().__init__(name, ready=ready)
+        super().__init__(name, ready=ready, retry=retry)
         self.executor = executor
         self.done = done
         self._binding = FunctionBinding(self, func)
-        self.jobs: dict[Future, tuple[str, datetime]] = {}
+        self.jobs: dict[Future, tuple[str, datetime, LaunchOptions]] = {}
         self.rev_jobs: dict[str, Future] = {}
         self._finished: collections.deque[Future] = collections.deque()
         self.live_version = 0  # bumped whenever the set of running jobs changes
@@ -86,10 +90,10 @@ class ExecutorTask(FunctionTask):
             entry = self.jobs.pop(future, None)
             if entry is None:
                 continue  # cancelled: its outcome is not recorded
-            job, start = entry
+            job, start, options = entry
             self.rev_jobs.pop(job, None)
             self.live_version += 1
-            await self._record(future, job, start)
+            await self._record(future, job, start, options)
             reaped = True
         if reaped:
             # What was reaped may have made other jobs ready, or the pipeline quiet: either way
@@ -97,30 +101,30 @@ class ExecutorTask(FunctionTask):
             self.notify()
         return reaped or bool(self.jobs)
 
-    async def _record(self, future: Future, job: str, start: datetime) -> None:
+    async def _record(self, future: Future, job: str, start: datetime, options: LaunchOptions) -> None:
+        if future.cancelled():
+            return
         exc = future.exception()
         if exc is not None:
-            log.info("executor task %s:%s failed: %r", self.name, job, exc)
-            record = failure_record(exc, start, phase="run")
+            log.info("executor task %s:%s failed: %s", self.name, job, type(exc).__name__)
+            await self.write_record(job, record_from_exception(exc, start), exc, options)
         else:
-            record = {"result": "success", "start_time": start, "end_time": future.result()}
-        if self.metadata:
-            await self.done.dump(job, record)
+            await self.write_success(job, start, future.result(), options)
 
-    async def launch(self, job: str) -> None:
+    async def launch(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> None:
         if job in self.rev_jobs:
             return
         kwargs = self._binding.kwargs(job)
         start = utcnow()
         future = self.executor.submit(_run_body, self._binding.func, kwargs)  # type: ignore[arg-type]
-        if self.synchronous:
+        if self.synchronous or options.sync:
             try:
                 await asyncio.wrap_future(future)
-            except Exception:
+            except BaseException:
                 pass  # recorded below
-            await self._record(future, job, start)
+            await self._record(future, job, start, options)
             return
-        self.jobs[future] = (job, start)
+        self.jobs[future] = (job, start, options)
         self.rev_jobs[job] = future
         self.live_version += 1
         future.add_done_callback(self._on_done)
@@ -134,3 +138,19 @@ class ExecutorTask(FunctionTask):
         self.jobs.pop(future, None)
         self.live_version += 1
         future.cancel()
+
+    async def kill(self, job: str) -> bool:
+        """Stop ``job`` (not started if queued; abandoned if its body is running in a thread, whose
+        outcome is then discarded) and record it as killed. False if it is not live."""
+        future = self.rev_jobs.get(job)
+        if future is None:
+            return False
+        entry = self.jobs.get(future)
+        await self.cancel(job)
+        start, options = (entry[1], entry[2]) if entry is not None else (None, DEFAULT_LAUNCH)
+        started = not future.cancelled()
+        reason = "killed by request" + (" (its thread was abandoned)" if started else " before it started")
+        record = JobRecord(Outcome.KILLED, start_time=start, end_time=utcnow(), host=host_name(), reason=reason)
+        await self.write_record(job, record, None, options)
+        self.notify()
+        return True

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..record import JobRecord, Outcome, host_name, record_from_exception, success_dict
 from ..repository.base import MetadataRepository, Repository
-from .base import _UTC, _now, failure_record
+from ..retry import Retry
+from .base import _UTC, DEFAULT_LAUNCH, LaunchOptions, _now
 from .function import FunctionBinding, FunctionTask
 
 __all__ = ["InProcessSyncTask"]
@@ -23,9 +26,12 @@ class InProcessSyncTask(FunctionTask):
         @InProcessSyncTask("summary", done_repo)
         async def summary(job, books, reports): ...
 
-    Each job's outcome goes to ``done`` (linked as status, inhibiting restart): ``result`` is
-    ``success`` or ``exception`` with the exception and traceback, plus start and end times. A job
-    that raised is therefore not retried until its ``done`` entry is removed (``rm``).
+    Each attempt's outcome goes to ``done`` (linked as status, inhibiting restart) as a job record
+    (:mod:`pdtnb.record`): success, or failure with the exception, its traceback and frames. Any
+    exception the body raises is that job's failure, ``SystemExit`` and ``KeyboardInterrupt``
+    included; a cancellation of the pipeline itself (Ctrl-C of the controller) is not, and leaves
+    the job ready. A failed job is tried again under ``retry``, else not until ``retry`` (the
+    command) or ``rm`` clears its record.
     """
 
     poll_interval = None  # nothing outlives a launch
@@ -36,25 +42,112 @@ class InProcessSyncTask(FunctionTask):
         done: MetadataRepository,
         ready: Repository | None = None,
         func: Callable[..., Any] | None = None,
+        *,
+        retry: Retry | None = None,
     ):
-        super().__init__(name, ready=ready)
+        super().__init__(name, ready=ready, retry=retry)
         self.done = done
         self._binding = FunctionBinding(self, func)
+        # The jobs whose body is running now (kill finds the asyncio task running each one).
+        self._in_body: set[str] = set()
+        self._killed: set[str] = set()
+        self._kill_recorded: dict[str, asyncio.Event] = {}
         self.link("done", done, is_status=True, inhibits_start=True, required_for_output=True)
 
     async def update(self) -> bool:
         return False
 
-    async def launch(self, job: str) -> None:
+    @property
+    def running_jobs(self) -> set[str]:
+        """The jobs whose body is running now."""
+        return set(self._in_body)
+
+    async def launch(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> None:
         start = _now(_UTC)
         binding = self._binding
+        in_body = self._in_body
+        in_body.add(job)
         try:
             # binding.call(job), inlined: this is the per-job hot path of in-process pipelines.
             await (binding.partial(job=job) if binding._wants_job else binding.partial())
-        except Exception as e:
-            log.info("in-process task %s:%s failed: %r", self.name, job, e)
-            record = failure_record(e, start, phase="run")
-        else:
-            record = {"result": "success", "start_time": start, "end_time": _now(_UTC)}
-        if self.metadata:
-            await self.done.dump(job, record)
+        except asyncio.CancelledError:
+            in_body.discard(job)
+            if job not in self._killed:
+                raise  # the pipeline itself is being stopped: the job stays ready
+            self._absorb_kill(job)
+            await self._write_killed(job, start, options)
+            return
+        except BaseException as e:  # SystemExit, KeyboardInterrupt raised by the body: its failure
+            in_body.discard(job)
+            log.info("in-process task %s:%s failed: %s", self.name, job, type(e).__name__)
+            record = record_from_exception(e, start, attempt=options.attempt)
+            await self.write_record(job, record, e, options)
+            return
+        in_body.discard(job)
+        if self._killed and job in self._killed:
+            self._absorb_kill(job)
+            await self._write_killed(job, start, options)
+            return
+        # write_success, inlined for the common case: the per-job hot path of in-process pipelines.
+        sink = self._sink
+        if sink is not None and options is DEFAULT_LAUNCH and sink[0] is not None and self.metadata:
+            await sink[0].dump(job, success_dict(start, _now(_UTC)))
+            self.successes += 1
+            if sink[1].loaded:  # type: ignore[union-attr]
+                sink[1].note_success(job)  # type: ignore[union-attr]
+            return
+        await self.write_success(job, start, _now(_UTC), options)
+
+    async def _write_killed(self, job: str, start: Any, options: LaunchOptions) -> None:
+        try:
+            await self.write_record(job, _killed_record(start), None, options)
+        finally:
+            recorded = self._kill_recorded.pop(job, None)
+            if recorded is not None:
+                recorded.set()
+
+    def _running_task(self, job: str) -> asyncio.Task[Any] | None:
+        """The asyncio task whose await chain is inside this task's launch of ``job``. Found by
+        walking the tasks' coroutines when a kill asks, so that launches need not record it."""
+        code = InProcessSyncTask.launch.__code__
+        for candidate in asyncio.all_tasks():
+            coro: Any = candidate.get_coro()
+            while coro is not None:
+                frame = getattr(coro, "cr_frame", None)
+                if (
+                    getattr(coro, "cr_code", None) is code
+                    and frame is not None
+                    and frame.f_locals.get("self") is self
+                    and frame.f_locals.get("job") == job
+                ):
+                    return candidate
+                coro = getattr(coro, "cr_await", None)
+        return None
+
+    def _absorb_kill(self, job: str) -> None:
+        self._killed.discard(job)
+        task = asyncio.current_task()
+        if task is not None and hasattr(task, "uncancel"):
+            task.uncancel()
+
+    async def kill(self, job: str) -> bool:
+        """Cancel the running body of ``job`` and record it as killed; False if it is not running."""
+        if job not in self._in_body:
+            return False
+        task = self._running_task(job)
+        self._killed.add(job)
+        if task is None or task is asyncio.current_task():
+            return True  # killed from inside its own body: recorded when the body returns
+        recorded = self._kill_recorded.setdefault(job, asyncio.Event())
+        task.cancel()
+        try:
+            await asyncio.wait_for(recorded.wait(), 10)
+        except asyncio.TimeoutError:
+            log.warning("task %s: job %s was cancelled but its body has not stopped", self.name, job)
+        return True
+
+
+def _killed_record(start: Any) -> JobRecord:
+    return JobRecord(
+        outcome=Outcome.KILLED, start_time=start, end_time=_now(_UTC), host=host_name(), reason="killed by request"
+    )

@@ -6,14 +6,22 @@ Lifecycle of a job
    ``info(job)`` the template mentions; StrictUndefined) and parse it as YAML; check it is a
    single ``Pod`` with ``restartPolicy: Never`` (TaskConfigError otherwise, before anything is
    created); reserve the containers' CPU and memory *requests* (plus one launch, counted for
-   ``window``) from the ResourceManager (refused: ``launch`` returns False); create the pod.
+   ``window``) from the ResourceManager (refused: ``launch`` returns False); create the pod. The
+   pod's annotations carry what the reap needs, whichever pipeline does it: the launch time
+   (``pdtnb/start-time``), the attempt number (``pdtnb/attempt``) and ``pdtnb/metadata: "false"``
+   for a launch that records nothing.
 2. **update** (every round): the task's pods are listed (the cluster is the source of truth, so a
    restarted pipeline picks up its predecessor's pods). A ``Succeeded`` or ``Failed`` pod is
-   reaped: its logs go to ``logs``, ``done`` gets ``{result, phase, reason, message, exit_code,
-   start_time, end_time, image, node}``, the pod is deleted and its resources returned. A pod
-   that vanished without being reaped is recorded as failed. A pod running longer than
-   ``timeout`` is handed to :meth:`KubeTask.handle_timeout` (default: record it as failed with the
-   reason, keeping its logs, and delete it).
+   reaped: its logs go to ``logs`` (and their last 4 KiB into the record's ``stdout_tail``),
+   ``done`` gets its job record (:mod:`pdtnb.record`: outcome, exit code, the pod's or container's
+   reason such as ``Evicted`` or ``OOMKilled``, message, times, the node as ``host``, and ``phase``,
+   ``image``, ``node`` and ``pod``), the pod is deleted and its resources returned. A pod that
+   vanished without being reaped is recorded as failed, unless its end is already recorded (by
+   another pipeline, or by :meth:`KubeTask.kill`). A pod running longer than ``timeout`` is handed
+   to :meth:`KubeTask.handle_timeout` (default: record it as ``timeout``, keeping its logs, and
+   delete it).
+3. **kill**: the pod is annotated ``pdtnb/killed: request``, recorded as ``killed`` and deleted;
+   whichever pipeline later finds it (still there, or gone) keeps that record.
 """
 
 from __future__ import annotations
@@ -25,16 +33,27 @@ import os
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..errors import InvalidJobIdError, KubeConnectionError, TaskConfigError
+from ..record import JobRecord, Outcome, as_time, host_name, read_record, record_from_exception, tail_text
 from ..repository.base import BlobRepository, MetadataRepository, Repository
 from ..repository.kube import LiveKubeRepository
 from ..resources import ResourceManager, Resources, parse_quantity
-from .base import ReapAttempts, Task, as_timeout, as_window, check_type, utcnow
+from ..retry import Retry
+from .base import (
+    DEFAULT_LAUNCH,
+    LaunchOptions,
+    ReapAttempts,
+    Task,
+    as_timeout,
+    as_window,
+    check_type,
+    utcnow,
+)
 from .function import FunctionBinding, FunctionTask
 from .template import JobTemplate
 
@@ -46,19 +65,15 @@ __all__ = ["KubeTask", "KubeFunctionTask"]
 log = logging.getLogger("pdtnb.task")
 
 START_ANNOTATION = "pdtnb/start-time"
+#: The attempt number of the job the pod runs (1 for a first launch).
+ATTEMPT_ANNOTATION = "pdtnb/attempt"
+#: ``"false"`` on a pod launched with ``metadata=False``: its end is not recorded.
+METADATA_ANNOTATION = "pdtnb/metadata"
+#: ``"request"`` on a pod being killed: whoever finds it records the job as ``killed``.
+KILLED_ANNOTATION = "pdtnb/killed"
 _SAFE_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
-
-
-
-def _aware(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, str):
-        try:
-            return _aware(datetime.fromisoformat(value.replace("Z", "+00:00")))
-        except ValueError:
-            return None
-    return None
+#: Records of the same pod carry its launch time; stores may keep it to the millisecond only.
+_SAME_START = timedelta(milliseconds=1)
 
 
 def pod_requests(manifest: dict[str, Any]) -> Resources:
@@ -92,9 +107,11 @@ class KubeTask(Task):
     ``podman`` is a callable returning the :class:`~pdtnb.managers.pod.PodManager` (usually a
     session resource). ``resources`` is the ResourceManager the pods' requests are reserved from.
     ``template`` is jinja2 source of a YAML pod manifest, or the path of a file holding it.
-    ``logs`` receives each pod's logs; ``done`` its outcome. ``window`` is how long a launch counts
-    against the quota's ``launches``; ``timeout`` (timedelta or seconds) bounds a pod's run time.
-    ``env`` is available to the template as ``env``. ``live`` is linked automatically.
+    ``logs`` receives each pod's logs; ``done`` its job record. ``window`` is how long a launch
+    counts against the quota's ``launches``; ``timeout`` (timedelta or seconds) bounds a pod's run
+    time. ``env`` is available to the template as ``env``. ``live`` is linked automatically.
+    ``retry`` (a :class:`~pdtnb.Retry`) relaunches failed jobs; besides exit codes it can name the
+    pod's reason, e.g. ``Retry(on=("Evicted", "OOMKilled"))``.
     """
 
     poll_interval: float | None = 1.0
@@ -114,8 +131,10 @@ class KubeTask(Task):
         timeout: timedelta | float | None = None,
         env: dict[str, Any] | None = None,
         ready: Repository | None = None,
+        *,
+        retry: Retry | None = None,
     ):
-        super().__init__(name, ready=ready)
+        super().__init__(name, ready=ready, retry=retry)
         if not callable(podman):
             raise TypeError(f"task {name!r}: podman must be a callable returning a PodManager")
         check_type(name, "resources", resources, ResourceManager, "a ResourceManager", optional=False)
@@ -134,6 +153,8 @@ class KubeTask(Task):
         self._template = JobTemplate(name, template)
         # job -> (pod name, reserved resources) for the pods this task knows about
         self._known: dict[str, tuple[str, Resources]] = {}
+        # job -> the pod as last seen (its annotations say how to record it if it vanishes)
+        self._pods: dict[str, Any] = {}
         self._loaded = False
         self._starting: list[Resources] = []
         self._launch_times: list[float] = []
@@ -232,6 +253,7 @@ class KubeTask(Task):
             view[job] = pod
             if job not in self._known:
                 self._known[job] = (pod.metadata.name, _pod_requests_obj(pod))
+            self._pods[job] = pod
         self._loaded = True
         return view
 
@@ -246,13 +268,20 @@ class KubeTask(Task):
         if self.done is not None:
             self.done.check_job_id(job)
 
-    async def launch(self, job: str) -> bool | None:
-        """Create ``job``'s pod; False if the quota refused it. Errors leave no pod and no reservation."""
+    async def launch(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> bool | None:
+        """Create ``job``'s pod; False if the quota refused it. Errors leave no pod and no reservation.
+
+        With ``options.sync`` (or ``synchronous`` set) it waits for the pod to end and reaps it."""
         self._check_job(job)
         manifest = await self.render(job)  # before anything is reserved or created
-        return await self._launch_manifest(job, manifest)
+        started = await self._launch_manifest(job, manifest, options)
+        if started is None and (self.synchronous or options.sync):
+            await self._wait_and_reap(job)
+        return started
 
-    async def _launch_manifest(self, job: str, manifest: dict[str, Any]) -> bool | None:
+    async def _launch_manifest(
+        self, job: str, manifest: dict[str, Any], options: LaunchOptions = DEFAULT_LAUNCH
+    ) -> bool | None:
         if not self._loaded:
             await self._refresh()
         if job in self._known:
@@ -266,6 +295,9 @@ class KubeTask(Task):
         meta = manifest.setdefault("metadata", {})
         annotations = meta.setdefault("annotations", {})
         annotations[START_ANNOTATION] = start.isoformat()
+        annotations[ATTEMPT_ANNOTATION] = str(options.attempt)
+        if not options.metadata:
+            annotations[METADATA_ANNOTATION] = "false"
         self._starting.append(request)
         try:
             pod = await self.podman.launch(job, self.name, manifest)
@@ -275,17 +307,91 @@ class KubeTask(Task):
         finally:
             self._starting.remove(request)
         self._known[job] = (pod.metadata.name, request)
+        self._pods[job] = pod
         bisect.insort(self._launch_times, time.time())
         return None
+
+    async def _wait_and_reap(self, job: str) -> None:
+        """Synchronous mode: poll ``job``'s pod until it ends (handling its timeout), then reap it."""
+        from ..managers.pod import job_of
+
+        delay = 0.02
+        while job in self._known:
+            if job not in self._reaping:
+                pods = [p for p in await self.podman.query(job=job, task=self.name) if job_of(p) == job]
+                if not pods:
+                    await self._vanished(job)
+                    return
+                pod = pods[0]
+                self._pods[job] = pod
+                phase = pod.status.phase if pod.status is not None else None
+                start = self._start_time(pod)
+                if phase in ("Succeeded", "Failed") or _killed(pod):
+                    await self._reap_safely(job, pod)
+                    continue
+                if self.timeout is not None and start is not None and utcnow() - start >= self.timeout:
+                    await self._timeout_safely(job, pod)
+                    continue
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.poll_interval or 1.0)
+        self.notify()
+
+    # ---- kill --------------------------------------------------------------------------------
+
+    async def kill(self, job: str) -> bool:
+        """Kill ``job``'s pod and record the job as ``killed``; False if it has no live pod.
+
+        The pod is annotated ``pdtnb/killed: request`` first and the record written before the
+        pod is deleted, so a pipeline that finds the pod meanwhile (still there, ended, or gone)
+        records it as killed too, or keeps the record, never a failure."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        from ..managers.pod import job_of
+
+        for _ in range(3000):  # being reaped here (at most 30 s): see how that ends first
+            if job not in self._reaping:
+                break
+            await asyncio.sleep(0.01)
+        pods = [p for p in await self.podman.query(job=job, task=self.name) if job_of(p) == job]
+        if not pods:
+            return False
+        self._reaping.add(job)
+        try:
+            marked = []
+            for pod in pods:
+                try:
+                    await self._annotate(pod, {KILLED_ANNOTATION: "request"})
+                except ApiException as e:
+                    if e.status != 404:
+                        raise
+                    continue  # gone meanwhile (reaped by another pipeline)
+                marked.append(pod)
+            if not marked:
+                return False
+            pod = marked[0]
+            text = await self._collect_logs(job, pod, quiet=True)
+            record = self._new_record(job, pod, Outcome.KILLED, reason="killed by request", logs=text)
+            await self._write(job, pod, record)
+            for each in marked:
+                await self.podman.delete(each)
+            await self._forget(job)
+        finally:
+            self._reaping.discard(job)
+        self._reap_attempts.done(job)
+        self.notify()
+        return True
+
+    async def _annotate(self, pod: Any, annotations: dict[str, str]) -> None:
+        await self.podman.annotate(pod, annotations)
 
     # ---- update ------------------------------------------------------------------------------
 
     def _start_time(self, pod: Any) -> datetime | None:
         ann = pod.metadata.annotations or {}
         return (
-            _aware(ann.get(START_ANNOTATION))
-            or _aware(pod.status.start_time if pod.status is not None else None)
-            or _aware(pod.metadata.creation_timestamp)
+            as_time(ann.get(START_ANNOTATION))
+            or as_time(pod.status.start_time if pod.status is not None else None)
+            or as_time(pod.metadata.creation_timestamp)
         )
 
     async def update(self) -> bool:
@@ -298,7 +404,12 @@ class KubeTask(Task):
             log.exception("task %s: could not list its pods", self.name)
             return True
         for job in [j for j in self._known if j not in view and j not in self._reaping]:
-            await self._vanished(job)
+            try:
+                await self._vanished(job)
+            except KubeConnectionError as e:
+                log.warning("task %s: %s", self.name, e)
+            except Exception:
+                log.exception("task %s: could not record that the pod of job %s vanished", self.name, job)
         if not view:
             return False
         now = utcnow()
@@ -307,7 +418,7 @@ class KubeTask(Task):
             if job in self._reaping:
                 continue
             phase = pod.status.phase if pod.status is not None else None
-            if phase in ("Succeeded", "Failed"):
+            if phase in ("Succeeded", "Failed") or _killed(pod):
                 todo.append(self._reap_safely(job, pod))
                 continue
             start = self._start_time(pod)
@@ -336,11 +447,17 @@ class KubeTask(Task):
             self._reaping.discard(job)
 
     async def _give_up(self, job: str, pod: Any, exc: Exception) -> None:
+        reason = f"the pod ended but its results could not be collected: {exc!r}"
         try:
-            record = self._record(job, pod, result="failure")
+            text = None
+            try:
+                text = await self.podman.logs(pod)
+            except Exception:
+                pass
+            record = self._new_record(job, pod, Outcome.FAILURE, logs=text)
+            record.reason = reason
         except Exception:
-            record = {"result": "failure", "phase": None, "exit_code": None, "start_time": None, "end_time": utcnow()}
-        record["reason"] = f"the pod ended but its results could not be collected: {exc!r}"
+            record = JobRecord(Outcome.FAILURE, end_time=utcnow(), reason=reason)
         try:
             await self._finish(job, pod, record)
         except Exception:
@@ -357,94 +474,199 @@ class KubeTask(Task):
         finally:
             self._reaping.discard(job)
 
-    def _record(self, job: str, pod: Any, result: str | None = None, reason: str | None = None) -> dict[str, Any]:
+    def _new_record(
+        self,
+        job: str,
+        pod: Any,
+        outcome: Outcome | None = None,
+        reason: str | None = None,
+        logs: str | None = None,
+    ) -> JobRecord:
+        """The job record of ``pod`` as it is now: ``outcome`` (default: success when the pod
+        succeeded and every container exited 0, else failure), its exit code, reason and message
+        (the pod's, else those of the container that failed), its times, its node (as ``host``),
+        the tail of ``logs``, and ``phase``, ``image``, ``node`` and ``pod`` in ``extra``."""
         status = pod.status
         phase = status.phase if status is not None else None
-        exit_code = None
-        end_time = None
-        cstatuses = (status.container_statuses if status is not None else None) or []
-        for cs in cstatuses:
-            term = cs.state.terminated if cs.state is not None else None
-            if term is not None:
-                if exit_code is None or (term.exit_code or 0) != 0:
-                    exit_code = term.exit_code
-                end_time = max(filter(None, [end_time, _aware(term.finished_at)]), default=None)
+        exit_code: int | None = None
+        end_time: datetime | None = None
+        term_reason: str | None = None
+        term_message: str | None = None
+        waiting: tuple[str | None, str | None] | None = None
+        statuses = [(False, cs) for cs in (status.container_statuses if status is not None else None) or []]
+        statuses += [(True, cs) for cs in (status.init_container_statuses if status is not None else None) or []]
+        for is_init, cs in statuses:
+            state = cs.state
+            term = state.terminated if state is not None else None
+            if term is None:
+                wait = state.waiting if state is not None else None
+                if wait is not None and wait.reason and waiting is None:
+                    waiting = (wait.reason, wait.message)
+                continue
+            code = term.exit_code
+            if is_init and not code:
+                continue  # an init container that did its job says nothing about the pod's end
+            if exit_code is None or (code and not exit_code):  # the first failing container's
+                exit_code = code
+                term_reason, term_message = term.reason, term.message
+            end_time = max(filter(None, [end_time, as_time(term.finished_at)]), default=None)
         images = [c.image for c in (pod.spec.containers or [])] if pod.spec is not None else []
-        if result is None:
+        node = pod.spec.node_name if pod.spec is not None else None
+        if outcome is None:
             ok = phase == "Succeeded" and (exit_code is None or exit_code == 0)
-            result = "success" if ok else "failure"
+            outcome = Outcome.SUCCESS if ok else Outcome.FAILURE
         start_time = self._start_time(pod)
         end_time = end_time or utcnow()
         if start_time is not None and end_time < start_time:
             # Kubernetes keeps finish times to the second and the launch time is ours, to the
             # microsecond: a pod ending within its first second would seem to end before it began.
             end_time = start_time
-        record: dict[str, Any] = {
-            "result": result,
+        pod_reason = status.reason if status is not None else None
+        found_reason = pod_reason
+        message = status.message if status is not None else None
+        if outcome is not Outcome.SUCCESS:
+            if found_reason is None and term_reason not in (None, "Completed"):
+                found_reason = term_reason
+            if found_reason is None and waiting is not None:
+                found_reason = waiting[0]  # never started: ErrImagePull, CreateContainerConfigError...
+            if message is None:
+                message = term_message or (waiting[1] if waiting is not None else None)
+        extra: dict[str, Any] = {
             "phase": phase,
-            "reason": reason or (status.reason if status is not None else None),
-            "message": status.message if status is not None else None,
-            "exit_code": exit_code,
-            "start_time": start_time,
-            "end_time": end_time,
             "image": images[0] if len(images) == 1 else images,
-            "node": pod.spec.node_name if pod.spec is not None else None,
+            "node": node,
+            "pod": pod.metadata.name,
         }
-        return record
+        if reason is not None and found_reason is not None and found_reason != reason:
+            extra["pod_reason"] = found_reason  # the reason given overrides it; Retry(on=...) still sees it
+        return JobRecord(
+            outcome,
+            start_time=start_time,
+            end_time=end_time,
+            host=node,
+            exit_code=exit_code,
+            reason=reason or found_reason,
+            message=message,
+            stdout_tail=tail_text(logs),
+            extra=extra,
+        )
 
-    async def _save_logs(self, job: str, pod: Any) -> None:
-        if self.logs is None:
-            return
+    async def _collect_logs(self, job: str, pod: Any, quiet: bool = False) -> str | None:
+        """Read the pod's logs, store them in ``logs`` (if the task has it) and return them (None
+        when they cannot be read: the record then has no ``stdout_tail``)."""
         try:
-            text = await self.podman.logs(pod)
+            text: str | None = await self.podman.logs(pod)
         except KubeConnectionError:
+            if quiet:
+                return None
             raise  # the pod is reaped on a later round, logs and all
         except Exception as e:
-            log.warning("task %s: could not read the logs of job %s: %r", self.name, job, e)
-            text = ""
-        async with await self.logs.open(job, "w") as fp:
-            await fp.write(text)
+            level = logging.WARNING if self.logs is not None and not quiet else logging.DEBUG
+            log.log(level, "task %s: could not read the logs of job %s: %r", self.name, job, e)
+            text = None
+        if self.logs is not None:
+            try:
+                async with await self.logs.open(job, "w") as fp:
+                    await fp.write(text or "")
+            except Exception:
+                if not quiet:
+                    raise
+                log.warning("task %s: could not store the logs of job %s", self.name, job, exc_info=True)
+        return text
 
-    async def _finish(self, job: str, pod: Any, record: dict[str, Any]) -> None:
-        if self.done is not None and self.metadata:
-            await self.done.dump(job, record)
+    async def _write(self, job: str, pod: Any, record: JobRecord) -> None:
+        """Write ``pod``'s record through the one writer, with the attempt the pod ran (from its
+        annotations, so any pipeline reaping it numbers it right)."""
+        ann = pod.metadata.annotations or {}
+        metadata = ann.get(METADATA_ANNOTATION) != "false"
+        options = DEFAULT_LAUNCH if metadata else LaunchOptions(metadata=False)
+        try:
+            attempt = int(ann.get(ATTEMPT_ANNOTATION) or 1)
+        except ValueError:
+            attempt = 1
+        if attempt > 1:
+            record.attempt = attempt
+            previous = await self.previous_record(job)
+            if previous is not None and previous.attempt < attempt:
+                options = LaunchOptions(metadata=metadata, previous=previous)
+        await self.write_record(job, record, None, options)
+
+    async def _finish(self, job: str, pod: Any, record: JobRecord) -> None:
+        await self._write(job, pod, record)
         await self.podman.delete(pod)
         await self._forget(job)
 
     async def _forget(self, job: str) -> None:
+        self._pods.pop(job, None)
         entry = self._known.pop(job, None)
         if entry is not None:
             await self.resource_manager.relinquish(entry[1])
 
     async def _reap(self, job: str, pod: Any) -> None:
-        await self._save_logs(job, pod)
-        await self._finish(job, pod, self._record(job, pod))
+        text = await self._collect_logs(job, pod)
+        if _killed(pod):
+            record = self._new_record(job, pod, Outcome.KILLED, reason="killed by request", logs=text)
+        else:
+            record = self._new_record(job, pod, logs=text)
+        await self._finish(job, pod, record)
+
+    async def _recorded(self, job: str, pod: Any) -> bool:
+        """Whether ``done`` already holds the record of this very pod (written by another
+        pipeline that reaped it, or by :meth:`kill`)."""
+        start = self._start_time(pod) if pod is not None else None
+        if self.done is None or start is None or not await self.done.contains(job):
+            return False
+        try:
+            record = read_record(await self.done.info(job))
+        except Exception:
+            return False
+        return record.start_time is not None and abs(record.start_time - start) <= _SAME_START
 
     async def _vanished(self, job: str) -> None:
+        from ..managers.pod import job_of
+
+        pod = self._pods.get(job)
+        if await self._recorded(job, pod):
+            log.debug("task %s: the pod of job %s is gone and its end already recorded", self.name, job)
+            await self._forget(job)
+            return
+        # A pod being deleted (its grace period) is not listed; one marked killed was killed by
+        # request, by a pipeline that did not get to record it.
+        dying = [p for p in await self.podman.query(job=job, task=self.name, include_terminating=True)
+                 if job_of(p) == job]
+        killed = next((p for p in dying if _killed(p)), None)
+        if killed is None and pod is not None and _killed(pod):
+            killed = pod
+        if killed is not None:
+            record = self._new_record(job, killed, Outcome.KILLED, reason="killed by request")
+            await self._write(job, killed, record)
+            await self._forget(job)
+            return
         log.warning("task %s: the pod of job %s vanished before it was reaped", self.name, job)
-        if self.done is not None and self.metadata:
-            await self.done.dump(
-                job,
-                {
-                    "result": "failure",
-                    "phase": None,
-                    "reason": "vanished: the pod disappeared from the cluster before it finished",
-                    "exit_code": None,
-                    "start_time": None,
-                    "end_time": utcnow(),
-                },
-            )
+        record = JobRecord(
+            Outcome.FAILURE,
+            start_time=self._start_time(pod) if pod is not None else None,
+            end_time=utcnow(),
+            reason="vanished: the pod disappeared from the cluster before it finished",
+            extra={"phase": None, "pod": pod.metadata.name if pod is not None else None},
+        )
+        if pod is not None:
+            await self._write(job, pod, record)
+        else:
+            await self.write_record(job, record)
         await self._forget(job)
 
     async def handle_timeout(self, pod: Any) -> None:
         """Called for a pod running longer than ``timeout``. Default: keep its logs, record it as
-        failed (``timed_out``) and delete it. Override to do something else."""
+        ``timeout`` (``timed_out`` set) and delete it. Override to do something else."""
         from ..managers.pod import job_of
 
         job = job_of(pod)
-        await self._save_logs(job, pod)
-        record = self._record(job, pod, result="failure", reason=f"timeout: ran longer than {self.timeout}")
-        record["timed_out"] = True
+        text = await self._collect_logs(job, pod)
+        record = self._new_record(
+            job, pod, Outcome.TIMEOUT, reason=f"timeout: ran longer than {self.timeout}", logs=text
+        )
+        record.extra["timed_out"] = True
         await self._finish(job, pod, record)
 
     async def delete(self, job_or_pod: Any) -> None:
@@ -466,17 +688,24 @@ class KubeTask(Task):
             self._reaping.discard(job)
 
 
+def _killed(pod: Any) -> bool:
+    """Whether ``pod`` was marked to be killed by request."""
+    return bool((pod.metadata.annotations or {}).get(KILLED_ANNOTATION))
+
+
 class KubeFunctionTask(KubeTask, FunctionTask):
     """Runs a Python function in a pod (pydatatask 0.4's signature). Usable as a decorator.
 
     The pod template must run this pipeline's CLI as ``python3 {{argv0}} launch {{task}} {{job}}
-    --force --sync``; there (``synchronous`` set) :meth:`launch` calls the function in-process and
-    records ``func_done``; in the pipeline it creates the pod like a KubeTask. ``kube_done`` is
+    --force --sync``; there (``options.sync``, or ``synchronous`` set) :meth:`launch` calls the
+    function in-process and records ``func_done``; in the pipeline it creates the pod like a KubeTask. ``kube_done`` is
     linked as ``done`` and ``func_done`` as ``func_done`` (both ``is_status, inhibits_start,
     required_for_output``); the template also gets ``argv0``: ``script`` when given, else the file
     name of the running script. From a notebook there is no such script (the kernel's argv[0] is
     ``ipykernel_launcher.py``), so a launch there fails with a clear error unless ``script`` names
-    the script the pod holds (the one ``%pdt export`` writes).
+    the script the pod holds (the one ``%pdt export`` writes). Both records are job records
+    (:mod:`pdtnb.record`): ``func_done`` the function's (its exception, traceback and frames when
+    it raised), ``kube_done`` the pod's; ``retry`` relaunches the pod.
     """
 
     def __init__(
@@ -493,8 +722,9 @@ class KubeFunctionTask(KubeTask, FunctionTask):
         ready: Repository | None = None,
         *,
         script: str | None = None,
+        retry: Retry | None = None,
     ):
-        super().__init__(name, podman, resources, template, logs, kube_done, env=env, ready=ready)
+        super().__init__(name, podman, resources, template, logs, kube_done, env=env, ready=ready, retry=retry)
         check_type(name, "func_done", func_done, MetadataRepository, "a MetadataRepository")
         self.func_done = func_done
         if func_done is not None:
@@ -526,29 +756,33 @@ class KubeFunctionTask(KubeTask, FunctionTask):
         values["argv0"] = argv0
         return values
 
-    async def record_failure(self, job: str, exc: BaseException, phase: str = "launch") -> bool:
-        if not self.synchronous:
-            return await super().record_failure(job, exc, phase)
+    async def record_failure(
+        self, job: str, exc: BaseException, phase: str = "launch", options: LaunchOptions = DEFAULT_LAUNCH
+    ) -> bool:
+        if not (self.synchronous or options.sync):
+            return await super().record_failure(job, exc, phase, options)
         # Inside the pod: kube_done is the pipeline's record of the pod (written when it reaps
         # it); the body's failure is already in func_done.
         return False
 
-    async def launch(self, job: str) -> bool | None:
-        if not self.synchronous:
-            return await super().launch(job)
-        # Inside the pod: run the body here and record it.
-        from .base import failure_record
-
+    async def launch(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> bool | None:
+        if not (self.synchronous or options.sync):
+            return await super().launch(job, options)
+        # Inside the pod: run the body here and record it in func_done, numbered like the pod's
+        # attempt (``options.previous`` is the pod's previous record, read by the CLI's launch).
         start = utcnow()
         try:
             self._binding.bind()
             result = self._binding.call(job)
             if asyncio.iscoroutine(result):
                 await result
-        except Exception as e:
-            if self.func_done is not None and self.metadata:
-                await self.func_done.dump(job, failure_record(e, start))
+        except (Exception, SystemExit) as e:
+            if self.func_done is not None:
+                record = record_from_exception(e, start, attempt=options.attempt)
+                await self.write_record(job, record, e, options, repo=self.func_done)
             raise
-        if self.func_done is not None and self.metadata:
-            await self.func_done.dump(job, {"result": "success", "start_time": start, "end_time": utcnow()})
+        if self.func_done is not None:
+            record = JobRecord(Outcome.SUCCESS, attempt=options.attempt, start_time=start, end_time=utcnow(),
+                               host=host_name())
+            await self.write_record(job, record, None, options, repo=self.func_done)
         return None

@@ -28,15 +28,28 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidJobIdError, SessionClosedError
+from ..record import LIMITS, JobRecord, Outcome, as_time, tail_text
 from ..repository.base import BlobRepository, MetadataRepository, Repository
 from ..resources import ResourceManager, Resources
+from ..retry import Retry
 from ..streams import async_copyfile
-from .base import STDOUT, ReapAttempts, Task, _StderrIsStdout, as_timeout, as_window, check_type, utcnow
+from .base import (
+    DEFAULT_LAUNCH,
+    STDOUT,
+    LaunchOptions,
+    ReapAttempts,
+    Task,
+    _StderrIsStdout,
+    as_timeout,
+    as_window,
+    check_type,
+    utcnow,
+)
 from .template import JobTemplate
 
 if TYPE_CHECKING:
@@ -45,19 +58,6 @@ if TYPE_CHECKING:
 __all__ = ["ProcessTask"]
 
 log = logging.getLogger("pdtnb.task")
-
-#: Reaping a job is retried this many times (one attempt per round) before it is recorded as failed.
-
-
-def _aware(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, str):
-        try:
-            return _aware(datetime.fromisoformat(value))
-        except ValueError:
-            return None
-    return None
 
 
 class ProcessTask(Task):
@@ -103,8 +103,9 @@ class ProcessTask(Task):
         ready: Repository | None = None,
         *,
         timeout: timedelta | float | None = None,
+        retry: Retry | None = None,
     ):
-        super().__init__(name, ready=ready)
+        super().__init__(name, ready=ready, retry=retry)
         if not callable(manager):
             raise TypeError(f"task {name!r}: manager must be a callable returning a process manager")
         check_type(name, "resource_manager", resource_manager, ResourceManager, "a ResourceManager", optional=False)
@@ -240,7 +241,7 @@ class ProcessTask(Task):
             ident = ident.decode()
         out = dict(entry)
         out["pid"] = str(ident)
-        out["start_time"] = _aware(entry.get("start_time")) or utcnow()
+        out["start_time"] = as_time(entry.get("start_time")) or utcnow()
         return out
 
     async def _refresh(self) -> dict[str, dict[str, Any]]:
@@ -416,18 +417,10 @@ class ProcessTask(Task):
     async def _give_up(self, job: str, entry: dict[str, Any], exc: Exception) -> None:
         self._reap_attempts.done(job)
         try:
-            if self.done is not None and self.metadata:
-                await self.done.dump(
-                    job,
-                    {
-                        "result": "failure",
-                        "exit_code": None,
-                        "return_code": None,
-                        "start_time": entry.get("start_time"),
-                        "end_time": utcnow(),
-                        "reason": f"the job ended but its results could not be collected: {exc!r}",
-                    },
-                )
+            record = self._new_record(
+                Outcome.FAILURE, entry, reason=f"the job ended but its results could not be collected: {exc!r}"
+            )
+            await self._write(job, entry, record)
             await self._forget(job)
             await self.manager.rmtree(self.jobdir(job))
         except Exception:
@@ -452,28 +445,68 @@ class ProcessTask(Task):
         except ValueError:
             return None
 
-    async def _copy_out(self, source: Path, repo: BlobRepository, job: str) -> None:
+    async def _copy_out(self, source: Path, repo: BlobRepository | None, job: str) -> str | None:
+        """Copy an output file into ``repo`` (if any) and return its last bytes as text (None when
+        the file does not exist): records keep the tail of every job's output."""
         try:
             reader = await self.manager.open(source, "rb")
         except FileNotFoundError:
-            return  # the job never got as far as opening it
-        async with reader as fpr, await repo.open(job, "wb") as fpw:
-            await async_copyfile(fpr, fpw)
+            return None  # the job never got as far as opening it
+        limit = LIMITS["tail"]
+        tail = bytearray()
+        total = 0
+        async with reader as fpr:
+            writer = await repo.open(job, "wb") if repo is not None else None
+            if writer is not None:
+                await writer.__aenter__()
+            try:
+                while True:
+                    chunk = await fpr.read(1 << 16)
+                    if not chunk:
+                        break
+                    total += len(chunk)
+                    tail += chunk
+                    if len(tail) > 2 * limit:
+                        del tail[:-limit]
+                    if writer is not None:
+                        await writer.write(chunk)
+            except BaseException as e:
+                if writer is not None:
+                    await writer.__aexit__(type(e), e, e.__traceback__)
+                raise
+            if writer is not None:
+                await writer.__aexit__(None, None, None)
+        text = tail_text(bytes(tail[-limit:]))
+        if total > limit and text is not None:
+            text = f"[... {total - limit} earlier bytes cut]\n" + text
+        return text
+
+    def _new_record(self, outcome: Outcome, entry: dict[str, Any], **fields: Any) -> JobRecord:
+        try:
+            host = self.manager.host
+        except Exception:
+            host = None
+        return JobRecord(outcome, start_time=entry.get("start_time"), end_time=fields.pop("end_time", None) or utcnow(),
+                         host=host, **fields)
+
+    async def _write(self, job: str, entry: dict[str, Any], record: JobRecord) -> None:
+        """Write a reaped job's record through the one writer, with the attempt it was."""
+        options = DEFAULT_LAUNCH if entry.get("meta", True) else LaunchOptions(metadata=False)
+        attempt = entry.get("attempt")
+        if isinstance(attempt, int) and attempt > 1:
+            previous = await self.previous_record(job)
+            if previous is not None:
+                options = LaunchOptions(metadata=options.metadata, previous=previous)
+        await self.write_record(job, record, None, options)
 
     async def _reap(self, job: str, entry: dict[str, Any]) -> None:
         start = entry.get("start_time")
         if entry.get("pid") is None:
             log.error("task %s: pids entry of job %s has no process identifier: %r", self.name, job, entry)
-            record = {
-                "result": "failure",
-                "exit_code": None,
-                "return_code": None,
-                "start_time": start,
-                "end_time": utcnow(),
-                "reason": f"its pids entry has no process identifier: {entry.get('malformed')!r}",
-            }
-            if self.done is not None and self.metadata:
-                await self.done.dump(job, record)
+            record = self._new_record(
+                Outcome.FAILURE, entry, reason=f"its pids entry has no process identifier: {entry.get('malformed')!r}"
+            )
+            await self._write(job, entry, record)
             await self._forget(job)
             return
         manager = self.manager
@@ -483,28 +516,33 @@ class ProcessTask(Task):
         end = (await manager.mtime(rc_path) if code is not None else None) or utcnow()
         if isinstance(start, datetime) and end < start:
             end = start  # file times come from a coarse clock, a few ms behind
-        if self.stdout is not None:
-            await self._copy_out(jobdir / "stdout", self.stdout, job)
-        if isinstance(self._stderr, BlobRepository):
-            await self._copy_out(jobdir / "stderr", self._stderr, job)
-        record: dict[str, Any] = {
-            "result": "success" if code == 0 else "failure",
-            "exit_code": code,
-            "return_code": code,
-            "start_time": start,
-            "end_time": end,
-        }
-        if entry.get("killed") == "timeout":
-            record["result"] = "failure"
-            record["timed_out"] = True
-            record["reason"] = f"timeout: ran longer than {self.timeout} and was killed"
+        stdout_tail = await self._copy_out(jobdir / "stdout", self.stdout, job)
+        stderr_tail = None
+        if not isinstance(self._stderr, _StderrIsStdout):
+            stderr_repo = self._stderr if isinstance(self._stderr, BlobRepository) else None
+            stderr_tail = await self._copy_out(jobdir / "stderr", stderr_repo, job)
+        record = self._new_record(
+            Outcome.SUCCESS if code == 0 else Outcome.FAILURE,
+            entry,
+            end_time=end,
+            exit_code=code,
+            stdout_tail=stdout_tail,
+            stderr_tail=stderr_tail,
+        )
+        killed = entry.get("killed")
+        if killed == "timeout":
+            record.outcome = Outcome.TIMEOUT
+            record.extra["timed_out"] = True
+            record.reason = f"timeout: ran longer than {self.timeout} and was killed"
+        elif killed == "request":
+            record.outcome = Outcome.KILLED
+            record.reason = "killed by request"
         elif code is None:
-            record["reason"] = (
+            record.reason = (
                 "the process ended without recording an exit code (its wrapper was killed, or the machine restarted)"
             )
-        if self.done is not None and self.metadata:
-            await self.done.dump(job, record)
-        log.debug("task %s: reaped job %s: %s", self.name, job, record["result"])
+        await self._write(job, entry, record)
+        log.debug("task %s: reaped job %s: %s", self.name, job, record.outcome)
         await self._forget(job)
         try:
             await manager.rmtree(jobdir)
@@ -518,7 +556,7 @@ class ProcessTask(Task):
             raise InvalidJobIdError(job, f"task {self.name!r}")
         self.pids.check_job_id(job)
 
-    async def launch(self, job: str) -> bool | None:
+    async def launch(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> bool | None:
         """Start ``job``; False if the quota refused it. Errors leave nothing behind: no process,
         no pids entry, no job directory, no reservation."""
         self._check_job(job)
@@ -535,7 +573,7 @@ class ProcessTask(Task):
         self._launching.add(job)
         self._starting += 1
         try:
-            entry = await self._start(job)
+            entry = await self._start(job, options)
         finally:
             self._starting -= 1
             self._launching.discard(job)
@@ -550,11 +588,34 @@ class ProcessTask(Task):
                 self._arm_timer(job, deadline)
         except Exception:
             log.exception("task %s: could not watch job %s; it will be polled", self.name, job)
-        if self.synchronous:
+        if self.synchronous or options.sync:
             await self._wait_and_reap(job, entry)
         return None
 
-    async def _start(self, job: str) -> dict[str, Any]:
+    async def kill(self, job: str) -> bool:
+        """Kill ``job``'s process group and record it as ``killed``; False if it is not live.
+
+        The ``pids`` entry is marked first, so whichever pipeline reaps the job (this one, or a
+        controller running elsewhere) records it as killed, not as failed.
+        """
+        view = await self._refresh()
+        entry = view.get(job)
+        if entry is None or entry.get("pid") is None:
+            return False
+        entry = dict(entry)
+        entry["killed"] = "request"
+        entry["killed_at"] = utcnow()
+        await self.pids.dump(job, {k: v for k, v in entry.items() if k != "malformed"})
+        self._live[job] = entry
+        await self.manager.kill(entry["pid"])
+        await self._wait_gone(self.manager, entry["pid"])
+        if job in self._reaping:
+            return True
+        await self._reap_safely(job, entry)
+        self.notify()
+        return True
+
+    async def _start(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> dict[str, Any]:
         ident: str | None = None
         made_dir = False
         manager: AbstractProcessManager | None = None
@@ -571,11 +632,13 @@ class ProcessTask(Task):
                 stdin_path = jobdir / "stdin"
                 async with await self.stdin.open(job, "rb") as fpr, await manager.open(stdin_path, "wb") as fpw:
                     await async_copyfile(fpr, fpw)
-            stdout_path = None if self.stdout is None else str(jobdir / "stdout")
+            # Output always goes to files in the job directory, so that the record keeps its tail
+            # even when the task has no stdout or stderr repository.
+            stdout_path = str(jobdir / "stdout")
             if isinstance(self._stderr, _StderrIsStdout):
                 stderr_path: str | _StderrIsStdout | None = STDOUT
             else:
-                stderr_path = None if self._stderr is None else str(jobdir / "stderr")
+                stderr_path = str(jobdir / "stderr")
             exe = jobdir / "exe"
             async with await manager.open(exe, "w") as fp:
                 await fp.write(script)
@@ -590,7 +653,11 @@ class ProcessTask(Task):
                 stdout_path,
                 stderr_path,
             )
-            entry = {"pid": ident, "start_time": start}
+            entry: dict[str, Any] = {"pid": ident, "start_time": start}
+            if options.attempt > 1:
+                entry["attempt"] = options.attempt
+            if not options.metadata:
+                entry["meta"] = False
             await self.pids.dump(job, entry)
             return entry
         except BaseException:

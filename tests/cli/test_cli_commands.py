@@ -8,7 +8,10 @@ import re
 import pytest
 import yaml
 
-SUBCOMMANDS = ["update", "run", "status", "trace", "rm", "ls", "cat", "inject", "launch", "shell"]
+SUBCOMMANDS = [
+    "update", "run", "status", "trace", "failed", "show", "why", "retry", "kill",
+    "rm", "ls", "cat", "inject", "launch", "shell",
+]
 
 
 def parse_blocks(stdout: str, value: str = r"\d+") -> list[tuple[str, list[tuple[str, str]]]]:
@@ -241,13 +244,14 @@ def test_status_counts_follow_the_data(cli, seed):
 def test_status_json_counts_failures(cli, seed, data_dir):
     seed(j1="ok", j2="bad")
     assert cli("inject", "stage1.opts", "j2", input="fail: true\n").returncode == 0
-    assert cli("run", "--timeout", "10").returncode == 0
+    assert cli("run", "--timeout", "10").returncode == 1, "a job failed during the run"
     tasks = {t["name"]: t for t in json.loads(cli("status", "--json").stdout)["tasks"]}
     assert tasks["stage1"]["failed"] == 1
+    assert tasks["stage2"]["blocked"] == 1
     assert tasks["stage1"]["done"] == 1
     record = yaml.safe_load((data_dir / "done1" / "j2.yaml").read_text())
-    assert record["result"] == "exception"
-    assert "asked to fail on j2" in record["exception"]
+    assert record["result"] == "failure"
+    assert "asked to fail on j2" in record["message"]
     assert "Traceback" in record["traceback"]
 
 
@@ -351,7 +355,7 @@ def test_launch_failing_job_reports_failure(cli, seed, data_dir):
     result = cli("launch", "stage1", "j1")
     assert result.returncode != 0
     assert "asked to fail on j1" in result.stderr
-    assert yaml.safe_load((data_dir / "done1" / "j1.yaml").read_text())["result"] == "exception"
+    assert yaml.safe_load((data_dir / "done1" / "j1.yaml").read_text())["result"] == "failure"
 
 
 @pytest.mark.parametrize("job", ["../x", ".."])

@@ -28,7 +28,7 @@ async def test_print_status_and_trace(load_pipeline, seed, capsys):
             "stage2\nstage2.a 2\nstage2.done 2\nstage2.b 2\n\n"
         )
         # the extra summary goes to stderr, commented, so stdout keeps pydatatask's shape
-        assert "# stage1: ready 0, live 0, done 2, failed 0" in err.splitlines()
+        assert "# stage1: ready 0, live 0, done 2, failed 0, retrying 0, blocked 0, waiting 0" in err.splitlines()
 
         await pdtnb.print_trace(pipeline, False, ["j2", "j5"])
         out, _ = capsys.readouterr()

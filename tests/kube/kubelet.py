@@ -39,18 +39,26 @@ class Kubelet:
             await asyncio.sleep(0.5)
 
     async def set_phase(self, pod_name: str, phase: str, exit_code: int | None = None, reason: str | None = None,
-                        node: str | None = None) -> None:
-        """Emulator only: patch the pod's status the way a kubelet would."""
+                        node: str | None = None, message: str | None = None,
+                        container_reason: str | None = None) -> None:
+        """Emulator only: patch the pod's status the way a kubelet would. ``reason`` and
+        ``message`` are the pod's (``Evicted``), ``container_reason`` the terminated container's
+        (``OOMKilled``, ``Error``)."""
         assert self.emulated, "set_phase is for the emulator; use run/finish"
         status: dict[str, Any] = {"phase": phase}
         if reason is not None:
             status["reason"] = reason
+        if message is not None:
+            status["message"] = message
         if exit_code is not None:
             # what a kubelet reports: now, to the second
             finished = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            terminated: dict[str, Any] = {"exitCode": exit_code, "finishedAt": finished}
+            if container_reason is not None:
+                terminated["reason"] = container_reason
             status["containerStatuses"] = [{
                 "name": "main", "image": "busybox", "imageID": "", "ready": False, "restartCount": 0,
-                "state": {"terminated": {"exitCode": exit_code, "finishedAt": finished}},
+                "state": {"terminated": terminated},
             }]
         if node is not None:  # scheduled before it ends, so a fast reaper never sees an ended pod without a node
             await self.podman.v1.patch_namespaced_pod(pod_name, self.podman.namespace, {"spec": {"nodeName": node}})

@@ -39,7 +39,9 @@ spec:
 def make_task(podman: PodManager, quota: Resources | None = None, **kw):
     inp = InProcessMetadataRepository()
     logs = InProcessBlobRepository()
-    done = InProcessMetadataRepository()
+    done = kw.pop("done", None)
+    if done is None:
+        done = InProcessMetadataRepository()
     rm = ResourceManager(quota or Resources.parse(cpu=2, mem="4Gi"))
     task = KubeTask("work", lambda: podman, rm, kw.pop("template", TEMPLATE), logs, done,
                     env={"image": IMAGE}, **kw)
@@ -198,7 +200,7 @@ async def test_kube_task_timeout_on_emulated_api_server(kube):
     await task.update()
     assert calls == [pod.metadata.name]
     record = await done.info("T")
-    assert record["result"] == "failure" and record["timed_out"] and "timeout" in record["reason"]
+    assert record["result"] == "timeout" and record["timed_out"] and "timeout" in record["reason"]
     assert await pm.query() == []
 
 
@@ -418,3 +420,190 @@ async def test_kube_function_task_without_a_function_is_refused_at_validation(ku
     fn.link("inp", InProcessMetadataRepository(), is_input=True)
     with pytest.raises(TaskConfigError, match="'fn' has no function"):
         await fn.validate()
+
+
+# ---- job records, kill, retries ---------------------------------------------------------------
+
+
+async def quota_free(rm: ResourceManager) -> bool:
+    """Whether the whole quota can be reserved (as counted from the tasks now), then gives it back."""
+    await rm.flush()
+    whole = Resources(rm.quota.cpu, rm.quota.mem)
+    if await rm.reserve(whole) is not None:
+        return False
+    await rm.relinquish(whole)
+    return True
+
+
+async def test_kube_task_kill_deletes_the_pod_and_records_killed_on_emulated_api_server(kube):
+    from pdtnb import Pipeline, Session
+    from pdtnb.record import JobRecord, Outcome
+
+    pm, kubelet = kube
+    task, inp, _logs, done, rm = make_task(pm)
+    await inp.dump("K", {"code": 0, "sleep": 3600})
+    assert await task.kill("K") is False  # no pod: nothing to kill
+    await task.launch("K")
+    (pod,) = await pm.query(job="K")
+    await kubelet.run(pod.metadata.name)
+    kubelet.set_logs(pod.metadata.name, "output of K\n")
+    # Another pipeline watching the same pod (as a second controller would).
+    other, _, _, _, other_rm = make_task(pm, done=done)
+    await other.update()
+    assert not await quota_free(other_rm)  # it counts the pod
+
+    assert await task.kill("K") is True
+    assert await pm.query(job="K") == []
+    record = JobRecord.from_dict(await done.info("K"))
+    assert record.outcome is Outcome.KILLED and record.reason == "killed by request"
+    assert record.start_time is not None and record.extra["pod"] == pod.metadata.name
+    if kubelet.emulated:
+        assert record.stdout_tail == "output of K\n"
+    assert await quota_free(rm)
+    assert await task.kill("K") is False  # already gone
+
+    # The other pipeline finds the pod gone: it keeps the record, and lets its reservation go.
+    await other.update()
+    assert JobRecord.from_dict(await done.info("K")).outcome is Outcome.KILLED
+    assert await quota_free(other_rm)
+    # A whole round of a pipeline neither overwrites it nor launches the job again.
+    pipeline = Pipeline([task], Session(), [rm])
+    async with pipeline:
+        await pipeline.update_phase()
+        report = await pipeline.launch_phase()
+    assert report.launched == 0 and await pm.query() == []
+    assert (await done.info("K"))["result"] == "killed"
+
+
+@pytest.mark.skipif(not EMULATED, reason="marks a pod as its killer would, then leaves it: emulator only")
+async def test_pod_marked_killed_is_recorded_killed_by_whoever_finds_it_on_emulated_api_server(kube):
+    """A pipeline that marked a pod killed and then died before recording it: another pipeline
+    records the job as killed, whether it finds the pod still there or being deleted."""
+    from pdtnb.task.kube import KILLED_ANNOTATION
+
+    pm, kubelet = kube
+    task, inp, _logs, done, rm = make_task(pm)
+    for job in ("M1", "M2"):
+        await inp.dump(job, {"code": 0, "sleep": 3600})
+        await task.launch(job)
+    p1, p2 = (await pm.query(job="M1"))[0], (await pm.query(job="M2"))[0]
+    for pod in (p1, p2):
+        await kubelet.run(pod.metadata.name)
+        await pm.v1.patch_namespaced_pod(pod.metadata.name, pm.namespace,
+                                         {"metadata": {"annotations": {KILLED_ANNOTATION: "request"}}})
+    # M2's pod is being deleted (its grace period): not listed, so it looks vanished.
+    await pm.v1.patch_namespaced_pod(p2.metadata.name, pm.namespace, {"metadata": {
+        "finalizers": ["pdtnb.test/hold"], "deletionTimestamp": "2026-01-01T00:00:00Z"}})
+    await task.update()
+    for job in ("M1", "M2"):
+        record = await done.info(job)
+        assert record["result"] == "killed" and record["reason"] == "killed by request", record
+    assert await pm.query() == [] and rm.used.cpu == 0
+
+
+async def test_failed_pod_record_holds_exit_code_reason_and_log_tail_on_emulated_api_server(kube):
+    from pdtnb import Retry
+    from pdtnb.record import LIMITS, JobRecord, Outcome
+
+    pm, kubelet = kube
+    if not kubelet.emulated:
+        pytest.skip("a real cluster cannot be made to OOM-kill a pod on demand")
+    # No logs repository: the record keeps the end of the logs all the same.
+    task, inp, _logs, done, _rm = make_task(pm, retry=Retry(attempts=2, delay=60, on=("OOMKilled",)))
+    task.logs = None
+    del task.links["logs"]
+    await inp.dump("O", {"code": 137, "sleep": 0})
+    await task.launch("O")
+    (pod,) = await pm.query(job="O")
+    output = "".join(f"line {i} of O\n" for i in range(1000))  # about 14 KiB
+    kubelet.set_logs(pod.metadata.name, output)
+    await kubelet.set_phase(pod.metadata.name, "Failed", exit_code=137, node="node-b",
+                            container_reason="OOMKilled", message="the container used too much memory")
+    await task.update()
+    stored = await done.info("O")
+    assert stored["result"] == "failure"
+    record = JobRecord.from_dict(stored)
+    assert record.outcome is Outcome.FAILURE and record.attempt == 1
+    assert record.exit_code == 137 and record.reason == "OOMKilled"
+    assert record.message == "the container used too much memory"
+    assert record.host == "node-b" and record.extra["node"] == "node-b" and record.extra["phase"] == "Failed"
+    assert record.extra["image"] == IMAGE and record.extra["pod"] == pod.metadata.name
+    assert record.stdout_tail is not None and record.stdout_tail.endswith("line 998 of O\nline 999 of O\n")
+    assert "earlier bytes cut" in record.stdout_tail and "line 0 of O\n" not in record.stdout_tail
+    assert len(record.stdout_tail) < LIMITS["tail"] + 100
+    assert record.retry_at is not None  # Retry(on=("OOMKilled",)) matches the container's reason
+    assert record.reason_line().startswith("exit code 137: line 999 of O")
+
+
+async def test_kube_task_launch_options_sync_and_no_metadata_on_emulated_api_server(kube):
+    import asyncio
+
+    from pdtnb import LaunchOptions
+    from pdtnb.task.kube import ATTEMPT_ANNOTATION, METADATA_ANNOTATION
+
+    pm, kubelet = kube
+    task, inp, _logs, done, rm = make_task(pm)
+    task.poll_interval = 0.02
+    for job in ("S", "N"):
+        await inp.dump(job, {"code": 0, "sleep": 0})
+
+    # metadata=False: stored on the pod, honoured when it is reaped (by this or any pipeline).
+    await task.launch("N", LaunchOptions(metadata=False))
+    (pod,) = await pm.query(job="N")
+    assert pod.metadata.annotations[METADATA_ANNOTATION] == "false"
+    assert pod.metadata.annotations[ATTEMPT_ANNOTATION] == "1"
+    await kubelet.finish(pod.metadata.name, 0, logs="output of N\n")
+    other, _, _, _, _ = make_task(pm, done=done)
+    await other.update()
+    await task.update()  # this pipeline finds it gone: nothing to record either
+    assert await pm.query() == [] and not await done.contains("N")
+
+    # sync: the launch returns once the pod has ended and been reaped.
+    async def kubelet_for_s():
+        for _ in range(1000):
+            pods = await pm.query(job="S")
+            if pods:
+                await kubelet.finish(pods[0].metadata.name, 0, logs="output of S\n")
+                return
+            await asyncio.sleep(0.01)
+
+    helper = asyncio.create_task(kubelet_for_s())
+    assert await task.launch("S", LaunchOptions(sync=True)) is None
+    await helper
+    record = await done.info("S")
+    assert record["result"] == "success" and record["exit_code"] == 0
+    assert record["stdout_tail"] == "output of S\n"
+    assert await pm.query() == [] and await quota_free(rm)
+
+
+@pytest.mark.skipif(not EMULATED, reason="on a real cluster the pod needs an image holding this pipeline's script")
+async def test_kube_function_task_in_pod_records_the_function_failure_on_emulated_api_server(kube):
+    from pdtnb import LaunchOptions
+    from pdtnb.record import JobRecord, Outcome
+
+    pm, _kubelet = kube
+    inp = InProcessMetadataRepository()
+    kdone, fdone = InProcessMetadataRepository(), InProcessMetadataRepository()
+    rm = ResourceManager(Resources.parse(cpu=2, mem="4Gi"))
+
+    @KubeFunctionTask("fn", lambda: pm, rm, FUNC_TEMPLATE, None, kdone, fdone, script="pipeline.py")
+    async def fn(job, inp):
+        if await inp.info(job) < 0:
+            raise ValueError(f"negative input for {job}")
+
+    fn.link("inp", inp, is_input=True)
+    await fn.validate()
+    await inp.dump("F", -1)
+    await inp.dump("G", 1)
+    # Inside the pod (the CLI's launch --sync): the body's failure goes to func_done, with its traceback.
+    sync = LaunchOptions(sync=True)
+    with pytest.raises(ValueError, match="negative input for F"):
+        await fn.launch("F", sync)
+    assert await fn.record_failure("F", ValueError("x"), "launch", sync) is False  # kube_done is the pod's
+    record = JobRecord.from_dict(await fdone.info("F"))
+    assert record.outcome is Outcome.FAILURE and record.error_type == "ValueError"
+    assert record.message == "negative input for F" and any(f.function == "fn" for f in record.frames)
+    assert await fn.launch("G", sync) is None
+    assert JobRecord.from_dict(await fdone.info("G")).succeeded
+    assert not await kdone.contains("F") and not await kdone.contains("G")
+    assert await pm.query() == []

@@ -198,7 +198,7 @@ async def test_pipeline_runs_kube_stage_then_in_process_stage_within_quota_on_em
         await summary.dump(job, {"result": record["result"], "exit_code": record["exit_code"],
                                  "log": await read_blob(logs, job)})
 
-    summarize.plug(s1.task)
+    summarize.plug(s1.task, require_success=False)  # a report: it sees the failed jobs too
     summarize.link("summary", summary, is_output=True)
     assert {"logs", "work_done", "work_live"} <= set(summarize.links)
 
@@ -225,6 +225,66 @@ async def test_pipeline_runs_kube_stage_then_in_process_stage_within_quota_on_em
     assert seen_by_stage2 == {job: (True, True, False) for job in codes}
     assert await pm.query() == []
     assert await everything_released(rm)
+    assert pdtnb_errors(caplog) == []
+
+
+# ---- 1b. retries of evicted pods --------------------------------------------------------------
+
+
+async def test_evicted_pod_is_retried_and_exit_code_is_not_on_emulated_api_server(kube, tmp_path, caplog):
+    """``Retry(on=("Evicted",))``: an evicted pod is launched again, as attempt 2 with the first
+    attempt in its history; a pod that exits 3 is not retried."""
+    from pdtnb import Retry
+    from pdtnb.record import JobRecord, Outcome
+    from pdtnb.task.kube import ATTEMPT_ANNOTATION
+
+    caplog.set_level(logging.WARNING, logger="pdtnb")
+    pm, kubelet = kube
+    if not kubelet.emulated:
+        pytest.skip("a real cluster cannot be made to evict a pod on demand")
+    rm = ResourceManager(Resources.parse(cpu=2, mem="8Gi"))
+    s1 = Stage1(tmp_path, lambda: pm, rm, cpu="500m")
+    s1.task.retry = Retry(attempts=2, delay=0, on=("Evicted",))
+    await s1.inp.dump("E", {"exit": 0})
+    await s1.inp.dump("X", {"exit": 3})
+    pipeline = Pipeline([s1.task], Session(), [rm], poll_interval=0.02)
+    async with pipeline:
+        report = await pipeline.launch_phase()
+        assert report.launched == 2
+        (pe,) = await pm.query(job="E")
+        (px,) = await pm.query(job="X")
+        assert pe.metadata.annotations[ATTEMPT_ANNOTATION] == "1"
+        await kubelet.set_phase(pe.metadata.name, "Failed", reason="Evicted", node="node-a",
+                                message="The node was low on resource: memory.")
+        await kubelet.finish(px.metadata.name, 3, logs="output of X\n")
+        await pipeline.update_phase()
+        first = JobRecord.from_dict(await s1.done.info("E"))
+        assert first.outcome is Outcome.FAILURE and first.reason == "Evicted" and first.attempt == 1
+        assert first.retry_at is not None
+        failed = JobRecord.from_dict(await s1.done.info("X"))
+        assert failed.exit_code == 3 and failed.retry_at is None and failed.stdout_tail == "output of X\n"
+
+        report = await pipeline.launch_phase()  # the retry of E is due at once (delay 0); X is not retried
+        assert (report.launched, report.retried) == (1, 1)
+        assert await pm.query(job="X") == []
+        (pe2,) = await pm.query(job="E")
+        assert pe2.metadata.annotations[ATTEMPT_ANNOTATION] == "2"
+        await kubelet.finish(pe2.metadata.name, 0, logs="output of E\n")
+        await pipeline.update_phase()
+        result = await pipeline.run(timeout=RUN_TIMEOUT)  # nothing more to do
+        assert result.launched == 0
+
+    second = await s1.done.info("E")
+    assert second["result"] == "success" and second["attempt"] == 2
+    record = JobRecord.from_dict(second)
+    assert record.succeeded and record.attempt == 2 and record.exit_code == 0
+    (earlier,) = record.history
+    assert earlier["attempt"] == 1 and earlier["result"] == "failure" and earlier["reason"] == "Evicted"
+    assert "history" not in earlier
+    assert (await s1.done.info("X"))["attempt"] == 1
+    assert await read_blob(s1.logs, "E") == "output of E\n"
+    assert pod_creations(kubelet) == 3
+    assert await pm.query() == [] and await everything_released(rm)
     assert pdtnb_errors(caplog) == []
 
 
@@ -514,7 +574,7 @@ async def test_kube_function_task_failure_through_the_cli_emulated_only(kube, tm
     assert "RuntimeError: asked to fail on J2" in output
     assert not await YamlMetadataFileRepository(cli.data / "fn_out").contains("J2")
     frecord = await func_done.info("J2")
-    assert frecord["result"] == "exception" and "asked to fail on J2" in frecord["exception"]
+    assert frecord["result"] == "failure" and "asked to fail on J2" in frecord["message"]
 
     await kubelet.finish(pod.metadata.name, code, logs=output)
     await cli.ok("update")  # reaps, then launches what is ready: not the failed job

@@ -174,7 +174,7 @@ def check_no_hidden_errors(ex: Executed) -> None:
 
 # ---- reading outputs ---------------------------------------------------------------------------
 
-_SUMMARY = re.compile(r"^# (\S+): ready (\d+), live (\d+), done (\d+), failed (\d+)$", re.M)
+_SUMMARY = re.compile(r"^# (\S+): ready (\d+), live (\d+), done (\d+), failed (\d+)\b", re.M)
 
 
 def counts(text: str) -> dict[str, dict[str, int]]:
@@ -260,7 +260,8 @@ def check_quickstart(ex: Executed) -> None:
     _, live = ex.widget("run")  # %pdt run: a live status widget, and its text fallback
     assert live["model_name"] == "HTMLModel" and "pdtnb-live-status" in live["state"]["_dom_classes"]
     assert ex.text("run").startswith("LiveStatus(")
-    assert re.fullmatch(r"RunSummary\(rounds=\d+, launched=2, failed_launches=0, elapsed=[\d.e-]+, stopped=False\)",
+    assert re.fullmatch(r"RunSummary\(rounds=\d+, launched=2, failed_launches=0, elapsed=[\d.e-]+, stopped=False, "
+                        r"succeeded=\d+, failed=0, .*\)",
                         ex.text("wait")), ex.text("wait")
     assert counts(ex.text("status-after-run")) == {"count": state(done=3), "report": state(done=3)}
 
@@ -420,8 +421,11 @@ def test_processes_over_ssh(sshd: Any, kernel: KernelInfo, tmp_path: Path) -> No
         remote_user = pwd.getpwnam(sshd.user)
         assert remote_user.pw_uid != os.getuid()  # so the output below can only come from the SSH side
         lines = ex.stdout("ssh-run").splitlines()
-        assert re.fullmatch(r"RunSummary\(rounds=\d+, launched=3, failed_launches=0, .*stopped=False\)", lines[0])
-        assert lines[1] == "# wc_ssh: ready 0, live 0, done 3, failed 0"
+        assert re.fullmatch(
+            r"RunSummary\(rounds=\d+, launched=3, failed_launches=0, .*stopped=False, succeeded=\d+, failed=0, .*\)",
+            lines[0],
+        )
+        assert lines[1] == "# wc_ssh: ready 0, live 0, done 3, failed 0, retrying 0, blocked 0, waiting 0"
         who = f"counted by {sshd.user} (uid {remote_user.pw_uid}) on {platform.node()}"
         assert lines[2:] == [f"{job}: {words} words, {who}" for job, (words, _) in texts.items()]
         results = ex.dir / "data-processes" / "ssh"
@@ -495,7 +499,10 @@ def test_dashboard_tour(kernel: KernelInfo, tmp_path: Path) -> None:
     )
     pressed_run = ex.stdout("run-button").splitlines()
     assert pressed_run[0] == "Run: running in the background (Stop ends it)"
-    assert re.fullmatch(r"RunSummary\(rounds=\d+, launched=1, failed_launches=0, .*stopped=False\)", pressed_run[1])
+    assert re.fullmatch(
+        r"RunSummary\(rounds=\d+, launched=1, failed_launches=0, .*stopped=False, succeeded=\d+, failed=0, .*\)",
+        pressed_run[1],
+    )
 
     # Where it ended: everything done, the widgets' state read from Python, a static copy.
     assert counts(ex.text("status-end")) == {"square": state(done=7), "describe": state(done=7)}

@@ -30,6 +30,7 @@ from matplotlib.image import imread  # noqa: E402
 
 from pdtnb.notebook.graph import (  # noqa: E402
     EDGE_STYLES,
+    NODE_STATES,
     STATE_COLOURS,
     PipelineGraph,
     layered_layout,
@@ -172,8 +173,9 @@ def test_node_state(counts, state):
 
 def test_node_state_none_is_idle_and_every_state_has_a_distinct_colour():
     assert node_state(None) == "idle"
-    assert set(STATE_COLOURS) == {"ready", "live", "done", "failed", "idle"}
-    assert len({to_rgba(c) for c in STATE_COLOURS.values()}) == 5
+    assert set(NODE_STATES) == {"ready", "live", "done", "failed", "idle"}
+    assert len({to_rgba(STATE_COLOURS[s]) for s in NODE_STATES}) == 5
+    assert len({to_rgba(c) for c in STATE_COLOURS.values()}) == len(STATE_COLOURS), "table states too"
 
 
 async def test_failed_job_colours_its_task_failed_in_the_figure():

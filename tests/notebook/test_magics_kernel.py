@@ -492,7 +492,8 @@ def test_wait_returns_the_summary_and_a_timed_out_wait_leaves_the_run_going(back
     assert shown(background["after_wait_timeout"])["running"] is True
     facts = shown(background["wait_run"])
     assert facts["running"] is False and facts["waited"] is True
-    assert re.fullmatch(r"RunSummary\(rounds=\d+, launched=1, .*stopped=False\)", facts["summary"]), facts
+    summary_pattern = r"RunSummary\(rounds=\d+, launched=1, .*stopped=False, succeeded=\d+, failed=0, .*\)"
+    assert re.fullmatch(summary_pattern, facts["summary"]), facts
 
 
 def test_a_timed_out_run_is_reported(background: Recorded):

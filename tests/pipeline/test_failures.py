@@ -24,8 +24,8 @@ class Boom(Exception):
 
 def check_failure_record(record, message: str) -> None:
     assert isinstance(record, dict)
-    assert record["result"] == "exception"
-    assert "Boom" in record["exception"] and message in record["exception"]
+    assert record["result"] in ("failure", "launch-error")
+    assert record["error_type"].endswith("Boom") and message in record["message"]
     assert isinstance(record["traceback"], str)
     assert "Traceback" in record["traceback"]
     assert message in record["traceback"]
@@ -91,7 +91,7 @@ async def test_failed_job_does_not_block_other_jobs_or_downstream(kind, executor
         await pipeline.run(timeout=RUN_TIMEOUT)
     assert final.data == {"good": 1}
     assert "bad" not in after_done.data
-    assert done.data["bad"]["result"] == "exception"
+    assert done.data["bad"]["result"] == "failure"
 
 
 async def test_removing_the_failure_record_allows_a_retry():

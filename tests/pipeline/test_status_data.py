@@ -142,7 +142,7 @@ async def test_trace_reports_job_states_and_links(executor, release):
     }
     assert trace.task("second").job_states == {
         "a": "done",
-        "bad": "waiting",
+        "bad": "blocked",  # its upstream attempt failed
         "slow": "live",
         "fresh": "waiting",
         "nosuch": "waiting",

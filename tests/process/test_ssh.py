@@ -210,7 +210,7 @@ async def test_timeout_kills_the_job_group(rigs: Any, remote_root: Path) -> None
     await run(rig)
     assert 0.5 <= time.monotonic() - started < 8
     record = rig.done.data["slow"]
-    assert record["result"] == "failure" and record["timed_out"] is True and record["exit_code"] == 137
+    assert record["result"] == "timeout" and record["timed_out"] is True and record["exit_code"] == 137
     assert await blob(rig.stdout, "slow") == "started\n"
     background = int((remote_root / "bg_slow").read_text())
     deadline = time.monotonic() + 5

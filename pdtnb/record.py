@@ -1,0 +1,472 @@
+"""The job record: what a task's ``done`` repository holds for each finished attempt of a job.
+
+Every task kind (in-process, executor, process, Kubernetes) builds its record here and every
+reader (status, ``failed``, ``show``, ``why``, the live table) reads it here, so a record means
+the same thing wherever it is written or shown. :class:`JobRecord` is the one typed form;
+:meth:`JobRecord.to_dict` is the one writer's format and :meth:`JobRecord.from_dict` the one
+reader, which also understands the records of pydatatask 0.4.7 (``success``, ``return_code``,
+``exception`` as a formatted traceback) and of earlier pdtnb releases (``result: exception``).
+
+Every text field is bounded (:data:`LIMITS`) and made encodable, so that any store can hold the
+record: a 20 MiB exception message or a file name that is not UTF-8 must not cost the record
+that explains them.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import sys
+import traceback as _tb
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = [
+    "Outcome",
+    "Frame",
+    "JobRecord",
+    "LIMITS",
+    "record_from_exception",
+    "read_record",
+    "is_failure_record",
+    "tail_text",
+    "as_time",
+]
+
+#: Upper bounds, in characters, of a record's text fields (and of the number of frames kept).
+LIMITS = {
+    "message": 2000,
+    "traceback": 16000,
+    "tail": 4096,
+    "reason": 2000,
+    "frames": 40,
+    "history": 10,
+}
+
+_UTC = timezone.utc
+_HOST = socket.gethostname()
+
+
+class Outcome(str, enum.Enum):
+    """How an attempt of a job ended."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    TIMEOUT = "timeout"
+    KILLED = "killed"
+    LAUNCH_ERROR = "launch-error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# What earlier writers put under ``result`` for a failure.
+_LEGACY_FAILURES = frozenset({"exception", "failure", "failed", "error"})
+
+
+def clean_text(text: str, limit: int | None = None) -> str:
+    """``text`` made safe for any store: encodable as UTF-8 (undecodable bytes of file names are
+    shown as ``\\x..`` escapes instead of aborting the write), without trailing blanks on its
+    lines (so YAML can show it as a block), and cut to ``limit`` characters, saying so."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:  # undecodable bytes of a file name (os.listdir's surrogateescape), shown as \xNN
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if "\n" in text:
+        text = "\n".join(line.rstrip() for line in text.split("\n"))
+    if limit is not None and len(text) > limit:
+        cut = len(text) - limit
+        text = text[:limit] + f"\n[... {cut} more characters cut]"
+    return text
+
+
+def tail_text(data: bytes | str | None, limit: int = LIMITS["tail"]) -> str | None:
+    """The last ``limit`` bytes of an output stream as text (None for no output at all)."""
+    if data is None:
+        return None
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    if not data:
+        return ""
+    head = ""
+    if len(data) > limit:
+        head = f"[... {len(data) - limit} earlier bytes cut]\n"
+        data = data[-limit:]
+    return head + clean_text(data.decode("utf-8", "replace"))
+
+
+@dataclass
+class Frame:
+    """One frame of a failure's traceback. ``user`` marks frames of the user's code (not pdtnb's,
+    asyncio's or the standard library's), which ``show`` puts first."""
+
+    file: str
+    line: int
+    function: str
+    code: str = ""
+    user: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "function": self.function, "code": self.code, "user": self.user}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Frame | None:
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(
+                file=str(data.get("file", "?")),
+                line=int(data.get("line") or 0),
+                function=str(data.get("function", "?")),
+                code=str(data.get("code") or ""),
+                user=bool(data.get("user", True)),
+            )
+        except (TypeError, ValueError):
+            return None
+
+
+_PDTNB_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_LIB_DIRS = tuple(
+    {
+        os.path.dirname(os.__file__) + os.sep,
+        *(p + os.sep for p in sys.path if p.endswith(("site-packages", "dist-packages"))),
+    }
+)
+
+
+def is_user_file(filename: str) -> bool:
+    """Whether a traceback frame's file is the user's code (not pdtnb, the standard library or an
+    installed package). A notebook cell (``<ipython-input-...>`` or ipykernel's temporary files) is
+    the user's."""
+    path = os.path.abspath(filename) if not filename.startswith("<") else filename
+    if path.startswith(_PDTNB_DIR) and os.sep + "tests" + os.sep not in path:
+        return False
+    return not path.startswith(_LIB_DIRS)
+
+
+def _frames(exc: BaseException) -> list[Frame]:
+    frames = [
+        Frame(
+            file=clean_text(fs.filename, 500),
+            line=fs.lineno or 0,
+            function=clean_text(fs.name, 200),
+            code=clean_text((fs.line or "").strip(), 500),
+            user=is_user_file(fs.filename),
+        )
+        for fs in _tb.extract_tb(exc.__traceback__)
+    ]
+    limit = LIMITS["frames"]
+    if len(frames) > limit:  # keep the outermost few and the innermost (where it failed)
+        frames = frames[:5] + frames[-(limit - 5):]
+    return frames
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        try:
+            return repr(exc)
+        except Exception:
+            return f"<{type(exc).__name__} whose str() and repr() raise>"
+
+
+def _format_traceback(exc: BaseException) -> str:
+    try:
+        text = "".join(_tb.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:  # a __str__ that raises inside the formatter
+        text = "".join(_tb.format_tb(exc.__traceback__)) + f"{type(exc).__name__}: {_safe_str(exc)}\n"
+    return clean_text(text.rstrip("\n"), LIMITS["traceback"])
+
+
+def as_time(value: Any) -> datetime | None:
+    """A stored time (a datetime, naive meaning UTC, or an ISO 8601 string, ``Z`` allowed) as an
+    aware datetime; None for anything else."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=_UTC)
+    if isinstance(value, str):
+        try:
+            return as_time(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass
+class JobRecord:
+    """One attempt of one job, as recorded in the task's ``done`` repository.
+
+    ``extra`` holds what only one task kind records (a pod's ``phase``, ``image`` and ``node``; a
+    process's ``timed_out``); it is written beside the common fields and read back into ``extra``.
+    ``history`` is the records of the earlier attempts (most recent last, at most
+    ``LIMITS["history"]``), each without a history of its own.
+    """
+
+    outcome: Outcome
+    attempt: int = 1
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    host: str | None = None
+    error_type: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+    frames: list[Frame] = field(default_factory=list)
+    exit_code: int | None = None
+    reason: str | None = None
+    stdout_tail: str | None = None
+    stderr_tail: str | None = None
+    retry_at: datetime | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ---- verdicts ----------------------------------------------------------------------------
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the attempt succeeded."""
+        return self.outcome is Outcome.SUCCESS
+
+    @property
+    def failed(self) -> bool:
+        """Whether the attempt failed (any outcome but success)."""
+        return self.outcome is not Outcome.SUCCESS
+
+    @property
+    def retrying(self) -> bool:
+        """Whether another attempt is scheduled (``retry_at`` is set on a failed attempt)."""
+        return self.failed and self.retry_at is not None
+
+    def reason_line(self) -> str:
+        """One line saying why the attempt failed: the exception's last line, or the exit code and
+        the last line of output, or the recorded reason (first, for a timeout or a kill)."""
+        if self.succeeded:
+            return "succeeded"
+        if self.error_type:
+            first = (self.message or "").strip().splitlines()
+            text = f"{self.error_type}: {first[0]}" if first else self.error_type
+        elif self.exit_code is not None:
+            text = f"exit code {self.exit_code}"
+            last = _last_line(self.stderr_tail) or _last_line(self.stdout_tail)
+            if last and self.outcome not in (Outcome.TIMEOUT, Outcome.KILLED):
+                text += f": {last}"
+        else:
+            text = ""
+        if self.reason and self.outcome in (Outcome.TIMEOUT, Outcome.KILLED):
+            text = f"{self.reason} ({text})" if text else self.reason
+        elif self.reason and not text:
+            text = self.reason
+        if not text:
+            text = str(self.outcome)
+        return clean_text(text.replace("\n", " "), 300)
+
+    # ---- the writer --------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form: plain data any metadata repository holds (``result`` is the outcome,
+        under the key pydatatask 0.4.7's function tasks use)."""
+        data: dict[str, Any] = {
+            "result": self.outcome.value,
+            "attempt": self.attempt,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+        }
+        if self.host:
+            data["host"] = self.host
+        for key in ("exit_code", "error_type", "message", "reason", "retry_at"):
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = value
+        if self.exit_code is not None:
+            data["return_code"] = self.exit_code  # pydatatask's name
+        if self.traceback is not None:
+            data["traceback"] = self.traceback
+        if self.frames:
+            data["frames"] = [f.to_dict() for f in self.frames]
+        for key in ("stdout_tail", "stderr_tail"):
+            value = getattr(self, key)
+            if value:
+                data[key] = value
+        for key, value in self.extra.items():
+            data.setdefault(key, value)
+        if self.history:
+            data["history"] = self.history[-LIMITS["history"]:]
+        return data
+
+    def summary(self) -> dict[str, Any]:
+        """The record as one entry of a later attempt's history (no frames, tails or history)."""
+        data = self.to_dict()
+        for key in ("frames", "history", "traceback", "stdout_tail", "stderr_tail", "return_code"):
+            data.pop(key, None)
+        return data
+
+    # ---- the reader --------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Any) -> JobRecord:
+        """Read a stored record of any writer (this one, earlier pdtnb, pydatatask 0.4.7).
+
+        A value that is not a mapping is a record nobody wrote correctly: it reads as a failure
+        whose reason says so, so that the job is neither counted as done nor launched again
+        silently.
+        """
+        if not isinstance(data, dict):
+            return cls(outcome=Outcome.FAILURE, reason=f"unreadable record: {clean_text(repr(data), 200)}")
+        outcome = _outcome_of(data)
+        exit_code = data.get("exit_code", data.get("return_code"))
+        if not isinstance(exit_code, int) or isinstance(exit_code, bool):
+            exit_code = None
+        error_type = data.get("error_type")
+        message = data.get("message")
+        tb = data.get("traceback")
+        if isinstance(tb, list):  # pydatatask 0.4.7: traceback.format_tb's list of strings
+            tb = "".join(str(line) for line in tb).rstrip("\n")
+        legacy_exception = data.get("exception")
+        if error_type is None and isinstance(legacy_exception, str) and outcome is not Outcome.SUCCESS:
+            error_type, message, tb = _parse_legacy_exception(legacy_exception, message, tb)
+        frames = [f for f in (Frame.from_dict(x) for x in data.get("frames") or []) if f is not None]
+        known = {
+            "result", "attempt", "start_time", "end_time", "host", "exit_code", "return_code",
+            "error_type", "message", "reason", "retry_at", "traceback", "frames", "stdout_tail", "stderr_tail",
+            "history", "exception",
+        }
+        attempt = data.get("attempt")
+        history = data.get("history")
+        return cls(
+            outcome=outcome,
+            attempt=attempt if isinstance(attempt, int) and attempt > 0 else 1,
+            start_time=as_time(data.get("start_time")),
+            end_time=as_time(data.get("end_time")),
+            host=data.get("host") if isinstance(data.get("host"), str) else None,
+            error_type=error_type if isinstance(error_type, str) else None,
+            message=str(message) if message is not None else None,
+            traceback=str(tb) if tb is not None else None,
+            frames=frames,
+            exit_code=exit_code,
+            reason=str(data["reason"]) if data.get("reason") is not None else None,
+            stdout_tail=data.get("stdout_tail") if isinstance(data.get("stdout_tail"), str) else None,
+            stderr_tail=data.get("stderr_tail") if isinstance(data.get("stderr_tail"), str) else None,
+            retry_at=as_time(data.get("retry_at")),
+            history=[h for h in history if isinstance(h, dict)] if isinstance(history, list) else [],
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+
+def _outcome_of(data: dict[str, Any]) -> Outcome:
+    result = data.get("result")
+    if isinstance(result, str):
+        if result == "failure" and data.get("timed_out"):  # earlier pdtnb process records
+            return Outcome.TIMEOUT
+        try:
+            return Outcome(result)
+        except ValueError:
+            if result in _LEGACY_FAILURES:
+                return Outcome.TIMEOUT if data.get("timed_out") else Outcome.FAILURE
+    if data.get("success") is False:  # some writers' flag
+        return Outcome.FAILURE
+    if data.get("success") is True:
+        return Outcome.SUCCESS
+    code = data.get("exit_code", data.get("return_code"))
+    if isinstance(code, int) and not isinstance(code, bool):
+        return Outcome.SUCCESS if code == 0 else Outcome.FAILURE
+    if "exception" in data:  # an old failure record without result
+        return Outcome.FAILURE
+    if data.get("phase") == "Failed":  # earlier pdtnb pod records
+        return Outcome.FAILURE
+    reason = data.get("reason")
+    if "image" in data and "node" in data and isinstance(reason, str):  # pydatatask 0.4.7's pod records
+        if reason == "Timeout":
+            return Outcome.TIMEOUT
+        return Outcome.SUCCESS if reason == "Succeeded" else Outcome.FAILURE
+    return Outcome.SUCCESS
+
+
+def _parse_legacy_exception(text: str, message: Any, tb: Any) -> tuple[str | None, Any, Any]:
+    """Earlier writers stored ``repr(exc)`` (pdtnb) or a formatted traceback (pydatatask)."""
+    text = text.strip()
+    if text.startswith("Traceback"):
+        last = text.splitlines()[-1] if text else ""
+        etype, _, msg = last.partition(":")
+        return etype.strip() or None, msg.strip() if message is None else message, text if tb is None else tb
+    etype, paren, rest = text.partition("(")
+    if paren and etype.isidentifier():
+        inner = rest[:-1] if rest.endswith(")") else rest
+        if len(inner) >= 2 and inner[0] in "'\"" and inner[-1] == inner[0]:
+            inner = inner[1:-1]
+        return etype, inner if message is None else message, tb
+    return None, text if message is None else message, tb
+
+
+def record_from_exception(
+    exc: BaseException,
+    start_time: datetime | None = None,
+    *,
+    outcome: Outcome = Outcome.FAILURE,
+    attempt: int = 1,
+    host: str | None = None,
+    end_time: datetime | None = None,
+) -> JobRecord:
+    """The record of an attempt that raised ``exc`` (any exception, ``SystemExit`` included)."""
+    return JobRecord(
+        outcome=outcome,
+        attempt=attempt,
+        start_time=start_time,
+        end_time=end_time or datetime.now(_UTC),
+        host=host or _HOST,
+        error_type=type(exc).__qualname__ if type(exc).__module__ in ("builtins", "__main__")
+        else f"{type(exc).__module__}.{type(exc).__qualname__}",
+        message=clean_text(_safe_str(exc), LIMITS["message"]),
+        traceback=_format_traceback(exc),
+        frames=_frames(exc),
+    )
+
+
+def _last_line(text: str | None) -> str:
+    if not text:
+        return ""
+    for line in reversed(text.splitlines()):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def read_record(value: Any) -> JobRecord:
+    """:meth:`JobRecord.from_dict`, as a function."""
+    return JobRecord.from_dict(value)
+
+
+def is_failure_record(value: Any) -> bool:
+    """Whether a stored ``done`` value describes a failed attempt (fast for the common success)."""
+    if type(value) is dict:
+        result = value.get("result")
+        if result == "success":
+            return False
+        if result is not None and result in _FAILURE_RESULTS:
+            return True
+    return JobRecord.from_dict(value).failed
+
+
+_FAILURE_RESULTS = frozenset({o.value for o in Outcome if o is not Outcome.SUCCESS}) | _LEGACY_FAILURES
+
+
+def host_name() -> str:
+    """This machine's name, as records of jobs run here give it."""
+    return _HOST
+
+
+def success_dict(start: datetime | None, end: datetime | None, attempt: int = 1, host: str | None = None) -> dict:
+    """``JobRecord(outcome=SUCCESS, ...).to_dict()``, built directly: the per-job hot path of
+    in-process pipelines writes millions of these."""
+    return {
+        "result": "success",
+        "attempt": attempt,
+        "start_time": start,
+        "end_time": end,
+        "host": host or _HOST,
+    }
+
+
