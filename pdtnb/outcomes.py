@@ -157,6 +157,21 @@ class OutcomeIndex:
     async def _reread(self, repo: Repository, jobs: AbstractSet[str]) -> None:
         if not jobs:
             return
+        if len(jobs) > 1000:
+            # Many changes (a round of a large in-memory pipeline written by other code, or a
+            # first look): one bulk read beats a lookup per job.
+            try:
+                infos = await repo.info_all()
+            except Exception:
+                infos = None
+            if infos is not None:
+                for job in jobs:
+                    if job in infos:
+                        self._known.add(job)
+                        self._classify(job, infos[job])
+                    else:
+                        self._drop(job)
+                return
         jobs = list(jobs)
         present = await asyncio.gather(*(repo.contains(j) for j in jobs), return_exceptions=True)
         here = [j for j, p in zip(jobs, present) if p is True]
