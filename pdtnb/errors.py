@@ -19,11 +19,20 @@ __all__ = [
     "UnknownNameError",
     "SSHConnectionError",
     "KubeConnectionError",
+    "short_job_id",
 ]
 
 
 class PdtnbError(Exception):
     """Base class of every error pdtnb raises deliberately."""
+
+
+def short_job_id(job: str, limit: int = 100) -> str:
+    """``repr(job)``, cut in the middle past ``limit`` characters: messages name a job id without
+    echoing a hostile 10,000-character one in full."""
+    if len(job) <= limit:
+        return repr(job)
+    return f"{job[: limit - 20]!r}...{job[-10:]!r} ({len(job)} characters)"
 
 
 class InvalidJobIdError(PdtnbError, ValueError):
@@ -32,8 +41,9 @@ class InvalidJobIdError(PdtnbError, ValueError):
     def __init__(self, job: object, where: object, max_length: int = 200) -> None:
         self.job = job
         self.where = where
+        shown = short_job_id(job) if isinstance(job, str) else repr(job)
         super().__init__(
-            f"invalid job id {job!r} for {where}: a job id is 1 to {max_length} characters from the "
+            f"invalid job id {shown} for {where}: a job id is 1 to {max_length} characters from the "
             "repository's CHARSET (letters and digits by default), starting and ending with a "
             "CHARSET_START_END character"
         )

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .admin import delete_jobs, resolve_task
-from .errors import PdtnbError
+from .errors import PdtnbError, short_job_id
 from .outcomes import base_of, outcome_index
 from .record import JobRecord, read_record
 from .repository.base import Repository
@@ -38,7 +38,7 @@ __all__ = [
 
 def short_id(job: str, limit: int = 100) -> str:
     """A job id as messages show it: cut past ``limit`` characters (ids can be long or hostile)."""
-    return job if len(job) <= limit else f"{job[: limit - 20]}...{job[-10:]} ({len(job)} characters)"
+    return job if len(job) <= limit else short_job_id(job, limit)
 
 
 def _check_job(task: Task, job: str) -> None:

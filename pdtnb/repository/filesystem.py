@@ -3,15 +3,22 @@
 Writes are atomic: a value is written to a temporary file in the same directory and renamed over
 the final name only when the stream closes without error, so a crash, a Ctrl-C or an exception
 inside ``async with`` never leaves a half-written value where a reader (or the scheduler) would
-take it as done. Temporary files start with ``.pdtnb-tmp-`` and listings ignore them.
+take it as done. Temporary files start with ``.pdtnb-tmp-PID-`` (the writing process) and
+listings ignore them; when a repository is opened, those whose writer is gone are removed.
+
+With ``durable=True`` each write is also fsynced, file and directory, before it counts as done:
+renames are atomic on a crash of the process, but only an fsync makes them survive a power loss or
+a kernel crash. It costs a disk flush per value (see bench/README.md), so it is off by default.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,29 +30,55 @@ from ..errors import InvalidJobIdError
 from ..streams import AReadText, AsyncFile, AWriteText, CommitOnExit
 from .base import BlobRepository, Repository, check_mode
 
-__all__ = ["FileRepositoryBase", "FileRepository", "DirectoryRepository", "TMP_PREFIX", "atomic_write_bytes"]
+__all__ = [
+    "FileRepositoryBase",
+    "FileRepository",
+    "DirectoryRepository",
+    "TMP_PREFIX",
+    "atomic_write_bytes",
+    "remove_stale_temporaries",
+]
+
+log = logging.getLogger("pdtnb.repository")
 
 TMP_PREFIX = ".pdtnb-tmp-"
 
 
 def _make_temp(directory: Path) -> tuple[int, str]:
     """Create a new temporary file in ``directory`` with the permissions the umask gives a new
-    file (mkstemp would make it 0600, and the rename would carry that over to the value)."""
+    file (mkstemp would make it 0600, and the rename would carry that over to the value). Its name
+    carries this process's id, so that a later cleanup can tell a live writer's file from one left
+    by a writer that died."""
     while True:
-        tmp = str(directory / f"{TMP_PREFIX}{secrets.token_hex(8)}")
+        tmp = str(directory / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
         except FileExistsError:
             continue
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary sibling and a rename (blocking; run in a thread)."""
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` through a temporary sibling and a rename (blocking; run in a
+    thread); ``durable`` fsyncs the file before the rename and the directory after it."""
     fd, tmp = _make_temp(path.parent)
     try:
         with os.fdopen(fd, "wb") as fp:
             fp.write(data)
+            if durable:
+                fp.flush()
+                os.fsync(fp.fileno())
         os.replace(tmp, path)
+        if durable:
+            fsync_directory(path.parent)
     except BaseException:
         with _suppress_oserror():
             os.unlink(tmp)
@@ -60,11 +93,44 @@ class _suppress_oserror:
         return exc_type is not None and issubclass(exc_type, OSError)
 
 
+def remove_stale_temporaries(directory: Path, max_age: float = 3600.0) -> list[Path]:
+    """Remove the temporary files of interrupted writes in ``directory``: those whose writing
+    process is no longer running, and any older than ``max_age`` seconds (its process id may have
+    been reused). Returns what was removed."""
+    import psutil
+
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(TMP_PREFIX):
+            continue
+        pid_text = name[len(TMP_PREFIX):].split("-", 1)[0]
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            continue
+        alive = pid_text.isdigit() and psutil.pid_exists(int(pid_text))
+        if alive and age < max_age:
+            continue
+        try:
+            os.unlink(entry.path)
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            continue
+        removed.append(Path(entry.path))
+    return removed
+
+
 class AtomicFileWriter(CommitOnExit):
     """A binary write stream that becomes visible at its final path only on a clean close."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, durable: bool = False):
         self.path = path
+        self.durable = durable
         self._fp: Any = None
         self._tmp: str | None = None
 
@@ -83,8 +149,13 @@ class AtomicFileWriter(CommitOnExit):
             return
         tmp, self._tmp = self._tmp, None
         try:
+            if self.durable:
+                await self._fp.flush()
+                await asyncio.to_thread(os.fsync, self._fp.fileno())
             await self._fp.close()
             await aiofiles.os.replace(tmp, self.path)
+            if self.durable:
+                await asyncio.to_thread(fsync_directory, self.path.parent)
         except BaseException:
             with _suppress_oserror():
                 os.unlink(tmp)
@@ -107,13 +178,22 @@ FileReader = AsyncFile  # a binary read stream over a local file
 class FileRepositoryBase(Repository):
     """A local directory in which each job is the name ``JOB + extension``.
 
-    ``case_insensitive`` makes the extension match regardless of case when listing.
+    ``case_insensitive`` makes the extension match regardless of case when listing. ``durable``
+    fsyncs every write (see the module's docstring).
     """
 
-    def __init__(self, basedir: str | os.PathLike[str], extension: str = "", case_insensitive: bool = False):
+    def __init__(
+        self,
+        basedir: str | os.PathLike[str],
+        extension: str = "",
+        case_insensitive: bool = False,
+        *,
+        durable: bool = False,
+    ):
         self.basedir = Path(basedir).expanduser()
         self.extension = extension
         self.case_insensitive = case_insensitive
+        self.durable = durable
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.basedir / ('*' + self.extension)}>"
@@ -191,6 +271,9 @@ class FileRepositoryBase(Repository):
             raise PermissionError(f"{self!r}: cannot create directory {self.basedir}: {e}") from e
         if not os.access(self.basedir, os.W_OK | os.X_OK):
             raise PermissionError(f"{self!r}: directory {self.basedir} is not writable")
+        removed = await asyncio.to_thread(remove_stale_temporaries, self.basedir)
+        if removed:
+            log.info("%r: removed %d temporary files of interrupted writes", self, len(removed))
 
 
 class FileRepository(FileRepositoryBase, BlobRepository):
@@ -201,7 +284,7 @@ class FileRepository(FileRepositoryBase, BlobRepository):
         path = self.fullpath(job)
         if mode.startswith("w"):
             await asyncio.to_thread(self.basedir.mkdir, parents=True, exist_ok=True)
-            writer = await AtomicFileWriter(path)._start()
+            writer = await AtomicFileWriter(path, self.durable)._start()
             return AWriteText(writer) if mode == "w" else writer
         try:
             reader = FileReader(await aiofiles.open(path, "rb"))

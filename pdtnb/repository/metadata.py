@@ -76,8 +76,10 @@ class YamlMetadataRepository(BlobRepository, MetadataRepository):
 class YamlMetadataFileRepository(YamlMetadataRepository, FileRepository):
     """YAML metadata in a directory, one ``JOB.yaml`` file per job, written atomically."""
 
-    def __init__(self, filename: str | Path, extension: str = ".yaml", case_insensitive: bool = False):
-        super().__init__(filename, extension=extension, case_insensitive=case_insensitive)
+    def __init__(
+        self, filename: str | Path, extension: str = ".yaml", case_insensitive: bool = False, *, durable: bool = False
+    ):
+        super().__init__(filename, extension=extension, case_insensitive=case_insensitive, durable=durable)
 
     def _read(self, job: str) -> Any:
         path = self.fullpath(job)
@@ -104,6 +106,6 @@ class YamlMetadataFileRepository(YamlMetadataRepository, FileRepository):
 
         def write() -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, body)
+            atomic_write_bytes(path, body, self.durable)
 
         await asyncio.to_thread(write)

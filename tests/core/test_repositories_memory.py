@@ -8,6 +8,7 @@ import pytest
 
 import pdtnb
 from pdtnb import InProcessBlobRepository, InProcessMetadataRepository, InvalidJobIdError
+from pdtnb.errors import short_job_id
 
 INVALID_IDS = ["../etc", "a/b", "", "a.b", "x" * 300, "a b", "..", "-a", "é"]
 
@@ -103,7 +104,7 @@ async def test_metadata_dump_refuses_invalid_id(bad):
     with pytest.raises(InvalidJobIdError) as info:
         await repo.dump(bad, {"v": 1})
     assert isinstance(info.value, ValueError)
-    assert repr(bad) in str(info.value)
+    assert short_job_id(bad) in str(info.value)
     assert repo.data == {}
 
 
@@ -219,7 +220,7 @@ async def test_blob_open_for_writing_refuses_invalid_id(bad, mode):
     repo = InProcessBlobRepository()
     with pytest.raises(InvalidJobIdError) as info:
         await repo.open(bad, mode)
-    assert repr(bad) in str(info.value)
+    assert short_job_id(bad) in str(info.value)
     assert repo.data == {}
 
 
