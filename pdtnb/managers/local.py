@@ -16,7 +16,8 @@ ticks since boot) and the first 8 characters of the kernel's boot id. A process 
 all three still match, so a pid recycled by the kernel, or a pid from before a reboot, is never
 mistaken for the job. Identifiers are always strings (pydatatask 0.4.7 compared the bytes it
 read from the wrapper with strings, so every live job looked dead each round). A bare ``"PID"``
-(as pydatatask wrote) is accepted and checked by pid alone.
+(as pydatatask wrote) is read, but nothing proves that the process now holding that pid is the
+job's: it is treated as ended, never as live, and never signalled.
 
 Killing
 -------
@@ -101,6 +102,15 @@ def parse_identifier(ident: str) -> tuple[int, int | None, str | None]:
     raise ValueError(f"not a local process identifier: {ident!r}")
 
 
+def is_provable(ident: str) -> bool:
+    """Whether ``ident`` carries the start time and boot id that prove which process it names."""
+    try:
+        _, start, boot = parse_identifier(ident)
+    except ValueError:
+        return False
+    return start is not None and bool(boot)
+
+
 class LocalLinuxManager(AbstractProcessManager):
     """Runs processes on the local Linux machine, keeping files under ``local_path/app``.
 
@@ -132,6 +142,8 @@ class LocalLinuxManager(AbstractProcessManager):
         except ValueError:
             log.warning("%r: ignoring malformed process identifier %r", self, ident)
             return False
+        if start is None:
+            return False  # a bare pid proves nothing: never taken as the job's process
         child = self._children.get(pid)
         if child is not None and start == child[1] and boot == _get_boot_id():
             # Our own child, not yet waited for: its pid cannot have been reused.
@@ -252,6 +264,9 @@ class LocalLinuxManager(AbstractProcessManager):
     async def kill(self, pid: str) -> None:
         """SIGKILL the job's process group; the wrapper then records exit code 137. Nothing happens
         if the process has ended."""
+        if not is_provable(pid):
+            log.warning("%r: not signalling process %r: a bare pid cannot be proven to be the job's", self, pid)
+            return
         if not self._is_alive(pid):
             return
         num = parse_identifier(pid)[0]

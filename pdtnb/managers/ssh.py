@@ -237,8 +237,8 @@ class SSHLinuxManager(AbstractProcessManager):
                 continue
             if ident_boot is not None and ident_boot != boot:
                 continue
-            if start is not None and int(fields[19]) != start:
-                continue
+            if start is None or int(fields[19]) != start:
+                continue  # a bare pid proves nothing: never taken as the job's process
             live.add(ident)
         return live
 
@@ -291,9 +291,9 @@ class SSHLinuxManager(AbstractProcessManager):
             log.warning("%r: not killing malformed process identifier %r", self, pid)
             return
         if start is None or boot is None:
-            check = f"[ -e /proc/{num} ] || exit 0\n"
-        else:
-            check = f"alive {num} {start} {boot} || exit 0\n"
+            log.warning("%r: not signalling process %r: a bare pid cannot be proven to be the job's", self, pid)
+            return
+        check = f"alive {num} {start} {boot} || exit 0\n"
         script = (
             _ALIVE_FN
             + "i=0\n"

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidJobIdError, SessionClosedError
+from ..managers.local import is_provable
 from ..record import LIMITS, JobRecord, Outcome, as_time, tail_text
 from ..repository.base import BlobRepository, MetadataRepository, Repository
 from ..resources import ResourceManager, Resources
@@ -537,6 +538,11 @@ class ProcessTask(Task):
         elif killed == "request":
             record.outcome = Outcome.KILLED
             record.reason = "killed by request"
+        elif code is None and not is_provable(str(entry["pid"])):
+            record.reason = (
+                f"its pids entry holds a bare process id ({entry['pid']}, pydatatask's format) that cannot be "
+                "proven to be this job's process: the job was taken as ended and nothing was signalled"
+            )
         elif code is None:
             record.reason = (
                 "the process ended without recording an exit code (its wrapper was killed, or the machine restarted)"
