@@ -69,6 +69,8 @@ class RunSummary:
     retrying: int = 0
     retried: int = 0
     blocked: int = 0
+    #: Records of the tasks' done repositories that cannot be read (corrupt), at the end.
+    corrupt: int = 0
 
     @property
     def ok(self) -> bool:
@@ -84,6 +86,8 @@ class RunSummary:
             parts.append(f"{self.blocked} blocked")
         if self.failed_launches:
             parts.append(f"{self.failed_launches} failed to launch")
+        if self.corrupt:
+            parts.append(f"{self.corrupt} unreadable records")
         state = "stopped" if self.stopped else "finished"
         return (
             f"{state}: {', '.join(parts)} ({self.launched} launched in {self.rounds} rounds, {self.elapsed:.1f} s)"
@@ -467,9 +471,23 @@ class Pipeline:
             self._summary = None
             summary.succeeded = sum(t.successes for t in self.tasks.values()) - successes
         summary.elapsed = loop.time() - start
-        if summary.failed:
+        corrupt = self._corrupt_records()
+        summary.corrupt = len(corrupt)
+        for where in corrupt[:5]:
+            log.warning("unreadable record: %s", where)
+        if summary.failed or summary.corrupt:
             summary.blocked = await self._count_blocked()
         return summary
+
+    def _corrupt_records(self) -> list[str]:
+        """``TASK JOB: problem`` for every done record known to be unreadable."""
+        out = []
+        for task in self.tasks.values():
+            done = task.done_repository
+            if done is not None:
+                index = outcome_index(done)
+                out.extend(f"{task.name} {job}: {problem}" for job, problem in sorted(index.corrupt.items()))
+        return out
 
     async def _count_blocked(self) -> int:
         from .status import pipeline_status  # status reads the pipeline: imported when needed

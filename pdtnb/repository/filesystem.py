@@ -293,10 +293,20 @@ class FileRepository(FileRepositoryBase, BlobRepository):
         return AReadText(reader) if mode == "r" else reader
 
     async def delete(self, job: str) -> None:
+        """Remove ``job``'s file. An empty directory in its place (a corrupt value) is removed
+        too; a directory with contents is refused, naming it, rather than deleted recursively."""
         try:
-            await aiofiles.os.unlink(self.fullpath(job))
+            path = self.fullpath(job)
+            await aiofiles.os.unlink(path)
         except (FileNotFoundError, InvalidJobIdError):
             pass
+        except IsADirectoryError:
+            try:
+                await aiofiles.os.rmdir(path)
+            except OSError as e:
+                raise OSError(
+                    e.errno, f"{self!r}: cannot delete job {job!r}: {path} is a directory that is not empty"
+                ) from None
 
 
 class DirectoryRepository(FileRepositoryBase):

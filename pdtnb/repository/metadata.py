@@ -7,12 +7,13 @@ A document that does not parse raises :class:`~pdtnb.errors.MetadataParseError` 
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..errors import MetadataParseError
+from ..errors import InvalidJobIdError, MetadataParseError
 from .base import BlobRepository, MetadataRepository
 from .filesystem import FileRepository, atomic_write_bytes
 
@@ -74,7 +75,22 @@ class YamlMetadataRepository(BlobRepository, MetadataRepository):
 
 
 class YamlMetadataFileRepository(YamlMetadataRepository, FileRepository):
-    """YAML metadata in a directory, one ``JOB.yaml`` file per job, written atomically."""
+    """YAML metadata in a directory, one ``JOB.yaml`` file per job, written atomically.
+
+    Anything at a job's path holds the job, a directory included: a directory where a record
+    belongs is a corrupt record (reading it fails, and status and ``failed`` show it), not a
+    missing one, which would make its job run again on every ``run``.
+    """
+
+    def _entry_matches(self, entry: os.DirEntry[str]) -> bool:
+        return True
+
+    async def contains(self, item: str) -> bool:
+        try:
+            path = self.fullpath(item)
+        except InvalidJobIdError:
+            return False
+        return await asyncio.to_thread(path.exists)
 
     def __init__(
         self, filename: str | Path, extension: str = ".yaml", case_insensitive: bool = False, *, durable: bool = False

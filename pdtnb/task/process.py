@@ -144,6 +144,9 @@ class ProcessTask(Task):
         self._launch_times: list[float] = []  # wall-clock times of launches, sorted
         self._reaping: set[str] = set()
         self._reap_attempts = ReapAttempts(name)
+        # Jobs recorded as failed whose pids entry could not be removed (a directory, a read-only
+        # file): ignored until fixed by hand, so that they are reported once, not every round.
+        self._given_up: set[str] = set()
         self._watches: dict[str, tuple[str, Callable[[], None] | None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._warned = False
@@ -227,7 +230,8 @@ class ProcessTask(Task):
                 await self._refresh()
             except Exception:
                 log.exception("task %s: could not read its pids repository", self.name)
-        running = len(self._live) + self._starting
+        running = sum(1 for job, e in self._live.items() if e.get("pid") is not None and job not in self._given_up)
+        running += self._starting
         jr = self.job_resources
         launches = (self._recent_launches() + self._starting) * jr.launch_count
         return Resources(jr.cpu * running, jr.mem * running, launches)
@@ -248,7 +252,7 @@ class ProcessTask(Task):
     async def _refresh(self) -> dict[str, dict[str, Any]]:
         """Read ``pids`` into the in-memory view; note jobs seen for the first time (adopted)."""
         seq = self._launch_seq
-        raw = await self.pids.info_all()
+        raw = await self._read_pids()
         view: dict[str, dict[str, Any]] = {}
         for job, entry in raw.items():
             norm = self._normalize(job, entry)
@@ -274,6 +278,23 @@ class ProcessTask(Task):
         self._live = view
         self._loaded = True
         return view
+
+    async def _read_pids(self) -> dict[str, Any]:
+        """Every ``pids`` record. One that cannot be read (malformed YAML, a directory in its place,
+        permission denied) affects its job alone: it reads as a malformed entry, which the update
+        phase records as that job's failure, instead of stopping the task."""
+        try:
+            return await self.pids.info_all()
+        except Exception:
+            pass
+        out: dict[str, Any] = {}
+        for job in sorted(await self.pids.job_ids()):
+            try:
+                out[job] = await self.pids.info(job)
+            except Exception as e:
+                log.error("task %s: the pids record of job %s cannot be read: %s", self.name, job, e)
+                out[job] = f"unreadable: {e}"
+        return out
 
     def _adopt(self, job: str, entry: dict[str, Any]) -> None:
         """A job found in ``pids`` that this process did not launch (a previous pipeline did)."""
@@ -350,7 +371,7 @@ class ProcessTask(Task):
         if not view:
             return False
         manager = self.manager
-        malformed = [job for job, entry in view.items() if entry.get("pid") is None]
+        malformed = [job for job, entry in view.items() if entry.get("pid") is None and job not in self._given_up]
         tracked = {job: entry["pid"] for job, entry in view.items() if entry.get("pid") is not None}
         try:
             live = await manager.get_live_pids(set(tracked.values()))
@@ -424,8 +445,13 @@ class ProcessTask(Task):
             await self._write(job, entry, record)
             await self._forget(job)
             await self.manager.rmtree(self.jobdir(job))
-        except Exception:
-            log.exception("task %s: could not record the failure of job %s either", self.name, job)
+        except Exception as e:
+            self._given_up.add(job)
+            log.error(
+                "task %s: job %s was recorded as failed but its pids entry cannot be removed (%s); "
+                "it is ignored until that is fixed by hand",
+                self.name, job, e,
+            )
 
     async def _forget(self, job: str) -> None:
         """Return the job's reservation and drop it from pids (in this order: see ResourceManager)."""
