@@ -455,7 +455,10 @@ class Pipeline:
         """Run rounds until nothing is live or ready (or forever), without fixed sleeps.
 
         ``launch_once`` launches only in the first round, then only reaps. ``timeout`` (seconds)
-        raises TimeoutError when exceeded.
+        raises TimeoutError when exceeded, whatever the jobs are doing: a launch phase still busy
+        (an in-process body that hangs) is cancelled, leaving its jobs ready, and every task is
+        interrupted (:meth:`Task.interrupt`: queued executor jobs are dropped). A cancellation of
+        ``run`` (Ctrl-C) interrupts the tasks the same way.
         """
         self._check_open()
         assert self._wakeup is not None
@@ -466,7 +469,20 @@ class Pipeline:
         self._summary = summary
         successes = sum(t.successes for t in self.tasks.values())
         try:
-            await self._run_rounds(summary, forever, launch_once, deadline, timeout)
+            if timeout is None:
+                await self._run_rounds(summary, forever, launch_once, deadline, timeout)
+            else:
+                try:
+                    await asyncio.wait_for(
+                        self._run_rounds(summary, forever, launch_once, deadline, timeout), timeout + 0.05
+                    )
+                except asyncio.TimeoutError:
+                    raise TimeoutError(
+                        f"pipeline run timed out after {timeout} s ({summary.rounds} rounds)"
+                    ) from None
+        except BaseException:
+            await self._interrupt_tasks()
+            raise
         finally:
             self._summary = None
             summary.succeeded = sum(t.successes for t in self.tasks.values()) - successes
@@ -478,6 +494,13 @@ class Pipeline:
         if summary.failed or summary.corrupt:
             summary.blocked = await self._count_blocked()
         return summary
+
+    async def _interrupt_tasks(self) -> None:
+        for task in self.tasks.values():
+            try:
+                await task.interrupt()
+            except Exception:
+                log.exception("task %s: could not be interrupted", task.name)
 
     def _corrupt_records(self) -> list[str]:
         """``TASK JOB: problem`` for every done record known to be unreadable."""

@@ -420,6 +420,12 @@ class Task(ABC):
         """Start ``job`` as ``options`` say. Return False if a quota refused it (it stays ready);
         errors are recorded by the pipeline. Write the outcome with :meth:`write_record`."""
 
+    async def interrupt(self) -> None:
+        """The run driving this task was interrupted (Ctrl-C, a timeout): stop starting work that
+        was queued but has not begun. Jobs already running are left to their kind: cancelled with
+        the run (in-process), abandoned (executor threads), or kept and adopted by the next run
+        (processes, pods). Never records a failure."""
+
     async def kill(self, job: str) -> bool:
         """Stop the live ``job`` and record it as ``killed``; False if it is not live here.
 

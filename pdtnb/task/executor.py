@@ -139,6 +139,16 @@ class ExecutorTask(FunctionTask):
         self.live_version += 1
         future.cancel()
 
+    async def interrupt(self) -> None:
+        """Drop the queued jobs (they stay ready, with no record). Bodies already running in a
+        thread cannot be stopped: they stay live here, and are reaped if this process goes on (a
+        notebook); a command-line run exits without waiting for them, and they are ready again."""
+        for future, (job, _start, _options) in list(self.jobs.items()):
+            if future.cancel():
+                self.jobs.pop(future, None)
+                self.rev_jobs.pop(job, None)
+                self.live_version += 1
+
     async def kill(self, job: str) -> bool:
         """Stop ``job`` (not started if queued; abandoned if its body is running in a thread, whose
         outcome is then discarded) and record it as killed. False if it is not live."""
