@@ -27,11 +27,9 @@ Lifecycle of a job
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import os
 import re
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -47,13 +45,12 @@ from ..retry import Retry
 from .base import (
     DEFAULT_LAUNCH,
     LaunchOptions,
-    ReapAttempts,
-    Task,
     as_timeout,
     as_window,
     check_type,
     utcnow,
 )
+from .external import ExternalJobTask
 from .function import FunctionBinding, FunctionTask
 from .template import JobTemplate
 
@@ -101,7 +98,7 @@ def _pod_requests_obj(pod: Any) -> Resources:
     return Resources(cpu, mem)
 
 
-class KubeTask(Task):
+class KubeTask(ExternalJobTask):
     """Runs a pod per job (pydatatask 0.4's signature).
 
     ``podman`` is a callable returning the :class:`~pdtnb.managers.pod.PodManager` (usually a
@@ -117,7 +114,6 @@ class KubeTask(Task):
     poll_interval: float | None = 1.0
     done_link = "done"
     live_link = "live"
-    jobs_outlive_process = True
 
     def __init__(
         self,
@@ -134,21 +130,17 @@ class KubeTask(Task):
         *,
         retry: Retry | None = None,
     ):
-        super().__init__(name, ready=ready, retry=retry)
+        super().__init__(name, ready=ready, retry=retry, window=as_window(window), timeout=as_timeout(name, timeout))
         if not callable(podman):
             raise TypeError(f"task {name!r}: podman must be a callable returning a PodManager")
         check_type(name, "resources", resources, ResourceManager, "a ResourceManager", optional=False)
         check_type(name, "logs", logs, BlobRepository, "a BlobRepository")
         check_type(name, "done", done, MetadataRepository, "a MetadataRepository")
-        timeout = as_timeout(name, timeout)
-        window = as_window(window)
         self._podman = podman
         self.resource_manager = resources
         self.template = template
         self.logs = logs
         self.done = done
-        self.window = window
-        self.timeout: timedelta | None = timeout
         self.env = dict(env or {})
         self._template = JobTemplate(name, template)
         # job -> (pod name, reserved resources) for the pods this task knows about
@@ -157,9 +149,6 @@ class KubeTask(Task):
         self._pods: dict[str, Any] = {}
         self._loaded = False
         self._starting: list[Resources] = []
-        self._launch_times: list[float] = []
-        self._reaping: set[str] = set()
-        self._reap_attempts = ReapAttempts(name)
 
         resources.register(self._get_load)
         self.link("live", LiveKubeRepository(self), is_status=True, inhibits_start=True, inhibits_output=True)
@@ -218,13 +207,6 @@ class KubeTask(Task):
 
     # ---- resources ---------------------------------------------------------------------------
 
-    def _recent_launches(self) -> int:
-        cutoff = time.time() - self.window.total_seconds()
-        cut = bisect.bisect_left(self._launch_times, cutoff)
-        if cut:
-            del self._launch_times[:cut]
-        return len(self._launch_times)
-
     async def _get_load(self) -> Resources:
         if not self._loaded:
             try:
@@ -233,7 +215,7 @@ class KubeTask(Task):
                 log.warning("task %s: %s", self.name, e)
             except Exception:
                 log.exception("task %s: could not list its pods", self.name)
-        total = Resources(launches=self._recent_launches() + len(self._starting))
+        total = Resources(launches=self.recent_launches() + len(self._starting))
         for _, res in self._known.values():
             total = total + Resources(res.cpu, res.mem, 0)
         for res in self._starting:
@@ -308,7 +290,7 @@ class KubeTask(Task):
             self._starting.remove(request)
         self._known[job] = (pod.metadata.name, request)
         self._pods[job] = pod
-        bisect.insort(self._launch_times, time.time())
+        self.note_launch()
         return None
 
     async def _wait_and_reap(self, job: str) -> None:
@@ -317,7 +299,7 @@ class KubeTask(Task):
 
         delay = 0.02
         while job in self._known:
-            if job not in self._reaping:
+            if not self.is_reaping(job):
                 pods = [p for p in await self.podman.query(job=job, task=self.name) if job_of(p) == job]
                 if not pods:
                     await self._vanished(job)
@@ -327,9 +309,10 @@ class KubeTask(Task):
                 phase = pod.status.phase if pod.status is not None else None
                 start = self._start_time(pod)
                 if phase in ("Succeeded", "Failed") or _killed(pod):
-                    await self._reap_safely(job, pod)
+                    await self.reap_safely(job, pod)
                     continue
-                if self.timeout is not None and start is not None and utcnow() - start >= self.timeout:
+                deadline = self.deadline(start)
+                if deadline is not None and utcnow() >= deadline:
                     await self._timeout_safely(job, pod)
                     continue
             await asyncio.sleep(delay)
@@ -349,14 +332,13 @@ class KubeTask(Task):
         from ..managers.pod import job_of
 
         for _ in range(3000):  # being reaped here (at most 30 s): see how that ends first
-            if job not in self._reaping:
+            if not self.is_reaping(job):
                 break
             await asyncio.sleep(0.01)
         pods = [p for p in await self.podman.query(job=job, task=self.name) if job_of(p) == job]
         if not pods:
             return False
-        self._reaping.add(job)
-        try:
+        with self.handling(job):
             marked = []
             for pod in pods:
                 try:
@@ -375,9 +357,7 @@ class KubeTask(Task):
             for each in marked:
                 await self.podman.delete(each)
             await self._forget(job)
-        finally:
-            self._reaping.discard(job)
-        self._reap_attempts.done(job)
+        self.forget_attempts(job)
         self.notify()
         return True
 
@@ -403,7 +383,7 @@ class KubeTask(Task):
         except Exception:
             log.exception("task %s: could not list its pods", self.name)
             return True
-        for job in [j for j in self._known if j not in view and j not in self._reaping]:
+        for job in [j for j in self._known if j not in view and not self.is_reaping(j)]:
             try:
                 await self._vanished(job)
             except KubeConnectionError as e:
@@ -415,38 +395,28 @@ class KubeTask(Task):
         now = utcnow()
         todo = []
         for job, pod in view.items():
-            if job in self._reaping:
+            if self.is_reaping(job):
                 continue
             phase = pod.status.phase if pod.status is not None else None
             if phase in ("Succeeded", "Failed") or _killed(pod):
-                todo.append(self._reap_safely(job, pod))
+                todo.append(self.reap_safely(job, pod))
                 continue
-            start = self._start_time(pod)
-            if self.timeout is not None and start is not None and now - start >= self.timeout:
+            deadline = self.deadline(self._start_time(pod))
+            if deadline is not None and now >= deadline:
                 todo.append(self._timeout_safely(job, pod))
         if todo:
             await asyncio.gather(*todo)
             self.notify()
         return True
 
-    async def _reap_safely(self, job: str, pod: Any) -> None:
-        """Reap a finished pod. A failure is retried next round; after ``REAP_ATTEMPTS`` failures
-        (not counting an unreachable API server) the job is recorded as failed with the reason and
-        its pod deleted, so one bad pod cannot keep a pipeline busy forever."""
-        self._reaping.add(job)
-        try:
-            await self._reap(job, pod)
-        except KubeConnectionError:
+    def reap_error(self, job: str, exc: Exception) -> bool:
+        """An unreachable API server says nothing about the pod: it does not count as an attempt."""
+        if isinstance(exc, KubeConnectionError):
             log.warning("task %s: could not reap job %s: the API server is unreachable; will retry", self.name, job)
-        except Exception as e:
-            if self._reap_attempts.failed(job, e):
-                await self._give_up(job, pod, e)
-        else:
-            self._reap_attempts.done(job)
-        finally:
-            self._reaping.discard(job)
+            return False
+        return True
 
-    async def _give_up(self, job: str, pod: Any, exc: Exception) -> None:
+    async def give_up(self, job: str, pod: Any, exc: Exception) -> bool:
         reason = f"the pod ended but its results could not be collected: {exc!r}"
         try:
             text = None
@@ -462,17 +432,15 @@ class KubeTask(Task):
             await self._finish(job, pod, record)
         except Exception:
             log.exception("task %s: could not record the failure of job %s either; its pod is kept", self.name, job)
-        else:
-            self._reap_attempts.done(job)
+            return False
+        return True
 
     async def _timeout_safely(self, job: str, pod: Any) -> None:
-        self._reaping.add(job)
-        try:
-            await self.handle_timeout(pod)
-        except Exception:
-            log.exception("task %s: could not handle the timeout of job %s", self.name, job)
-        finally:
-            self._reaping.discard(job)
+        with self.handling(job):
+            try:
+                await self.handle_timeout(pod)
+            except Exception:
+                log.exception("task %s: could not handle the timeout of job %s", self.name, job)
 
     def _new_record(
         self,
@@ -602,7 +570,7 @@ class KubeTask(Task):
         if entry is not None:
             await self.resource_manager.relinquish(entry[1])
 
-    async def _reap(self, job: str, pod: Any) -> None:
+    async def reap(self, job: str, pod: Any) -> None:
         text = await self._collect_logs(job, pod)
         if _killed(pod):
             record = self._new_record(job, pod, Outcome.KILLED, reason="killed by request", logs=text)
@@ -679,13 +647,10 @@ class KubeTask(Task):
         else:
             job = job_of(job_or_pod)
             pods = [job_or_pod]
-        self._reaping.add(job)
-        try:
+        with self.handling(job):
             for pod in pods:
                 await self.podman.delete(pod)
             await self._forget(job)
-        finally:
-            self._reaping.discard(job)
 
 
 def _killed(pod: Any) -> bool:

@@ -23,10 +23,8 @@ predecessor started: it watches them, counts them against the quota, reaps each 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import os
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,14 +41,13 @@ from .base import (
     DEFAULT_LAUNCH,
     STDOUT,
     LaunchOptions,
-    ReapAttempts,
-    Task,
     _StderrIsStdout,
     as_timeout,
     as_window,
     check_type,
     utcnow,
 )
+from .external import ExternalJobTask
 from .template import JobTemplate
 
 if TYPE_CHECKING:
@@ -61,7 +58,7 @@ __all__ = ["ProcessTask"]
 log = logging.getLogger("pdtnb.task")
 
 
-class ProcessTask(Task):
+class ProcessTask(ExternalJobTask):
     """Runs a script per job through a process manager (pydatatask 0.4's signature, plus ``timeout``).
 
     ``manager`` is a callable returning the :class:`~pdtnb.AbstractProcessManager` (usually a
@@ -106,7 +103,7 @@ class ProcessTask(Task):
         timeout: timedelta | float | None = None,
         retry: Retry | None = None,
     ):
-        super().__init__(name, ready=ready, retry=retry)
+        super().__init__(name, ready=ready, retry=retry, window=as_window(window), timeout=as_timeout(name, timeout))
         if not callable(manager):
             raise TypeError(f"task {name!r}: manager must be a callable returning a process manager")
         check_type(name, "resource_manager", resource_manager, ResourceManager, "a ResourceManager", optional=False)
@@ -116,21 +113,17 @@ class ProcessTask(Task):
         check_type(name, "stdin", stdin, BlobRepository, "a BlobRepository")
         check_type(name, "stdout", stdout, BlobRepository, "a BlobRepository")
         check_type(name, "stderr", stderr, (BlobRepository, _StderrIsStdout), "a BlobRepository, STDOUT or None")
-        timeout = as_timeout(name, timeout)
-        window = as_window(window)
 
         self._manager = manager
         self.resource_manager = resource_manager
         self.job_resources = Resources(job_resources.cpu, job_resources.mem, job_resources.launches)
         self.pids = pids
         self.template = template
-        self.window = window
         self.environ = dict(environ or {})
         self.done = done
         self.stdin = stdin
         self.stdout = stdout
         self._stderr = stderr
-        self.timeout: timedelta | None = timeout
 
         self._template = JobTemplate(name, template)
 
@@ -141,9 +134,6 @@ class ProcessTask(Task):
         self._fresh: dict[str, tuple[int, dict[str, Any]]] = {}
         self._launching: set[str] = set()
         self._starting = 0
-        self._launch_times: list[float] = []  # wall-clock times of launches, sorted
-        self._reaping: set[str] = set()
-        self._reap_attempts = ReapAttempts(name)
         # Jobs recorded as failed whose pids entry could not be removed (a directory, a read-only
         # file): ignored until fixed by hand, so that they are reported once, not every round.
         self._given_up: set[str] = set()
@@ -214,14 +204,6 @@ class ProcessTask(Task):
 
     # ---- resources ---------------------------------------------------------------------------
 
-    def _recent_launches(self) -> int:
-        cutoff = time.time() - self.window.total_seconds()
-        times = self._launch_times
-        cut = bisect.bisect_left(times, cutoff)
-        if cut:
-            del times[:cut]
-        return len(times)
-
     async def _get_load(self) -> Resources:
         """What this task holds: every running or starting job's resources, and the launches
         within ``window``."""
@@ -233,7 +215,7 @@ class ProcessTask(Task):
         running = sum(1 for job, e in self._live.items() if e.get("pid") is not None and job not in self._given_up)
         running += self._starting
         jr = self.job_resources
-        launches = (self._recent_launches() + self._starting) * jr.launch_count
+        launches = (self.recent_launches() + self._starting) * jr.launch_count
         return Resources(jr.cpu * running, jr.mem * running, launches)
 
     # ---- the pids view -----------------------------------------------------------------------
@@ -301,8 +283,7 @@ class ProcessTask(Task):
         start = entry["start_time"]
         if start is not None:
             stamp = start.timestamp()
-            if stamp >= time.time() - self.window.total_seconds():
-                bisect.insort(self._launch_times, stamp)
+            self.note_launch(stamp)
 
     # ---- watching ----------------------------------------------------------------------------
 
@@ -341,11 +322,6 @@ class ProcessTask(Task):
             self._drop_watches()
             self._loaded = False
 
-    def _deadline(self, entry: dict[str, Any]) -> datetime | None:
-        if self.timeout is None or entry.get("start_time") is None:
-            return None
-        return entry["start_time"] + self.timeout
-
     def _arm_timer(self, job: str, deadline: datetime) -> None:
         timer = self._timers.get(job)
         loop = asyncio.get_running_loop()
@@ -381,13 +357,13 @@ class ProcessTask(Task):
         now = utcnow()
         dead: list[str] = list(malformed)
         for job, ident in tracked.items():
-            if job in self._reaping or job in self._launching:
+            if self.is_reaping(job) or job in self._launching:
                 continue
             if ident not in live:
                 dead.append(job)
                 continue
             self._watch(job, ident)
-            deadline = self._deadline(view[job])
+            deadline = self.deadline(view[job].get("start_time"))
             if deadline is None or view[job].get("killed"):
                 continue
             if now >= deadline:
@@ -398,7 +374,7 @@ class ProcessTask(Task):
             else:
                 self._arm_timer(job, deadline)
         if dead:
-            reaped = await asyncio.gather(*(self._reap_safely(job, view[job]) for job in dead))
+            reaped = await asyncio.gather(*(self.reap_safely(job, view[job]) for job in dead))
             if any(reaped):
                 # Reaping freed a quota or made jobs ready: the next round should come now. (A failed
                 # reap is retried at the poll interval, not in a tight loop.)
@@ -418,26 +394,7 @@ class ProcessTask(Task):
 
     # ---- reaping -----------------------------------------------------------------------------
 
-    async def _reap_safely(self, job: str, entry: dict[str, Any]) -> bool:
-        """Reap ``job``; True if it left pids (reaped, or recorded as failed after the last attempt)."""
-        if job in self._reaping:
-            return False
-        self._reaping.add(job)
-        try:
-            await self._reap(job, entry)
-        except Exception as e:
-            if self._reap_attempts.failed(job, e):
-                await self._give_up(job, entry, e)
-                return True
-            return False
-        else:
-            self._reap_attempts.done(job)
-            return True
-        finally:
-            self._reaping.discard(job)
-
-    async def _give_up(self, job: str, entry: dict[str, Any], exc: Exception) -> None:
-        self._reap_attempts.done(job)
+    async def give_up(self, job: str, entry: dict[str, Any], exc: Exception) -> bool:
         try:
             record = self._new_record(
                 Outcome.FAILURE, entry, reason=f"the job ended but its results could not be collected: {exc!r}"
@@ -452,6 +409,7 @@ class ProcessTask(Task):
                 "it is ignored until that is fixed by hand",
                 self.name, job, e,
             )
+        return True
 
     async def _forget(self, job: str) -> None:
         """Return the job's reservation and drop it from pids (in this order: see ResourceManager)."""
@@ -526,7 +484,7 @@ class ProcessTask(Task):
                 options = LaunchOptions(metadata=options.metadata, previous=previous)
         await self.write_record(job, record, None, options)
 
-    async def _reap(self, job: str, entry: dict[str, Any]) -> None:
+    async def reap(self, job: str, entry: dict[str, Any]) -> None:
         start = entry.get("start_time")
         if entry.get("pid") is None:
             log.error("task %s: pids entry of job %s has no process identifier: %r", self.name, job, entry)
@@ -612,10 +570,10 @@ class ProcessTask(Task):
         self._launch_seq += 1
         self._fresh[job] = (self._launch_seq, entry)
         self._live[job] = entry
-        bisect.insort(self._launch_times, time.time())
+        self.note_launch()
         try:
             self._watch(job, entry["pid"])
-            deadline = self._deadline(entry)
+            deadline = self.deadline(entry.get("start_time"))
             if deadline is not None:
                 self._arm_timer(job, deadline)
         except Exception:
@@ -641,9 +599,9 @@ class ProcessTask(Task):
         self._live[job] = entry
         await self.manager.kill(entry["pid"])
         await self._wait_gone(self.manager, entry["pid"])
-        if job in self._reaping:
+        if self.is_reaping(job):
             return True
-        await self._reap_safely(job, entry)
+        await self.reap_safely(job, entry)
         self.notify()
         return True
 
@@ -738,7 +696,7 @@ class ProcessTask(Task):
         ident = entry["pid"]
         ended = asyncio.Event()
         cancel = manager.watch(ident, ended.set)
-        deadline = self._deadline(entry)
+        deadline = self.deadline(entry.get("start_time"))
         try:
             while ident in await manager.get_live_pids({ident}):
                 wait = 1.0 if cancel is not None else 0.05
@@ -756,4 +714,4 @@ class ProcessTask(Task):
         finally:
             if cancel is not None:
                 cancel()
-        await self._reap_safely(job, self._live.get(job, entry))
+        await self.reap_safely(job, self._live.get(job, entry))
