@@ -251,6 +251,8 @@ class JobRecord:
             text = f"{self.error_type}: {first[0]}" if first else self.error_type
         elif self.exit_code is not None:
             text = f"exit code {self.exit_code}"
+            if self.reason and self.outcome is Outcome.FAILURE and len(self.reason) <= 40:
+                text += f" ({self.reason})"  # a pod's reason: OOMKilled, Evicted, Error
             last = _last_line(self.stderr_tail) or _last_line(self.stdout_tail)
             if last and self.outcome not in (Outcome.TIMEOUT, Outcome.KILLED):
                 text += f": {last}"

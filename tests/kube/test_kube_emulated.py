@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 
+import pdtnb
 from pdtnb import InProcessBlobRepository, InProcessMetadataRepository, ResourceManager, Resources, TaskConfigError
 from pdtnb.managers.pod import KubeConnectionError, PodManager, pod_name
 from pdtnb.repository.kube import LiveKubeRepository
@@ -532,7 +533,12 @@ async def test_failed_pod_record_holds_exit_code_reason_and_log_tail_on_emulated
     assert "earlier bytes cut" in record.stdout_tail and "line 0 of O\n" not in record.stdout_tail
     assert len(record.stdout_tail) < LIMITS["tail"] + 100
     assert record.retry_at is not None  # Retry(on=("OOMKilled",)) matches the container's reason
-    assert record.reason_line().startswith("exit code 137: line 999 of O")
+    assert record.reason_line().startswith("exit code 137 (OOMKilled): line 999 of O")
+    # `show` tells the same, as the CLI and the notebook print it
+    details = await pdtnb.show_job(pdtnb.Pipeline([task], pdtnb.Session()), task.name, "O")
+    text = details.to_text()
+    assert details.state == "retrying" and "exit code 137 (OOMKilled)" in text
+    assert "next attempt due at" in text and "line 999 of O" in text and "on node-b" in text
 
 
 async def test_kube_task_launch_options_sync_and_no_metadata_on_emulated_api_server(kube):
