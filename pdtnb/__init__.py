@@ -28,6 +28,7 @@ from .cli import (
 )
 from .errors import (
     InvalidJobIdError,
+    JobLaunchError,
     KubeConnectionError,
     MetadataParseError,
     PdtnbError,
@@ -211,6 +212,7 @@ __all__ = [
     "unload_ipython_extension",
     "PdtnbError",
     "InvalidJobIdError",
+    "JobLaunchError",
     "SessionClosedError",
     "MetadataParseError",
     "TaskConfigError",

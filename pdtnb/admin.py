@@ -15,7 +15,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidJobIdError, PdtnbError, UnknownNameError
+from .errors import InvalidJobIdError, JobLaunchError, PdtnbError, UnknownNameError
 from .repository.base import BlobRepository, MetadataRepository, Repository
 from .repository.metadata import yaml_dump, yaml_load
 from .task.base import DEFAULT_LAUNCH, LaunchOptions, Task, launch_with
@@ -274,7 +274,7 @@ async def launch_job(
         started = await launch_with(task, job, options)
     except Exception as e:
         await task.record_failure(job, e, phase="launch", options=options)
-        raise
+        raise JobLaunchError(task_name, job, e) from e
     if started is False:
         return LaunchOutcome(task_name, job, "refused")
     if wait is None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import admin, failures
+from .commands import CLI, add_command, commands_for, unknown_jobs
 from .errors import PdtnbError
 from .pipeline import Pipeline
 from .record import is_failure_record, read_record
@@ -41,6 +42,7 @@ __all__ = [
     "print_retry",
     "print_kill",
     "build_parser",
+    "FUNCTIONS",
 ]
 
 log = logging.getLogger("pdtnb.cli")
@@ -76,7 +78,7 @@ async def print_status(pipeline: Pipeline, all_repos: bool, as_json: bool = Fals
 
 async def print_trace(pipeline: Pipeline, all_repos: bool, job: list[str], as_json: bool = False) -> None:
     """Print, for each task and link, which of the given jobs it holds."""
-    unknown = [j for j in job if not await _held_anywhere(pipeline, j)]
+    unknown = await unknown_jobs(pipeline, job)
     if unknown and len(unknown) == len(job):
         raise PdtnbError(
             "no repository of this pipeline holds job " + ", ".join(repr(failures.short_id(j)) for j in unknown)
@@ -106,14 +108,6 @@ async def _failure_reasons(pipeline: Pipeline, trace: Any) -> dict[tuple[str, st
                 except Exception as e:
                     reasons[(t.name, job)] = f"unreadable record: {e}"
     return reasons
-
-
-async def _held_anywhere(pipeline: Pipeline, job: str) -> bool:
-    for task in pipeline.tasks.values():
-        for link in task.links.values():
-            if link.repo.is_valid_job_id(job) and await link.repo.contains(job):
-                return True
-    return False
 
 
 async def print_failed(pipeline: Pipeline, task: list[str], as_json: bool = False) -> None:
@@ -220,99 +214,38 @@ def shell(pipeline: Pipeline) -> None:
     start_ipython(argv=["--no-banner"], user_ns=namespace, display_banner=False)
 
 
+#: The coroutine (or function) behind each command-line subcommand of :data:`pdtnb.commands.COMMANDS`.
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "update": update,
+    "run": run,
+    "status": print_status,
+    "trace": print_trace,
+    "failed": print_failed,
+    "show": print_show,
+    "why": print_why,
+    "retry": print_retry,
+    "kill": print_kill,
+    "rm": delete_data,
+    "ls": list_data,
+    "cat": cat_data,
+    "inject": inject_data,
+    "launch": launch,
+    "shell": shell,
+}
+
+
 def build_parser(instrument: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
-    """The argument parser of :func:`main` (exposed for tests and for export)."""
+    """The argument parser of :func:`main` (exposed for tests and for export), built from the
+    command table :data:`pdtnb.commands.COMMANDS`; ``instrument(subparsers)`` may add commands."""
     parser = argparse.ArgumentParser(description="Administer this pdtnb pipeline.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO level)")
-    sub = parser.add_subparsers(
-        dest="command",
-        metavar="{update,run,status,trace,failed,show,why,retry,kill,rm,ls,cat,inject,launch,shell}",
-    )
+    names = [c.name for c in commands_for(CLI)]
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(names) + "}")
     sub.required = True
-
-    p = sub.add_parser("update", help="Keep the pipeline in motion")
-    p.set_defaults(func=update)
-
-    p = sub.add_parser("run", help="Run update in a loop until everything is quiet")
-    p.add_argument("--forever", action="store_true", help="Keep running when quiet, watching for new input")
-    p.add_argument("--launch-once", action="store_true", help="Launch only in the first round, then only reap")
-    p.add_argument("--timeout", type=float, default=None, help="Give up (exit 1) after this many seconds")
-    p.set_defaults(func=run)
-
-    p = sub.add_parser("status", help="View the pipeline status")
-    p.add_argument("--all", "-a", dest="all_repos", action="store_true", help="Show internal repositories")
-    p.add_argument("--json", dest="as_json", action="store_true", help="Print JSON for scripts")
-    p.set_defaults(func=print_status)
-
-    p = sub.add_parser("trace", help="Track a job's progress through the pipeline")
-    p.add_argument("--all", "-a", dest="all_repos", action="store_true", help="Show internal repositories")
-    p.add_argument("--json", dest="as_json", action="store_true", help="Print JSON for scripts")
-    p.add_argument("job", nargs="+", help="Job to trace")
-    p.set_defaults(func=print_trace)
-
-    p = sub.add_parser("failed", help="List failed and retrying jobs with their reasons")
-    p.add_argument("task", nargs="*", help="Tasks to list (default: all)")
-    p.add_argument("--json", dest="as_json", action="store_true", help="Print JSON for scripts")
-    p.set_defaults(func=print_failed)
-
-    p = sub.add_parser("show", help="Show everything about one job: record, traceback, output, attempts")
-    p.add_argument("task_name", metavar="task", help="Task")
-    p.add_argument("job", help="Job")
-    p.add_argument("--json", dest="as_json", action="store_true", help="Print JSON for scripts")
-    p.set_defaults(func=print_show)
-
-    p = sub.add_parser("why", help="Explain why a job is or is not running")
-    p.add_argument("task_name", metavar="task", help="Task")
-    p.add_argument("job", help="Job")
-    p.add_argument("--json", dest="as_json", action="store_true", help="Print JSON for scripts")
-    p.set_defaults(func=print_why)
-
-    p = sub.add_parser("retry", help="Make failed jobs ready again")
-    p.add_argument("task_name", metavar="task", help="Task")
-    p.add_argument("job", nargs="*", help="Jobs to retry")
-    p.add_argument("--failed", action="store_true", help="Retry every failed job of the task")
-    p.add_argument("--recursive", "-r", action="store_true", help="Also clear what they fed downstream")
-    p.set_defaults(func=print_retry)
-
-    p = sub.add_parser("kill", help="Stop a live job and record it as killed")
-    p.add_argument("task_name", metavar="task", help="Task")
-    p.add_argument("job", help="Job")
-    p.set_defaults(func=print_kill)
-
-    p = sub.add_parser("rm", help="Delete data from the pipeline")
-    p.add_argument("--recursive", "-r", action="store_true", help="Delete dependant data too")
-    p.add_argument("data", help="Repository (TASK.LINK) or task (TASK) to delete from")
-    p.add_argument("job", nargs="+", help="Jobs to delete (__all__ for every job)")
-    p.set_defaults(func=delete_data)
-
-    p = sub.add_parser("ls", help="List jobs in a repository")
-    p.add_argument("data", nargs="+", help="TASK.LINK names, or a set expression like 'a.out - b.done'")
-    p.set_defaults(func=list_data)
-
-    p = sub.add_parser("cat", help="Print data from a repository")
-    p.add_argument("data", help="Repository (TASK.LINK)")
-    p.add_argument("job", help="Job to print")
-    p.set_defaults(func=cat_data)
-
-    p = sub.add_parser("inject", help="Dump data into a repository")
-    p.add_argument("data", help="Repository (TASK.LINK)")
-    p.add_argument("job", help="Job to store standard input as")
-    p.set_defaults(func=inject_data)
-
-    p = sub.add_parser("launch", help="Manually start a task")
-    p.add_argument("task_name", help="Task to launch")
-    p.add_argument("job", help="Job to launch it on")
-    p.add_argument("--force", "-f", action="store_true", help="Launch even if start is inhibited by data")
-    p.add_argument("--sync", action="store_true", help="Run the task in-process, if possible")
-    p.add_argument(
-        "--meta", action=argparse.BooleanOptionalAction, default=True, help="Store metadata related to task completion"
-    )
-    p.set_defaults(func=launch)
-
-    p = sub.add_parser("shell", help="Launch an interactive shell to interrogate the pipeline")
-    p.set_defaults(func=shell)
-
+    for cmd in commands_for(CLI):
+        p = add_command(sub, cmd, CLI)
+        p.set_defaults(func=FUNCTIONS[cmd.name])
     if instrument is not None:
         instrument(sub)
     return parser

@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = [
     "PdtnbError",
     "InvalidJobIdError",
+    "JobLaunchError",
     "SessionClosedError",
     "MetadataParseError",
     "TaskConfigError",
@@ -46,6 +47,20 @@ class InvalidJobIdError(PdtnbError, ValueError):
             f"invalid job id {shown} for {where}: a job id is 1 to {max_length} characters from the "
             "repository's CHARSET (letters and digits by default), starting and ending with a "
             "CHARSET_START_END character"
+        )
+
+
+class JobLaunchError(PdtnbError):
+    """Launching a job by hand raised: the job's failure (recorded as ``launch-error`` when the
+    task has a done repository), not a mistake in the command. ``__cause__`` is the exception."""
+
+    def __init__(self, task: str, job: str, cause: BaseException) -> None:
+        self.task = task
+        self.job = job
+        first = (str(cause).strip().splitlines() or [""])[0]
+        super().__init__(
+            f"{task} {job if len(job) <= 100 else short_job_id(job)} failed to launch: {type(cause).__name__}"
+            + (f": {first}" if first else "")
         )
 
 

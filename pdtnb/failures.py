@@ -7,6 +7,7 @@ way everywhere. Each result has a ``to_text()`` for terminals and ``to_dict()`` 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .admin import delete_jobs, resolve_task
 from .errors import PdtnbError, short_job_id
 from .outcomes import base_of, outcome_index
-from .record import JobRecord, read_record
+from .record import JobRecord, Outcome, read_record
 from .repository.base import Repository
 from .status import pipeline_trace
 from .task.base import Task, utcnow
@@ -427,6 +428,13 @@ async def kill_job(pipeline: Pipeline, task_name: str, job: str) -> JobRecord | 
         state = await _state_of(pipeline, task, job)
         raise PdtnbError(f"{task.name} {short_id(job)} is not running here (it is {state})")
     done = task.done_repository
-    if done is not None and await done.contains(job):
-        return read_record(await done.info(job))
+    if done is None:
+        return None
+    # The job may be reaped by a run going on in this process: give it a moment to record.
+    for _ in range(100):
+        if await done.contains(job):
+            record = read_record(await done.info(job))
+            if record.outcome is not Outcome.SUCCESS or _ == 99:
+                return record
+        await asyncio.sleep(0.05)
     return None

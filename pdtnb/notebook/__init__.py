@@ -21,6 +21,7 @@ __all__ = [
     "Dashboard",
     "LiveStatus",
     "StatusTable",
+    "Progress",
     "PipelineGraph",
     "PipelineController",
     "controller_for",
@@ -37,7 +38,7 @@ def __getattr__(name: str) -> Any:
         from .dashboard import Dashboard
 
         return Dashboard
-    if name in ("LiveStatus", "StatusTable"):
+    if name in ("LiveStatus", "StatusTable", "Progress"):
         from . import status_view
 
         return getattr(status_view, name)

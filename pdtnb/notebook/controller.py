@@ -12,17 +12,20 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import admin
+from .. import admin, failures
+from ..errors import PdtnbError
 from ..pipeline import LaunchReport, Pipeline, RunSummary
-from ..status import PipelineStatus, StatusTracker, pipeline_status, pipeline_trace
+from ..record import JobRecord
+from ..status import JOB_STATES, PipelineStatus, StatusTracker, pipeline_status, pipeline_trace
 from .kernel_loop import remember_loop_thread
 
-__all__ = ["PipelineController", "controller_for", "StepReport", "Action"]
+__all__ = ["PipelineController", "controller_for", "StepReport", "Action", "RetiredError", "JobEntry"]
 
 log = logging.getLogger("pdtnb.notebook")
 
@@ -60,6 +63,26 @@ class StepReport:
         p.text(str(self))
 
 
+class RetiredError(PdtnbError):
+    """An action was asked of a controller whose pipeline the notebook has redefined."""
+
+
+@dataclass
+class JobEntry:
+    """One job of one task in one state, with a one-line reason when there is one (a failure's,
+    or the upstream failure that blocks it)."""
+
+    task: str
+    job: str
+    state: str
+    reason: str = ""
+    attempt: int = 0
+
+    def line(self) -> str:
+        """``JOB: REASON`` (or the job alone)."""
+        return f"{self.job}: {self.reason}" if self.reason else self.job
+
+
 class PipelineController:
     """Drives one pipeline from a notebook. Get it with :func:`controller_for`."""
 
@@ -69,12 +92,112 @@ class PipelineController:
         self.tracker = StatusTracker(pipeline)
         self.actions: list[Action] = []
         self.last_run: RunSummary | BaseException | None = None
+        #: When this controller's definition was made current (for "redefined at" notices).
+        self.created = datetime.now(timezone.utc)
+        self.retired_at: datetime | None = None
         self._run_task: asyncio.Task[RunSummary] | None = None
+        self._run_started: float | None = None
+        self._drain_task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[], None]] = []
         self._open_lock: asyncio.Lock | None = None
+        self._phase_lock: asyncio.Lock | None = None
+        self._feed: Any = None
 
     def __repr__(self) -> str:
         return f"<PipelineController {self.name or ''} {self.pipeline!r}>"
+
+    #: The controller of the definition that replaced this one (the notebook's variable was
+    #: rebound to a new Pipeline), or None while this one is current. Widgets of a retired
+    #: controller must not act: they re-point to the successor or show that they are stale.
+    successor: PipelineController | None = None
+
+    @property
+    def retired(self) -> bool:
+        """Whether a newer definition of the pipeline replaced this one."""
+        return self.successor is not None
+
+    async def retire(self, successor: PipelineController) -> None:
+        """Hand over to ``successor``: stop a background run, close this pipeline, and tell the
+        listeners (widgets), which then follow :attr:`successor` or grey themselves out."""
+        if successor is self:
+            return
+        if self.successor is None:
+            self.retired_at = datetime.now(timezone.utc)
+        self.successor = successor
+        if successor.name is None:
+            successor.name = self.name
+        await self.close()
+
+    def current(self) -> PipelineController:
+        """The controller of the newest definition: this one, or the end of its successors."""
+        controller = self
+        seen = {id(self)}
+        while controller.successor is not None and id(controller.successor) not in seen:
+            controller = controller.successor
+            seen.add(id(controller))
+        return controller
+
+    def name_from_namespace(self) -> str | None:
+        """Give this controller the name of the notebook variable holding its pipeline, if it has
+        none (a widget made with ``Dashboard(pipeline)`` rather than by ``%pdt``), so that a
+        redefinition of that variable can be noticed; returns the name."""
+        if self.name:
+            return self.name
+        try:
+            from IPython import get_ipython
+        except ImportError:  # pragma: no cover
+            return None
+        shell = get_ipython()
+        namespace = getattr(shell, "user_ns", {}) if shell is not None else {}
+        names = [k for k, v in list(namespace.items()) if v is self.pipeline and not k.startswith("_")]
+        if len(names) == 1:
+            self.name = names[0]
+        return self.name
+
+    def rebound(self) -> Pipeline | None:
+        """The Pipeline the notebook's variable :attr:`name` holds now, if it is another one than
+        this controller's (the user re-ran the cell defining it); None otherwise, or outside IPython."""
+        if not self.name:
+            return None
+        try:
+            from IPython import get_ipython
+        except ImportError:  # pragma: no cover - the notebook extra installs IPython
+            return None
+        shell = get_ipython()
+        value = getattr(shell, "user_ns", {}).get(self.name) if shell is not None else None
+        if isinstance(value, Pipeline) and value is not self.pipeline:
+            return value
+        return None
+
+    async def latest(self) -> PipelineController:
+        """The controller widgets must act through: :meth:`current`, after retiring it in favour of
+        the definition the notebook's variable holds now, if the user redefined the pipeline since
+        (what the ``%pdt`` magics also do), so a click never runs code the notebook replaced."""
+        controller = self.current()
+        newer = controller.rebound()
+        if newer is not None:
+            successor = controller_for(newer, controller.name)
+            if successor is not controller:
+                await controller.retire(successor)
+                controller = successor.current()
+        return controller
+
+    def _check_current(self) -> None:
+        if self.retired:
+            name = self.name or "the pipeline"
+            raise RetiredError(
+                f"this is an old definition of {name}, replaced when the notebook redefined it: "
+                f"act on the new one (%pdt dashboard shows it)"
+            )
+
+    @property
+    def feed(self) -> Any:
+        """The one :class:`~pdtnb.notebook.feed.StatusFeed` every live view of this pipeline uses."""
+        if self._feed is None:
+            from .feed import StatusFeed
+
+            self._feed = StatusFeed(self)
+        return self._feed
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -84,17 +207,26 @@ class PipelineController:
         return self.pipeline.loop if self.pipeline.is_open else None
 
     async def open(self) -> bool:
-        """Open the pipeline on the running loop, if it is not open; True if this call opened it."""
+        """Open the pipeline on the running loop, if it is not open; True if this call opened it.
+        A retired controller (its pipeline was redefined) refuses: :class:`RetiredError`."""
+        self._check_current()
         if self.pipeline.is_open:
             return False
         await self.pipeline.open()
         remember_loop_thread(asyncio.get_running_loop())
         self.tracker = StatusTracker(self.pipeline)
+        try:  # a first snapshot, so a view displayed right after shows counts, not "waiting"
+            await self.tracker.refresh()
+        except Exception:
+            log.debug("the first status after opening failed", exc_info=True)
+        if self._feed is not None and self._feed.subscriptions:
+            self._feed.start()  # live views of this pipeline resume
         return True
 
     async def close(self) -> None:
         """Stop a background run, then close the pipeline and its session."""
-        await self.stop()
+        await self.stop(drain=False)
+        await self._cancel_drain()
         await self.pipeline.close()
         self._changed()
 
@@ -149,12 +281,127 @@ class PipelineController:
         jobs = sorted(await self.pipeline.gather_ready_jobs(admin.resolve_task(self.pipeline, task)))
         return jobs if limit is None else jobs[:limit]
 
+    # ---- the failure loop ------------------------------------------------------------------
+
+    async def failed(self, tasks: list[str] | None = None) -> list[failures.FailedJob]:
+        """Every failed or retrying job (of ``tasks``), with its one-line reason."""
+        await self.open()
+        return await failures.failed_jobs(self.pipeline, tasks)
+
+    async def show(self, task: str, job: str) -> failures.JobDetails:
+        """Everything about one job of one task (:func:`pdtnb.failures.show_job`)."""
+        await self.open()
+        return await failures.show_job(self.pipeline, task, job)
+
+    async def why(self, task: str, job: str) -> failures.Explanation:
+        """Why a job is in its state (:func:`pdtnb.failures.why_job`)."""
+        await self.open()
+        return await failures.why_job(self.pipeline, task, job)
+
+    async def retry(
+        self, task: str, jobs: list[str] | None = None, *, failed: bool = False, recursive: bool = False
+    ) -> failures.RetryResult:
+        """Make failed jobs ready again (:func:`pdtnb.failures.retry_jobs`). Recorded for the
+        export replay as what it does: deleting the jobs' records from the task's done link."""
+        await self.open()
+        result = await failures.retry_jobs(self.pipeline, task, jobs, failed=failed, recursive=recursive)
+        if result.jobs:
+            done = admin.resolve_task(self.pipeline, task).done_link
+            self._record("rm", data=f"{result.task}.{done}", jobs=list(result.jobs), recursive=recursive)
+        self._changed()
+        return result
+
+    async def kill(self, task: str, job: str) -> JobRecord | None:
+        """Stop a live job and record it as killed (:func:`pdtnb.failures.kill_job`)."""
+        await self.open()
+        try:
+            return await failures.kill_job(self.pipeline, task, job)
+        finally:
+            self._changed()
+
+    async def jobs(self, task: str, state: str, limit: int | None = None) -> list[JobEntry]:
+        """The jobs of ``task`` in ``state`` (one of :data:`pdtnb.JOB_STATES`), sorted, the first
+        ``limit``; failed, retrying and blocked ones with their one-line reasons."""
+        if state not in JOB_STATES:
+            raise ValueError(f"unknown job state {state!r}; states: {', '.join(JOB_STATES)}")
+        await self.open()
+        the_task = admin.resolve_task(self.pipeline, task)
+        name = the_task.name
+        if state in ("failed", "retrying"):
+            found = [f for f in await failures.failed_jobs(self.pipeline, [name])
+                     if f.state == state or (state == "failed" and f.state == "corrupt")]
+            entries = [JobEntry(name, f.job, state, f.reason, f.attempt) for f in found]
+            return entries if limit is None else entries[:limit]
+        if state == "blocked":
+            return await self._blocked(name, limit)
+        if state == "ready":
+            jobs = await self.ready_jobs(name)
+        else:
+            jobs = await self._jobs_by_trace(name, state)
+        jobs = jobs if limit is None else jobs[:limit]
+        return [JobEntry(name, j, state) for j in jobs]
+
+    async def _jobs_by_trace(self, task: str, state: str) -> list[str]:
+        """The jobs of ``task`` in ``state``, from its repositories' listings and a trace."""
+        the_task = self.pipeline.tasks[task]
+        candidates: set[str] = set()
+        if state == "live":
+            repos = [the_task.live_repository]
+        elif state == "done":
+            repos = [the_task.done_repository]
+        else:  # waiting: jobs a required link holds
+            repos = [link.repo for link in the_task.links.values() if link.required_for_start]
+        for repo in repos:
+            if repo is not None:
+                candidates |= set(await repo.job_ids())
+        if not candidates:
+            return []
+        trace = await pipeline_trace(self.pipeline, sorted(candidates))
+        states = trace.task(task).job_states or {}
+        return sorted(j for j, s in states.items() if s == state)
+
+    async def _blocked(self, task: str, limit: int | None) -> list[JobEntry]:
+        """The jobs of ``task`` held behind an upstream failure, each with that failure."""
+        upstream: dict[str, failures.FailedJob] = {}
+        pending = [self.pipeline.tasks[task]]
+        seen: set[str] = {task}
+        ancestors: list[str] = []
+        while pending:
+            for _, up in self.pipeline.upstream_tasks(pending.pop()):
+                if up.name not in seen:
+                    seen.add(up.name)
+                    ancestors.append(up.name)
+                    pending.append(up)
+        if not ancestors:
+            return []
+        for f in await failures.failed_jobs(self.pipeline, ancestors):
+            upstream.setdefault(f.job, f)
+        if not upstream:
+            return []
+        trace = await pipeline_trace(self.pipeline, sorted(upstream))
+        states = trace.task(task).job_states or {}
+        jobs = sorted(j for j, s in states.items() if s == "blocked")
+        jobs = jobs if limit is None else jobs[:limit]
+        out = []
+        for job in jobs:
+            f = upstream[job]
+            verdict = "will be retried" if f.state == "retrying" else "failed"
+            out.append(JobEntry(task, job, "blocked", f"upstream {f.task} {verdict}: {f.reason}"))
+        return out
+
     # ---- acting ----------------------------------------------------------------------------
+
+    def _lock(self) -> asyncio.Lock:
+        # Manual phases and the drain after a stop never run at the same time (one reaps at a time).
+        if self._phase_lock is None:
+            self._phase_lock = asyncio.Lock()
+        return self._phase_lock
 
     async def update(self) -> StepReport:
         """One update phase (reap finished jobs)."""
         await self.open()
-        busy = await self.pipeline.update_phase()
+        async with self._lock():
+            busy = await self.pipeline.update_phase()
         self._record("update")
         self._changed()
         return StepReport(busy_tasks=busy)
@@ -162,7 +409,8 @@ class PipelineController:
     async def launch_phase(self) -> StepReport:
         """One launch phase (start ready jobs)."""
         await self.open()
-        report = await self.pipeline.launch_phase()
+        async with self._lock():
+            report = await self.pipeline.launch_phase()
         self._record("launch_phase")
         self._changed()
         return StepReport(launch=report)
@@ -170,8 +418,9 @@ class PipelineController:
     async def step(self) -> StepReport:
         """One round: the update phase, then the launch phase."""
         await self.open()
-        busy = await self.pipeline.update_phase()
-        report = await self.pipeline.launch_phase()
+        async with self._lock():
+            busy = await self.pipeline.update_phase()
+            report = await self.pipeline.launch_phase()
         self._record("step")
         self._changed()
         return StepReport(busy_tasks=busy, launch=report)
@@ -217,6 +466,20 @@ class PipelineController:
         """Whether a background run is in progress."""
         return self._run_task is not None and not self._run_task.done()
 
+    @property
+    def run_elapsed(self) -> float | None:
+        """Seconds since the background run started, while it runs."""
+        if not self.running or self._run_started is None:
+            return None
+        return time.monotonic() - self._run_started
+
+    @property
+    def draining(self) -> bool:
+        """Whether jobs left live by a run that ended are being reaped as they end."""
+        return self._drain_busy and self._drain_task is not None and not self._drain_task.done()
+
+    _drain_busy = False
+
     async def start_run(
         self, forever: bool = False, launch_once: bool = False, timeout: float | None = None
     ) -> asyncio.Task[RunSummary]:
@@ -224,6 +487,7 @@ class PipelineController:
         await self.open()
         if self.running:
             raise RuntimeError("the pipeline is already running: %pdt stop first")
+        await self._cancel_drain()
         self._record("run", forever=forever, launch_once=launch_once, timeout=timeout)
 
         async def body() -> RunSummary:
@@ -236,12 +500,61 @@ class PipelineController:
                 self.last_run = summary
                 return summary
             finally:
+                self._run_started = None
+                self._start_drain()
                 self._changed()
 
+        self._run_started = time.monotonic()
         self._run_task = asyncio.get_running_loop().create_task(body(), name="pdtnb-run")
         self._run_task.add_done_callback(_consume)
         self._changed()
         return self._run_task
+
+    # ---- after a run: record the jobs it left live ------------------------------------------
+
+    def _start_drain(self) -> None:
+        """A run that ended early (stopped, timed out, failed) may leave jobs live, and nobody
+        would reap them: the table would show them live long after their processes ended. Reap
+        them as they end (update phases only, nothing is launched) until none is live."""
+        if not self.pipeline.is_open or self.draining or self._drain_disabled:
+            return
+        self._drain_task = asyncio.get_running_loop().create_task(self._drain(), name="pdtnb-drain")
+        self._drain_task.add_done_callback(_consume)
+
+    _drain_disabled = False
+
+    async def _drain(self) -> None:
+        interval = min([t.poll_interval for t in self.pipeline.tasks.values() if t.poll_interval] or [1.0])
+        interval = min(max(interval, 0.1), 1.0)
+        self._drain_busy = False
+        try:
+            while self.pipeline.is_open and not self.running:
+                async with self._lock():
+                    if not self.pipeline.is_open:
+                        return
+                    busy = await self.pipeline.update_phase()
+                if not busy:
+                    return
+                self._drain_busy = True
+                self._changed()
+                await asyncio.sleep(interval)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("reaping the jobs a run left live failed")
+        finally:
+            was_busy, self._drain_busy = self._drain_busy, False
+            if was_busy and self.pipeline.is_open:
+                self._changed()
+
+    async def _cancel_drain(self) -> None:
+        task = self._drain_task
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except BaseException:
+                pass
 
     async def wait(self, timeout: float | None = None) -> RunSummary | BaseException | None:
         """Wait until the background run ends (the pipeline is quiet, or it was stopped) and return
@@ -262,11 +575,13 @@ class PipelineController:
                     raise
         return self.last_run
 
-    async def stop(self) -> RunSummary | None:
-        """End a background run after its current round; returns its summary."""
+    async def stop(self, drain: bool = True) -> RunSummary | None:
+        """End a background run after its current round; returns its summary. The jobs it left
+        live are then reaped as they end (no job is launched), unless ``drain`` is false."""
         task = self._run_task
         if task is None or task.done():
             return None
+        self._drain_disabled = not drain
         self.pipeline.stop()
         try:
             return await asyncio.wait_for(asyncio.shield(task), 30)
@@ -275,6 +590,8 @@ class PipelineController:
             return None
         except Exception:
             return None
+        finally:
+            self._drain_disabled = False
 
 
 def _snapshot(value: Any) -> Any:

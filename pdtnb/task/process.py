@@ -58,6 +58,27 @@ __all__ = ["ProcessTask"]
 log = logging.getLogger("pdtnb.task")
 
 
+async def read_tail(reader: Any, copy_to: Any = None, limit: int = LIMITS["tail"]) -> str | None:
+    """Read a stream to its end, writing it to ``copy_to`` if given, and return its last ``limit``
+    bytes as text (marking what was cut), without holding more than twice that in memory."""
+    tail = bytearray()
+    total = 0
+    while True:
+        chunk = await reader.read(1 << 16)
+        if not chunk:
+            break
+        total += len(chunk)
+        tail += chunk
+        if len(tail) > 2 * limit:
+            del tail[:-limit]
+        if copy_to is not None:
+            await copy_to.write(chunk)
+    text = tail_text(bytes(tail[-limit:]))
+    if total > limit and text is not None:
+        text = f"[... {total - limit} earlier bytes cut]\n" + text
+    return text
+
+
 class ProcessTask(ExternalJobTask):
     """Runs a script per job through a process manager (pydatatask 0.4's signature, plus ``timeout``).
 
@@ -437,34 +458,25 @@ class ProcessTask(ExternalJobTask):
             reader = await self.manager.open(source, "rb")
         except FileNotFoundError:
             return None  # the job never got as far as opening it
-        limit = LIMITS["tail"]
-        tail = bytearray()
-        total = 0
         async with reader as fpr:
-            writer = await repo.open(job, "wb") if repo is not None else None
-            if writer is not None:
-                await writer.__aenter__()
+            if repo is None:
+                return await read_tail(fpr)
+            async with await repo.open(job, "wb") as fpw:
+                return await read_tail(fpr, copy_to=fpw)
+
+    async def output_so_far(self, job: str) -> dict[str, str]:
+        """A live job's output so far: the last bytes of its ``stdout`` and ``stderr`` files (for
+        ``show`` of a running job); empty when they cannot be read (the job ended meanwhile)."""
+        out: dict[str, str] = {}
+        for name in ("stdout", "stderr"):
             try:
-                while True:
-                    chunk = await fpr.read(1 << 16)
-                    if not chunk:
-                        break
-                    total += len(chunk)
-                    tail += chunk
-                    if len(tail) > 2 * limit:
-                        del tail[:-limit]
-                    if writer is not None:
-                        await writer.write(chunk)
-            except BaseException as e:
-                if writer is not None:
-                    await writer.__aexit__(type(e), e, e.__traceback__)
-                raise
-            if writer is not None:
-                await writer.__aexit__(None, None, None)
-        text = tail_text(bytes(tail[-limit:]))
-        if total > limit and text is not None:
-            text = f"[... {total - limit} earlier bytes cut]\n" + text
-        return text
+                async with await self.manager.open(self.jobdir(job) / name, "rb") as fp:
+                    text = await read_tail(fp)
+            except Exception:
+                continue
+            if text is not None:
+                out[name] = text
+        return out
 
     def _new_record(self, outcome: Outcome, entry: dict[str, Any], **fields: Any) -> JobRecord:
         try:

@@ -191,3 +191,21 @@ async def test_launch_options_are_arguments_of_one_launch_not_task_attributes(tm
     # "a" left no record, so the run launches it again; the task's attributes never changed
     assert sorted(observed) == [("a", True, False), ("a", True, False), ("b", True, False)]
     assert set(done.data) == {"a", "b"}
+
+
+async def test_a_launch_by_hand_that_raises_is_the_jobs_failure():
+    raw = pdtnb.InProcessMetadataRepository({"a": 1})
+    done = pdtnb.InProcessMetadataRepository()
+
+    class Broken(pdtnb.InProcessSyncTask):
+        async def launch(self, job, options=None):
+            raise OSError(28, "No space left on device")
+
+    task = Broken("t", done, func=lambda job: None)
+    task.link("raw", raw, is_input=True)
+    async with pdtnb.Pipeline([task], pdtnb.Session()) as pipeline:
+        with pytest.raises(pdtnb.JobLaunchError, match=r"t a failed to launch: OSError: .*No space left") as info:
+            await pdtnb.admin.launch_job(pipeline, "t", "a")
+    assert isinstance(info.value.__cause__, OSError)
+    record = read_record(done.data["a"])
+    assert record.outcome.value == "launch-error" and "No space left" in record.message

@@ -260,9 +260,9 @@ def check_quickstart(ex: Executed) -> None:
     _, live = ex.widget("run")  # %pdt run: a live status widget, and its text fallback
     assert live["model_name"] == "HTMLModel" and "pdtnb-live-status" in live["state"]["_dom_classes"]
     assert ex.text("run").startswith("LiveStatus(")
-    assert re.fullmatch(r"RunSummary\(rounds=\d+, launched=2, failed_launches=0, elapsed=[\d.e-]+, stopped=False, "
-                        r"succeeded=\d+, failed=0, .*\)",
-                        ex.text("wait")), ex.text("wait")
+    assert re.fullmatch(r"finished: 2 succeeded, 0 failed \(2 launched in \d+ rounds, [\d.]+ s\)", ex.text("wait")), (
+        ex.text("wait")
+    )
     assert counts(ex.text("status-after-run")) == {"count": state(done=3), "report": state(done=3)}
 
     assert ex.text("ls") == "lighthouse\norchard\nriver\n(3 jobs)"
@@ -449,36 +449,50 @@ def test_dashboard_tour(kernel: KernelInfo, tmp_path: Path) -> None:
     ex = execute("dashboard-tour.ipynb", kernel.name, tmp_path / "notebooks")
     assert counts(ex.text("status")) == {"square": state(ready=6), "describe": state()}
 
-    # The live status: a widget view of a pdtnb live-status HTML model, with a text fallback.
-    _, live = ex.widget("live")
-    assert live["model_name"] == "HTMLModel" and live["state"]["_dom_classes"] == ["pdtnb-live-status"]
-    assert ex.text("live").startswith("LiveStatus(")
+    # The live status: the tour closes it at the end, which leaves a static copy of its last state
+    # in the saved notebook instead of a widget that would not render without its kernel.
+    assert ex.data("live", WIDGET_VIEW) == []
+    assert ex.text("live").startswith("LiveStatus(pipeline · status at ")
+    live_rows = status_rows(ex.html("live"))
+    final = {"square": ("0", "0", "8", "0"), "describe": ("0", "0", "8", "0")}
+    assert {task: (row["ready"], row["live"], row["done"], row["failed"]) for task, row in live_rows.items()} == final
+    assert live_rows["square"]["progress"].startswith("8/8")
+    assert "last run finished: 2 succeeded, 0 failed" in ex.html("live") and "closed at" in ex.html("live")
     check_graph(ex, "graph")
 
-    # The dashboard: live table, then the launch panel, then the graph.
-    dash_id, dash = ex.widget("dashboard")
-    assert dash["model_name"] == "VBoxModel" and "pdtnb-dashboard" in dash["state"]["_dom_classes"]
-    assert ex.text("dashboard").startswith("Dashboard(")
-    parts = ex.descendants(dash_id)
+    # The dashboard: closed at the end too (a static copy); its widgets' last state is saved.
+    assert ex.data("dashboard", WIDGET_VIEW) == []
+    assert ex.text("dashboard").startswith("Dashboard(pipeline · status at ")
+    assert {task: (row["ready"], row["live"], row["done"], row["failed"])
+            for task, row in status_rows(ex.html("dashboard")).items()} == final
+    models = ex.widget_models()
+    (dash_id,) = [i for i, m in models.items() if "pdtnb-dashboard" in m["state"].get("_dom_classes", [])]
     by_kind: dict[str, list[dict[str, Any]]] = {}
-    for model in parts:
+    for model in ex.descendants(dash_id):
         by_kind.setdefault(model["model_name"], []).append(model["state"])
-    assert [b["description"] for b in by_kind["ButtonModel"]] == [
-        "Launch", "Step update", "Step launch", "Step", "Run", "Stop"
+    # The table's counts and task names are buttons too; then come the launch panel's.
+    table = [b for b in by_kind["ButtonModel"] if {"pdtnb-count", "pdtnb-task-name"} & set(b["_dom_classes"])]
+    assert len(table) == 2 * 8  # two tasks: a name and seven counts each
+    square_failed = next(b for b in table if b.get("tooltip", "").startswith("0 failed jobs of square"))
+    assert square_failed["description"] == "0" and square_failed["disabled"] is True
+    panel = [b for b in by_kind["ButtonModel"] if b not in table]
+    labels = [b["description"] for b in panel]
+    assert labels[:7] == ["Launch", "Step update", "Step launch", "Step", "Run", "Stop", "Retry failed"]
+    assert [b["_dom_classes"] for b in panel[:7]] == [
+        ["pdtnb-launch"], ["pdtnb-step-update"], ["pdtnb-step-launch"], ["pdtnb-step"], ["pdtnb-run"],
+        ["pdtnb-stop"], ["pdtnb-retry-failed"],
     ]
-    assert [b["_dom_classes"] for b in by_kind["ButtonModel"]] == [
-        ["pdtnb-launch"], ["pdtnb-step-update"], ["pdtnb-step-launch"], ["pdtnb-step"], ["pdtnb-run"], ["pdtnb-stop"]
-    ]
-    (menu,) = by_kind["DropdownModel"]
-    assert menu["description"] == "task" and menu["_options_labels"] == ["square", "describe"]
+    for button in ("Retry", "Kill", "Why"):
+        assert button in labels
+    menus = {m["description"]: m for m in by_kind["DropdownModel"]}
+    assert menus["task"]["_options_labels"] == ["square", "describe"]
+    assert menus["jobs"]["_options_labels"] == ["waiting", "ready", "live", "done", "failed", "retrying", "blocked"]
     (job_field,) = by_kind["ComboboxModel"]
-    assert job_field["description"] == "job" and job_field["value"] == "n99"  # the last id the tour typed
+    assert job_field["description"] == "job" and job_field["value"] == "n8"  # the job the tour opened
     assert [c["description"] for c in by_kind["CheckboxModel"]] == ["force"]
-    (image,) = by_kind["ImageModel"]
-    assert image["format"] == "png" and image["_dom_classes"] == ["pdtnb-graph"]
-    html_classes = [h["_dom_classes"] for h in by_kind["HTMLModel"]]
-    assert html_classes == [["pdtnb-live-status"], ["pdtnb-result"]]
-    assert parts[1]["state"]["_dom_classes"] == ["pdtnb-live-status"]  # the table comes first
+    graph_models = [m for m in by_kind.get("HTMLModel", []) + by_kind.get("ImageModel", [])
+                    if "pdtnb-graph" in m.get("_dom_classes", [])]
+    assert len(graph_models) == 1
 
     # Stepping by hand.
     assert ex.text("update") == "update phase: tasks with live or reaped jobs: none"
@@ -497,28 +511,45 @@ def test_dashboard_tour(kernel: KernelInfo, tmp_path: Path) -> None:
         "Launch: square:n7 launched and finished\n"
         "Launch: square:n99 is not ready (tick force to launch anyway)\n"
     )
+    # The result line says the run started, or, when it was over before the line was read, how it ended.
+    started = r"Run: (run started at \d\d:\d\d:\d\d UTC: the caption above follows it; Stop ends it|run finished: .*)"
     pressed_run = ex.stdout("run-button").splitlines()
-    assert pressed_run[0] == "Run: running in the background (Stop ends it)"
-    assert re.fullmatch(
-        r"RunSummary\(rounds=\d+, launched=1, failed_launches=0, .*stopped=False, succeeded=\d+, failed=0, .*\)",
-        pressed_run[1],
-    )
+    assert re.fullmatch(started, pressed_run[0]), pressed_run
+    assert re.fullmatch(r"finished: 1 succeeded, 0 failed \(1 launched in \d+ rounds, [\d.]+ s\)", pressed_run[1])
 
-    # Where it ended: everything done, the widgets' state read from Python, a static copy.
-    assert counts(ex.text("status-end")) == {"square": state(done=7), "describe": state(done=7)}
+    # The failure loop.
+    failed_run = ex.stdout("failure-run").splitlines()
+    assert re.fullmatch(started, failed_run[0]), failed_run
+    assert re.fullmatch(r"finished: 0 succeeded, 1 failed, 1 blocked \(1 launched in \d+ rounds, [\d.]+ s\)",
+                        failed_run[1]), failed_run
+    reason = "ValueError: cannot square -8: negative numbers are not allowed here"
+    assert ex.stdout("failure-list") == (
+        "square: 1 failed job · click one to see it\n"
+        f"    n8: {reason}\n"
+        "describe: 1 blocked job · click one to see it\n"
+        f"    n8: upstream square failed: {reason}\n"
+    )
+    assert ex.stdout("failure-job") == (
+        "the job's buttons: Retry, Why, Refresh, Close\n"
+        "to debug it, run %pdt debug square n8 in a cell\n"
+    )
+    retried = ex.stdout("failure-retry").splitlines()
+    assert retried[0] == "Retry: square: reset 1 job (n8)"
+    assert re.fullmatch(started, retried[1]), retried
+    assert re.fullmatch(r"finished: 2 succeeded, 0 failed \(2 launched in \d+ rounds, [\d.]+ s\)", retried[2])
+
+    # Where it ended: everything done, the widgets' state read from Python, the text rendering.
+    assert counts(ex.text("status-end")) == {"square": state(done=8), "describe": state(done=8)}
     printed = ex.stdout("widgets").splitlines()
     refreshes = int(re.fullmatch(r"the live table has refreshed (\d+) times", printed[0]).group(1))
     assert refreshes >= 3  # it followed the actions, not only its first drawing
-    graph_bytes = int(re.fullmatch(r"the dashboard's graph is a png image of (\d+) bytes", printed[1]).group(1))
-    assert graph_bytes > 5000
+    assert printed[1] == "the dashboard's graph is drawn as SVG"
     assert printed[2] == "the task menu offers: square, describe"
-    assert printed[3] == "sentences: " + "; ".join(f"n{i} squared is {i * i}" for i in range(1, 8))
-    rows = status_rows(ex.html("static-copy"))
-    assert {task: (row["ready"], row["live"], row["done"], row["failed"]) for task, row in rows.items()} == {
-        "square": ("0", "0", "7", "0"),
-        "describe": ("0", "0", "7", "0"),
-    }
-    assert "last run finished" in ex.html("static-copy")
+    assert printed[3] == "sentences: " + "; ".join(f"n{i} squared is {i * i}" for i in range(1, 9))
+    text = ex.stdout("static-copy").splitlines()
+    assert text[0].startswith("LiveStatus(pipeline · status at ") and "last run finished: 2 succeeded" in text[0]
+    assert re.fullmatch(r"square +\[#{24}\] 8/8 finished", text[1]), text
+    assert re.fullmatch(r"describe +\[#{24}\] 8/8 finished", text[2]), text
     check_graph(ex, "graph-end")
     assert ex.text("close") == "closed pipeline"
 

@@ -7,6 +7,7 @@ import inspect
 import io
 import itertools
 import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import networkx
 import pytest
@@ -38,6 +40,7 @@ from pdtnb.notebook.graph import (  # noqa: E402
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
 # ---- pipelines -------------------------------------------------------------------------------------
@@ -110,6 +113,59 @@ def build_fan(n_branches: int) -> pdtnb.Pipeline:
 
         t.func = _with_signature(run, ["job", *t.links])
     return pdtnb.Pipeline(tasks, pdtnb.Session())
+
+
+#: Six tasks: fetch -> parse -> (count, index, lint), count and index -> report.
+SIX_TASKS = {
+    "fetch": ("pages", []),
+    "parse": ("parsed", ["fetch"]),
+    "count": ("counts", ["parse"]),
+    "index": ("index", ["parse"]),
+    "lint": ("problems", ["parse"]),
+    "report": ("report", ["count", "index"]),
+}
+
+#: Ten tasks, six deep.
+TEN_TASKS = {
+    "fetch": ("pages", []),
+    "parse": ("parsed", ["fetch"]),
+    "tokenize": ("tokens", ["parse"]),
+    "tag": ("tags", ["parse"]),
+    "detect": ("langs", ["parse"]),
+    "count": ("counts", ["tokenize"]),
+    "index": ("index", ["tokenize", "tag"]),
+    "classify": ("classes", ["tag", "detect"]),
+    "summarize": ("summary", ["count", "index", "classify"]),
+    "publish": ("site", ["summarize"]),
+}
+
+
+def build_dag(spec: dict[str, tuple[str, list[str]]], logs: bool = False, fail: tuple[str, str] | None = None):
+    """Each task of ``spec`` (name: (output, upstream tasks)) reads its upstream tasks' outputs
+    (the first ones read ``inp``) and writes its output, and with ``logs`` (all but the last) an
+    output ``NAME_log`` nobody reads; task ``fail[0]`` fails job ``fail[1]``."""
+    inp = pdtnb.InProcessMetadataRepository({"a": 1, "b": 2, "c": 3})
+    tasks: dict[str, pdtnb.InProcessSyncTask] = {}
+    for i, (name, (out, upstream)) in enumerate(spec.items()):
+        task = pdtnb.InProcessSyncTask(name, pdtnb.InProcessMetadataRepository())
+        task.link(out, pdtnb.InProcessMetadataRepository(), is_output=True)
+        if logs and i < len(spec) - 1:
+            task.link(f"{name}_log", pdtnb.InProcessMetadataRepository(), is_output=True)
+        if not upstream:
+            task.link("inp", inp, is_input=True)
+        for up in upstream:
+            task.plug(tasks[up], output_links=[spec[up][0]])
+        outputs = [n for n, link in task.links.items() if link.is_output]
+
+        async def run(job, _name=name, _outputs=outputs, **repos):
+            if fail == (_name, job):
+                raise RuntimeError(f"{_name} cannot handle {job}")
+            for output in _outputs:
+                await repos[output].dump(job, 1)
+
+        task.func = _with_signature(run, ["job", *task.links])
+        tasks[name] = task
+    return pdtnb.Pipeline(list(tasks.values()), pdtnb.Session())
 
 
 async def example_status(pipeline: pdtnb.Pipeline, new_jobs: dict[str, int] | None = None):
@@ -375,8 +431,19 @@ def _min_distance(pos: dict) -> float:
     return min(math.dist(a, b) for a, b in itertools.combinations(pos.values(), 2))
 
 
+def edge_points(fig) -> list[list[tuple[float, float]]]:
+    """Points along each edge's route (its shaft), in display coordinates."""
+    routes = []
+    for patch in fig.axes[0].patches:
+        if patch.get_label().startswith("_pdtnb_edge:"):
+            path = patch.get_transform().transform_path(patch.get_path())
+            routes.append([tuple(p) for bezier, _ in path.iter_bezier() for p in bezier(np.linspace(0, 1, 11))])
+    return routes
+
+
+@pytest.mark.parametrize("form", ["full", "compact"])
 @pytest.mark.parametrize("shape", ["chain", "fan"])
-async def test_large_pipeline_is_legible_and_fast(shape):
+async def test_large_pipeline_is_legible_and_fast(shape, form):
     pipeline = build_chain(20, {"a": 1, "b": 2}, fail=(7, "b")) if shape == "chain" else build_fan(20)
     graph = pipeline.graph()
     assert graph.number_of_nodes() >= 50
@@ -386,7 +453,7 @@ async def test_large_pipeline_is_legible_and_fast(shape):
     status = await example_status(pipeline)
 
     started = time.perf_counter()
-    drawing = PipelineGraph(pipeline, status)
+    drawing = PipelineGraph(pipeline, status, form=form)
     fig = drawing.figure()
     png = drawing.to_png()
     elapsed = time.perf_counter() - started
@@ -396,7 +463,7 @@ async def test_large_pipeline_is_legible_and_fast(shape):
     # The figure grows with the layers and the widest layer, so no node boxes overlap ...
     fig.canvas.draw()
     extents = node_extents(fig)
-    assert len(extents) == graph.number_of_nodes()
+    assert len(extents) == (graph.number_of_nodes() if form == "full" else len(pipeline.tasks))
     for (a, ea), (b, eb) in itertools.combinations(extents.items(), 2):
         assert not ea.overlaps(eb), f"{a} overlaps {b}"
     # ... no two labels overlap ...
@@ -406,22 +473,175 @@ async def test_large_pipeline_is_legible_and_fast(shape):
         assert not ta.shrunk(0.98, 0.9).overlaps(tb.shrunk(0.98, 0.9))
     # ... and no edge runs through a node.
     boxes = list(extents.values())
-    for line in fig.axes[0].lines:
-        if not line.get_label().startswith("_pdtnb_edge:"):
-            continue
-        xy = line.get_transform().transform(line.get_xydata())
-        for (x0, y0), (x1, y1) in itertools.pairwise(xy):
-            for k in range(11):
-                px, py = x0 + (x1 - x0) * k / 10, y0 + (y1 - y0) * k / 10
-                for box in boxes:
-                    assert not (box.x0 + 1 < px < box.x1 - 1 and box.y0 + 1 < py < box.y1 - 1)
+    routes = edge_points(fig)
+    assert len(routes) == len(drawing.model.edges()) > 0
+    for route in routes:
+        for px, py in route:
+            for box in boxes:
+                assert not (box.x0 + 1 < px < box.x1 - 1 and box.y0 + 1 < py < box.y1 - 1)
 
     width, height = fig.get_size_inches()
-    small = PipelineGraph(build_chain(2, {"a": 1})).figure()
+    small = PipelineGraph(build_chain(2, {"a": 1}), form=form).figure()
+    growth = 4 if form == "full" else 2  # the compact form has half the columns
     if shape == "chain":
-        assert width > 4 * small.get_size_inches()[0]
+        assert width > growth * small.get_size_inches()[0]
     else:
-        assert height > 4 * small.get_size_inches()[1]
+        assert height > growth * small.get_size_inches()[1]
+
+
+# ---- forms and the SVG that fits the cell -------------------------------------------------------------
+
+CELL_PX = 1100  # a notebook cell's width
+
+
+def svg_text_px(svg: str, container_px: float = CELL_PX) -> tuple[ET.Element, float, list[tuple[str, float]]]:
+    """The SVG's root, the width it is shown at in a container that wide (all of it, if its width
+    is a percentage; else its own), and each text's font size at that width, in CSS px."""
+    root = ET.fromstring(svg)
+    viewbox_width = float(root.get("viewBox").split()[2])
+    width = root.get("width")
+    shown = container_px * float(width[:-1]) / 100 if width.endswith("%") else float(width.removesuffix("px"))
+    sizes = []
+    for element in root.iter():
+        if element.tag.endswith("}text"):
+            size = re.search(r"font-size:\s*([\d.]+)px", element.get("style", ""))
+            assert size, element.attrib  # matplotlib with svg.fonttype "none": text with a font size
+            sizes.append(("".join(element.itertext()), float(size.group(1)) * shown / viewbox_width))
+    return root, shown, sizes
+
+
+def drawn_labels(fig) -> dict[str, list[str]]:
+    """The labelled patches of a figure by kind (``task``, ``repo``, ``edge``): their names."""
+    out: dict[str, list[str]] = {}
+    for label in (p.get_label() for p in fig.axes[0].patches):
+        if label.startswith("_pdtnb_"):
+            kind, _, name = label[len("_pdtnb_") :].partition(":")
+            out.setdefault(kind, []).append(name)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("shape", "n_tasks", "form"),
+    [("chain", 3, "full"), ("dag", 6, "full"), ("dag", 10, "compact")],
+)
+async def test_svg_scales_to_the_cell_and_its_text_stays_legible(shape, n_tasks, form):
+    if shape == "chain":
+        pipeline = build_chain(3, {str(i): i for i in range(4)}, fail=(1, "2"))
+    else:
+        pipeline = build_dag(SIX_TASKS if n_tasks == 6 else TEN_TASKS, logs=n_tasks == 10, fail=("index", "b"))
+    if n_tasks == 10:
+        assert pipeline.graph().number_of_nodes() - n_tasks == 30  # repositories
+    graph = PipelineGraph(pipeline, await example_status(pipeline, new_jobs={"d": 4}))
+    assert len(graph.pipeline.tasks) == n_tasks and graph.form == form
+
+    svg = graph.to_svg()
+    assert graph._repr_svg_() == svg
+    root, shown, sizes = svg_text_px(svg)
+    # Vector, scaled by the browser to the container: width 100%, no fixed height, a viewBox.
+    assert root.get("width") == "100%" and root.get("height") is None
+    assert {"max-width:100%", "height:auto"} <= set(root.get("style").split(";"))
+    assert len(root.get("viewBox").split()) == 4
+    assert shown == CELL_PX
+    # Every text (task names and counts, repository names, edge labels, legend) >= 9 px.
+    assert len(sizes) > 3 * n_tasks
+    small = [(text, round(px, 2)) for text, px in sizes if px < 9]
+    assert not small, small
+    # The legend shows the states a task node is drawn in, not the status table's others.
+    texts = {text for text, _ in sizes}
+    assert {"ready", "live", "done", "failed", "idle / waiting"} <= texts
+    assert not {"retrying", "blocked", "waiting"} & texts
+
+    # Without fitting, the natural size in points.
+    natural = ET.fromstring(graph.to_svg(fit=False))
+    assert natural.get("width").endswith("pt") and natural.get("height").endswith("pt")
+
+
+async def test_a_drawing_too_wide_to_fit_is_shown_at_a_legible_size():
+    pipeline = build_chain(20, {"a": 1})
+    graph = PipelineGraph(pipeline, await example_status(pipeline), form="full")
+    root, shown, sizes = svg_text_px(graph.to_svg())
+    assert root.get("width").endswith("px") and shown > CELL_PX  # the notebook scrolls it sideways
+    assert min(px for _, px in sizes) == pytest.approx(9, abs=0.05)  # as small as legible, no smaller
+    assert "max-width:none" in root.get("style")
+
+
+async def test_compact_form_past_six_tasks_labels_edges_with_the_shared_repository():
+    pipeline = build_chain(7, {"a": 1, "b": 2})
+    status = await example_status(pipeline)
+    graph = PipelineGraph(pipeline, status)
+    assert graph.form == "compact"
+    assert PipelineGraph(build_dag(SIX_TASKS)).form == "full"  # six tasks that fit: full
+
+    fig = graph.figure()
+    drawn = drawn_labels(fig)
+    assert "repo" not in drawn  # tasks only
+    assert sorted(drawn["task"]) == sorted(pipeline.tasks)
+    # stage i -> stage i+1: the input s{i} (the 'done' it also waits for is implied, not drawn)
+    assert drawn["edge"] == ["input"] * 6
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    for i in range(6):
+        assert labels.count(f"s{i}") == 1
+    assert not any("." in label for label in labels)  # no TASK.LINK repository labels
+    edges = {(u.name, v.name): (kind, label) for u, v, kind, label in graph.model.edges()}
+    assert edges[("stage0", "stage1")] == ("input", "s0")
+    assert len(edges) == 6
+    # the compact SVG: task names, counts and edge labels, no repository names
+    svg = graph.to_svg()
+    assert ">s3<" in svg and "stage0.s0" not in svg and "done 2 · failed 0" in svg
+    assert "Links between tasks" in svg and ">repository<" not in svg
+    assert "compact form" in repr(graph)
+
+
+async def test_full_form_on_demand_draws_repository_nodes():
+    pipeline = build_chain(7, {"a": 1})
+    graph = PipelineGraph(pipeline, await example_status(pipeline), form="full")
+    assert graph.form == "full"
+    drawn = drawn_labels(graph.figure())
+    n_repos = pipeline.graph().number_of_nodes() - 7
+    assert len(drawn["repo"]) == n_repos == 15  # input, and an output and a done per task
+    assert "stage3.s3" in drawn["repo"] and "stage4.s3" not in drawn["repo"]  # named by the writer
+    assert {"input", "output", "status", "requires", "inhibits"} <= set(drawn["edge"])
+    assert "stage0.s0" in graph.to_svg()
+
+
+def test_compact_fan_labels_a_shared_repository_once():
+    pipeline = build_fan(3)
+    graph = PipelineGraph(pipeline, form="compact")
+    edges = {(u.name, v.name): label for u, v, _, label in graph.model.edges()}
+    assert edges == {
+        ("split", "branch0"): "split_out",
+        ("split", "branch1"): "split_out",
+        ("split", "branch2"): "split_out",
+        ("branch0", "merge"): "branch0_out",
+        ("branch1", "merge"): "branch1_out",
+        ("branch2", "merge"): "branch2_out",
+    }  # 'raw' and 'blocklist' link no two tasks: not drawn
+    labels = [t.get_text() for t in graph.figure().axes[0].texts]
+    assert labels.count("split_out") == 1  # once, where the three edges leave split together
+    assert all(labels.count(f"branch{i}_out") == 1 for i in range(3))
+
+
+async def test_form_is_checked_and_kept_with_a_new_status():
+    pipeline = build_chain(2, {"a": 1})
+    with pytest.raises(ValueError, match="form"):
+        PipelineGraph(pipeline, form="tiny")
+    graph = PipelineGraph(pipeline, None, "compact")
+    newer = graph.with_status(await example_status(pipeline))
+    assert newer.form == "compact" and newer._structure is graph._structure
+    assert PipelineGraph(pipeline).form == "full"  # two tasks: full
+
+
+async def test_six_task_pictures_in_both_forms():
+    """Writes tests/notebook/artifacts/graph-six-tasks-{full,compact}.png, to look at."""
+    pipeline = build_dag(SIX_TASKS, fail=("lint", "b"))
+    status = await example_status(pipeline, new_jobs={"d": 4})
+    ARTIFACTS.mkdir(exist_ok=True)
+    for form in ("full", "compact"):
+        png = PipelineGraph(pipeline, status, form, title=f"six tasks, {form} form").to_png()
+        (ARTIFACTS / f"graph-six-tasks-{form}.png").write_bytes(png)
+        height, width = imread(io.BytesIO(png)).shape[:2]
+        assert width <= CELL_PX * 1.25 and width > height  # about a cell wide, at 100 dpi
+        assert len(png) < 200_000
 
 
 # ---- no pyplot, no matplotlib in the core --------------------------------------------------------

@@ -434,7 +434,8 @@ def background(kernel: KernelInfo, tmp_path_factory: pytest.TempPathFactory) -> 
         run("after_stop", session.run("show(running=controller.running, last_run=repr(controller.last_run))"))
         run("wait_run", session.run(
             "await inp.dump('waited', 5)\n%pdt run\nsummary = %pdt wait --timeout 30\n"
-            "show(running=controller.running, summary=repr(summary), waited='waited' in done.data)"
+            "show(running=controller.running, summary=repr(summary), waited='waited' in done.data, "
+            "launched=summary.launched, stopped=summary.stopped)"
         ))
         run("timeout_run", session.run("%pdt run --forever --timeout 0.3"))
         time.sleep(1.0)
@@ -481,7 +482,8 @@ def test_run_forever_picks_up_new_input_until_stopped(background: Recorded):
     assert "already running" in usage_error(background["run_twice"])
     background["feed"].check()
     assert shown(background["after_feed"]) == {"late_done": True, "running": True}
-    assert re.fullmatch(r"stopped after \d+ rounds, 1 launched", background["stop"].check().plain)
+    stopped = background["stop"].check().plain
+    assert re.fullmatch(r"stopped: 1 succeeded, 0 failed \(1 launched in \d+ rounds, [\d.]+ s\)", stopped), stopped
     facts = shown(background["after_stop"])
     assert facts["running"] is False and "stopped=True" in facts["last_run"]
 
@@ -492,8 +494,10 @@ def test_wait_returns_the_summary_and_a_timed_out_wait_leaves_the_run_going(back
     assert shown(background["after_wait_timeout"])["running"] is True
     facts = shown(background["wait_run"])
     assert facts["running"] is False and facts["waited"] is True
-    summary_pattern = r"RunSummary\(rounds=\d+, launched=1, .*stopped=False, succeeded=\d+, failed=0, .*\)"
+    # the summary line of RunSummary.describe(), not the dataclass's repr
+    summary_pattern = r"finished: 1 succeeded, 0 failed \(1 launched in \d+ rounds, [\d.]+ s\)"
     assert re.fullmatch(summary_pattern, facts["summary"]), facts
+    assert facts["launched"] == 1 and facts["stopped"] is False, "the summary's fields are still there"
 
 
 def test_a_timed_out_run_is_reported(background: Recorded):
