@@ -37,7 +37,7 @@ from ..status import PipelineStatus, TaskStatus
 from .controller import JobEntry, PipelineController, controller_for
 from .feed import StatusFeed
 from .kernel_loop import submit
-from .live import LiveView
+from .live import LiveView, redefined_note
 from .progress import progress_html
 from .status_view import _CSS, caption_html, render_status_html, status_text
 from .style import STATE_COLOURS, STATES
@@ -772,11 +772,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
             newest = await old.latest()
             if newest is not old:
                 if not self.redefined_note:
-                    when = f"{old.retired_at:%H:%M:%S} UTC" if old.retired_at else "just now"
-                    self.redefined_note = (
-                        f"the notebook redefined {old.name or 'the pipeline'} at {when}: "
-                        "this view now shows the new definition"
-                    )
+                    self.redefined_note = redefined_note(old)
                 self._attach(newest)
                 self.on_redefined(old, newest)
             return newest

@@ -72,6 +72,13 @@ def stale_html(taken_at: datetime | None, interval: float) -> str:
     )
 
 
+def redefined_note(controller: Any) -> str:
+    """The one line a view shows after the notebook redefined the pipeline it was showing."""
+    when = f"{controller.retired_at:%H:%M:%S} UTC" if controller.retired_at else "just now"
+    name = controller.name or "the pipeline"
+    return f"the notebook redefined {name} at {when}: this view now shows the new definition"
+
+
 class LiveView:
     """Mixin for an ipywidgets widget that shows a controller's feed (see the module docstring).
 
@@ -146,11 +153,7 @@ class LiveView:
         if controller.retired:
             if self.follow:
                 newer = controller.current()
-                when = f"{controller.retired_at:%H:%M:%S} UTC" if controller.retired_at else "just now"
-                self.redefined_note = (
-                    f"the notebook redefined {controller.name or 'the pipeline'} at {when}: "
-                    "this view now shows the new definition"
-                )
+                self.redefined_note = redefined_note(controller)
                 self._attach(newer)
                 self.on_redefined(controller, newer)
                 if newer.feed.last is not None and not newer.retired:
