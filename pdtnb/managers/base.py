@@ -37,6 +37,11 @@ def job_wrapper(
     ``return_code`` atomically (a temporary file renamed), so a reader never sees a half-written
     code. The paths are quoted here and the command arrives as ``"$@"``: nothing the task passes
     is ever parsed as shell code by the wrapper.
+
+    A command started with ``&`` by a non-interactive shell begins with SIGINT and SIGQUIT
+    ignored, and a process inherits ignored signals (a Python job would never see Ctrl-C or a
+    SIGINT from ``kill``): where ``env --default-signal`` exists (coreutils 8.31 and later) the
+    job starts with their default handling.
     """
     q_in = shlex.quote(str(stdin)) if stdin is not None else "/dev/null"
     q_out = shlex.quote(str(stdout)) if stdout is not None else "/dev/null"
@@ -47,7 +52,11 @@ def job_wrapper(
     q_rc = shlex.quote(str(return_code))
     q_tmp = shlex.quote(str(return_code) + ".tmp")
     runner = f"{launcher} " if launcher else ""
-    return f'{runner}"$@" <{q_in} >{q_out} 2>{q_err} &\nwait $!\nc=$?\necho $c >{q_tmp} && mv -f {q_tmp} {q_rc}\n'
+    restore = 'if env --default-signal=INT,QUIT true 2>/dev/null; then set -- env --default-signal=INT,QUIT "$@"; fi\n'
+    return (
+        f'{restore}{runner}"$@" <{q_in} >{q_out} 2>{q_err} &\nwait $!\nc=$?\n'
+        f"echo $c >{q_tmp} && mv -f {q_tmp} {q_rc}\n"
+    )
 
 
 class AbstractProcessManager(ABC):

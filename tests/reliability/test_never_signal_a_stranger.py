@@ -40,3 +40,29 @@ async def test_a_bare_pid_of_an_unrelated_process_is_never_killed(tmp_path):
     finally:
         stranger.kill()
         stranger.wait()
+
+
+async def test_process_jobs_do_not_start_with_sigint_ignored(tmp_path):
+    """A non-interactive shell starts `&` commands with SIGINT and SIGQUIT ignored; the job must
+    not inherit that, or a Python job never sees an interrupt."""
+    session = pdtnb.Session()
+
+    @session.resource
+    async def procman():
+        yield pdtnb.LocalLinuxManager("signals", tmp_path / "procs")
+
+    raw = pdtnb.InProcessMetadataRepository({"j": 1})
+    done, pids, out = (pdtnb.InProcessMetadataRepository(), pdtnb.InProcessMetadataRepository(),
+                       pdtnb.InProcessBlobRepository())
+    quota = pdtnb.ResourceManager(pdtnb.Resources.parse(cpu=4, mem="1Gi"))
+    task = pdtnb.ProcessTask(
+        "p", procman, quota, pdtnb.Resources.parse(cpu=1, mem="1Mi"), pids,
+        "grep SigIgn /proc/self/status\n", done=done, stdout=out,
+    )
+    task.link("raw", raw, is_input=True)
+    async with pdtnb.Pipeline([task], session, [quota]) as pipeline:
+        await pipeline.run(timeout=10)
+    line = out.data["j"].decode().split()
+    ignored = int(line[1], 16)
+    assert not ignored & (1 << (2 - 1)), "SIGINT is not ignored"
+    assert not ignored & (1 << (3 - 1)), "SIGQUIT is not ignored"
