@@ -431,10 +431,11 @@ async def kill_job(pipeline: Pipeline, task_name: str, job: str) -> JobRecord | 
     if done is None:
         return None
     # The job may be reaped by a run going on in this process: give it a moment to record.
+    record = None
     for _ in range(100):
         if await done.contains(job):
             record = read_record(await done.info(job))
-            if record.outcome is not Outcome.SUCCESS or _ == 99:
-                return record
+            if record.outcome is not Outcome.SUCCESS:
+                break
         await asyncio.sleep(0.05)
-    return None
+    return record

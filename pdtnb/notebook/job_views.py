@@ -17,6 +17,7 @@ import html
 import inspect
 import linecache
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -67,11 +68,12 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=False)
 
 
-class _View:
+class _View(ABC):
     """A value that displays as HTML in a notebook and as text elsewhere."""
 
-    def text(self) -> str:  # pragma: no cover - every view overrides it
-        raise NotImplementedError
+    @abstractmethod
+    def text(self) -> str:
+        """The view as plain text (terminals, and what ``html`` falls back to)."""
 
     def html(self) -> str:
         return f"<pre>{_e(self.text())}</pre>"

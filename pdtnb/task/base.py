@@ -47,7 +47,6 @@ __all__ = [
     "LaunchOptions",
     "DEFAULT_LAUNCH",
     "launch_with",
-    "failure_record",
     "is_failure_record",
     "utcnow",
 ]
@@ -127,12 +126,6 @@ def as_timeout(task: str, timeout: timedelta | float | None) -> timedelta | None
 def as_window(window: timedelta | float) -> timedelta:
     """A launch-rate ``window`` argument (a timedelta or seconds) as a timedelta."""
     return window if isinstance(window, timedelta) else timedelta(seconds=float(window))
-
-
-def failure_record(exc: BaseException, start_time: datetime | None = None, phase: str = "run") -> dict[str, Any]:
-    """The stored ``done`` value of an attempt that raised (see :mod:`pdtnb.record`)."""
-    outcome = Outcome.LAUNCH_ERROR if phase == "launch" else Outcome.FAILURE
-    return record_from_exception(exc, start_time, outcome=outcome).to_dict()
 
 
 @dataclass(frozen=True)
