@@ -35,6 +35,7 @@ from .errors import (
     PipelineStateError,
     SessionClosedError,
     SSHConnectionError,
+    StorageFaultError,
     TaskConfigError,
     UnknownNameError,
 )
@@ -49,6 +50,7 @@ from .failures import (
     show_job,
     why_job,
 )
+from .lease import FileLease, Lease, LeaseHeldError, LeaseLostError, MongoLease, S3Lease
 from .managers import AbstractProcessManager, LocalLinuxManager
 from .pipeline import LaunchReport, Pipeline, RunSummary
 from .record import Frame, JobRecord, Outcome
@@ -132,6 +134,12 @@ def unload_ipython_extension(ipython: object) -> None:
     unload(ipython)
 
 __all__ = [
+    "Lease",
+    "FileLease",
+    "S3Lease",
+    "MongoLease",
+    "LeaseHeldError",
+    "LeaseLostError",
     "main",
     "update",
     "run",
@@ -220,6 +228,7 @@ __all__ = [
     "UnknownNameError",
     "SSHConnectionError",
     "KubeConnectionError",
+    "StorageFaultError",
 ]
 # The lazy names are left out of __all__ on purpose: `from pdtnb import *` must not need every extra.
 

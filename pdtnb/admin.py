@@ -15,7 +15,8 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidJobIdError, JobLaunchError, PdtnbError, UnknownNameError
+from .errors import InvalidJobIdError, JobLaunchError, PdtnbError, StorageFaultError, UnknownNameError, storage_fault
+from .lease import acting
 from .repository.base import BlobRepository, MetadataRepository, Repository
 from .repository.metadata import yaml_dump, yaml_load
 from .task.base import DEFAULT_LAUNCH, LaunchOptions, Task, launch_with
@@ -154,6 +155,7 @@ async def read_value(pipeline: Pipeline, data: str, job: str) -> AsyncIterator[b
         raise PdtnbError(f"{data} is a {type(repo).__name__}, which holds no values to print")
 
 
+@acting("inject")
 async def inject_value(
     pipeline: Pipeline,
     data: str,
@@ -199,6 +201,7 @@ async def inject_value(
 # ---- rm --------------------------------------------------------------------------------------
 
 
+@acting("rm")
 async def delete_jobs(pipeline: Pipeline, data: str, jobs: list[str], recursive: bool = False) -> list[tuple[str, str]]:
     """Delete ``jobs`` from ``TASK.LINK`` (or from a task's repositories), and with ``recursive``
     from everything downstream. ``["__all__"]`` means every job. Returns (job, repository label)
@@ -243,6 +246,7 @@ class LaunchOutcome:
     done: Any = None
 
 
+@acting("launch")
 async def launch_job(
     pipeline: Pipeline,
     task_name: str,
@@ -272,7 +276,12 @@ async def launch_job(
         options = DEFAULT_LAUNCH
     try:
         started = await launch_with(task, job, options)
+    except StorageFaultError:
+        raise  # the disk failed, not the job: nothing recorded
     except Exception as e:
+        fault = storage_fault(e, note=f"nothing was lost: {task_name} {job} stays ready")
+        if fault is not None:
+            raise fault from e
         await task.record_failure(job, e, phase="launch", options=options)
         raise JobLaunchError(task_name, job, e) from e
     if started is False:

@@ -20,8 +20,10 @@ from typing import Any
 from . import admin, failures
 from .commands import CLI, add_command, commands_for, unknown_jobs
 from .errors import PdtnbError
+from .lease import LeaseHeldError
 from .pipeline import Pipeline
 from .record import is_failure_record, read_record
+from .signals import Stopping, hard_exit
 from .status import pipeline_status, pipeline_trace
 
 __all__ = [
@@ -259,30 +261,48 @@ def main(
     """Parse the command line and administer ``pipeline``.
 
     ``instrument(subparsers)`` may add commands: give each ``set_defaults(func=...)``; a coroutine
-    function runs inside the opened pipeline. Exits with status 1 on a handled error, 130 on
-    Ctrl-C; returns 0 on success.
+    function runs inside the opened pipeline. Returns 0 on success; exits with status 1 on a
+    handled error, 75 when another controller holds the pipeline (``--wait`` waits instead), and
+    ``128 + signal`` when interrupted (130 for Ctrl-C, 143 for SIGTERM; see :mod:`pdtnb.signals`).
     """
     parser = build_parser(instrument)
     args = vars(parser.parse_args(argv))
     debug = args.pop("debug")
     verbose = args.pop("verbose")
-    args.pop("command", None)
+    command = args.pop("command", None) or "command"
+    acts = "wait" in args  # the acting commands are those that can wait for the lease
+    wait = args.pop("wait", None)
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     func = args.pop("func")
+    stopping = Stopping()
     try:
         if inspect.iscoroutinefunction(func):
-            code = asyncio.run(_run_opened(pipeline, func, args))
+            with stopping.installed():
+                if command == "run" and args.get("timeout") is not None:
+                    timeout = float(args["timeout"])
+                    stopping.watch(
+                        timeout + 1.0, 1,
+                        f"error: pipeline run timed out after {timeout:g} s, and a job blocking the event "
+                        "loop kept it from stopping: exiting without it (it stays ready)",
+                    )
+                code = asyncio.run(_run_opened(pipeline, func, args, stopping, command if acts else None, wait))
         else:
             code = func(pipeline, **args)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        _exit_past_threads(pipeline, stopping.status, "interrupted")
         print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(stopping.status) from None
+    except LeaseHeldError as e:
+        hint = "" if wait else "; `--wait` waits for it"
+        print(f"error: {e}{hint}", file=sys.stderr)
+        raise SystemExit(e.exit_status) from None
     except (PdtnbError, OSError, TimeoutError, ValueError) as e:
         if debug:
             raise
+        _exit_past_threads(pipeline, 1, f"error: {e}")
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     code = int(code or 0)
@@ -291,6 +311,25 @@ def main(
     return 0
 
 
-async def _run_opened(pipeline: Pipeline, func: Callable[..., Any], args: dict[str, Any]) -> Any:
+def _exit_past_threads(pipeline: Pipeline, status: int, message: str) -> None:
+    """After an interrupted or failed run, end the process at once if job bodies are still running
+    in threads: the interpreter would otherwise wait for them at exit (they cannot be stopped)."""
+    running = sum(task.threads_running() for task in pipeline.tasks.values())
+    if running:
+        hard_exit(status, f"{message} ({running} job bodies still running in threads were abandoned; they stay ready)")
+
+
+async def _run_opened(
+    pipeline: Pipeline,
+    func: Callable[..., Any],
+    args: dict[str, Any],
+    stopping: Stopping,
+    command: str | None,
+    wait: float | None,
+) -> Any:
+    stopping.attach()
     async with pipeline:
-        return await func(pipeline, **args)
+        if command is None:
+            return await func(pipeline, **args)
+        async with pipeline.control(command, wait=wait):
+            return await func(pipeline, **args)

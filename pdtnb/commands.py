@@ -15,6 +15,7 @@ This module is part of the core: it imports neither IPython nor ipywidgets.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -157,6 +158,13 @@ def command(name: str, help: str, *args: Argument, where: str = BOTH, notebook_h
 _JSON = arg("--json", dest="as_json", action="store_true", help="Print JSON for scripts", where=CLI)
 _ALL = arg("--all", "-a", dest="all_repos", action="store_true", help="Show internal repositories")
 _TASK = arg("task_name", metavar="task", help="Task", synopsis="TASK")
+#: Every acting subcommand of the command line takes it: they hold the pipeline's lease.
+_WAIT = arg(
+    "--wait", type=float, nargs="?", const=math.inf, default=None, metavar="S", where=CLI,
+    help="If another controller holds the pipeline, wait for it (for S seconds, or as long as it takes) "
+    "instead of exiting with status 75",
+    synopsis="[--wait [S]]",
+)
 _JOB = arg("job", help="Job")
 
 #: Every subcommand, in the order ``--help`` and ``%pdt help`` list them.
@@ -168,7 +176,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     command("open", "open the pipeline on the kernel's loop (any action opens it)", where=NOTEBOOK),
     command("close", "close the pipeline and its session", where=NOTEBOOK),
-    command("update", "Keep the pipeline in motion", notebook_help="one update phase (reap finished jobs)"),
+    command("update", "Keep the pipeline in motion", _WAIT, notebook_help="one update phase (reap finished jobs)"),
     command("step", "one round: update, then launch", where=NOTEBOOK),
     command(
         "run", "Run update in a loop until everything is quiet",
@@ -176,6 +184,7 @@ COMMANDS: tuple[Command, ...] = (
         arg("--launch-once", action="store_true", help="Launch only in the first round, then only reap"),
         arg("--timeout", type=float, default=None, help="Give up (exit 1) after this many seconds",
             synopsis="[--timeout S]"),
+        _WAIT,
         notebook_help="run in the background; returns a live table at once",
     ),
     command(
@@ -221,10 +230,12 @@ COMMANDS: tuple[Command, ...] = (
         arg("job", nargs="*", help="Jobs to retry"),
         arg("--failed", action="store_true", help="Retry every failed job of the task"),
         arg("--recursive", "-r", action="store_true", help="Also clear what they fed downstream", synopsis="[-r]"),
+        _WAIT,
         notebook_help="make failed jobs ready again (--failed: all of the task's; -r: clear downstream too)",
     ),
     command(
-        "kill", "Stop a live job and record it as killed", _TASK, _JOB,
+        "kill", "Stop a live job and record it as killed (via the controller running the pipeline, if any)",
+        _TASK, _JOB,
         notebook_help="stop a live job and record it as killed",
     ),
     command(
@@ -242,6 +253,7 @@ COMMANDS: tuple[Command, ...] = (
         arg("--recursive", "-r", action="store_true", help="Delete dependant data too", synopsis="[-r]"),
         arg("data", help="Repository (TASK.LINK) or task (TASK) to delete from", synopsis="TASK.LINK"),
         arg("job", nargs="+", help="Jobs to delete (__all__ for every job)"),
+        _WAIT,
         notebook_help="delete jobs (-r: and everything downstream; __all__ = every job)",
     ),
     command(
@@ -262,6 +274,7 @@ COMMANDS: tuple[Command, ...] = (
         arg("job", help="Job to store standard input as", where=CLI),
         arg("job", help="Job to store the value as", where=NOTEBOOK),
         arg("variable", nargs="?", help="the variable holding the value", where=NOTEBOOK, synopsis="VAR"),
+        _WAIT,
         notebook_help="store the value of variable VAR (or the cell body, with %%pdt)",
     ),
     command(
@@ -274,6 +287,7 @@ COMMANDS: tuple[Command, ...] = (
         arg("--sync", action="store_true", help="Run the task in-process, if possible"),
         arg("--meta", action=argparse.BooleanOptionalAction, default=True,
             help="Store metadata related to task completion", synopsis="[--no-meta]"),
+        _WAIT,
         notebook_help="start one job by hand; without TASK JOB: one launch phase (start ready jobs)",
     ),
     command("shell", "Launch an interactive shell to interrogate the pipeline", where=CLI),

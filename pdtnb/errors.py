@@ -9,6 +9,9 @@ ported ``except`` clauses keep working.
 
 from __future__ import annotations
 
+import errno as _errno
+import os
+
 __all__ = [
     "PdtnbError",
     "InvalidJobIdError",
@@ -20,6 +23,9 @@ __all__ = [
     "UnknownNameError",
     "SSHConnectionError",
     "KubeConnectionError",
+    "StorageFaultError",
+    "STORAGE_ERRNOS",
+    "storage_fault",
     "short_job_id",
 ]
 
@@ -95,3 +101,70 @@ class SSHConnectionError(PdtnbError, ConnectionError):
 class KubeConnectionError(PdtnbError, ConnectionError):
     """The Kubernetes API server could not be reached, or no kube config could be loaded. The message
     names the server (its URL) and what pdtnb was doing."""
+
+
+#: The errnos that say the storage failed, not the job: disk full, quota exceeded, read-only file
+#: system, I/O error.
+STORAGE_ERRNOS = frozenset(
+    code for code in (_errno.ENOSPC, getattr(_errno, "EDQUOT", None), _errno.EROFS, _errno.EIO) if code is not None
+)
+
+
+class StorageFaultError(PdtnbError, OSError):
+    """The storage under the pipeline cannot take writes: disk full, quota, read-only, I/O error.
+
+    A job that meets one (its body, or the writing of its record) is not recorded as failed, since
+    the environment failed, not the job: it stays ready, and ``run`` stops launching and raises
+    this error, whose one-line message names the errno and the path, for example ``no space left
+    on device (ENOSPC) writing /data/done/j3.yaml; nothing was lost: stage2 j3 stays ready``.
+    ``errno``, ``strerror`` and ``filename`` are those of the ``OSError`` it was made from (its
+    ``__cause__``); ``filename`` is None when that error named no file.
+    """
+
+    def __init__(self, code: int, filename: str | None = None, note: str | None = None) -> None:
+        strerror = os.strerror(code)
+        if filename is None:
+            super().__init__(code, strerror)
+        else:
+            super().__init__(code, strerror, filename)
+        self.note = note
+        name = _errno.errorcode.get(code, f"errno {code}")
+        where = f" writing {filename}" if filename is not None else " (the error names no file)"
+        self.message = f"{strerror[:1].lower()}{strerror[1:]} ({name}){where}" + (f"; {note}" if note else "")
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.errno, self.filename, self.note))
+
+
+def storage_fault(exc: BaseException, note: str | None = None, depth: int = 3) -> StorageFaultError | None:
+    """The :class:`StorageFaultError` to raise for ``exc`` when it is, or wraps (through
+    ``__cause__`` or ``__context__``, up to ``depth`` levels), an ``OSError`` whose errno is in
+    ``STORAGE_ERRNOS`` (ENOSPC, EDQUOT, EROFS, EIO); None for any other exception. ``note`` ends
+    the message (what became of the job). A StorageFaultError is returned as it is (with ``note``
+    if it had none)."""
+    seen: set[int] = set()
+    todo: list[tuple[BaseException, int]] = [(exc, 0)]
+    while todo:
+        current, level = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, StorageFaultError):
+            if note and not current.note:
+                fault = StorageFaultError(current.errno, current.filename, note)
+                fault.__cause__ = current.__cause__
+                return fault
+            return current
+        if isinstance(current, OSError) and current.errno in STORAGE_ERRNOS:
+            filename = current.filename
+            fault = StorageFaultError(current.errno, None if filename is None else os.fsdecode(filename), note)
+            fault.__cause__ = current
+            return fault
+        if level < depth:
+            for inner in (current.__cause__, current.__context__):
+                if inner is not None:
+                    todo.append((inner, level + 1))
+    return None

@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .admin import delete_jobs, resolve_task
-from .errors import PdtnbError, short_job_id
+from .errors import PdtnbError, TaskConfigError, short_job_id
+from .lease import LeaseHeldError, acting
 from .outcomes import base_of, outcome_index
 from .record import JobRecord, Outcome, read_record
 from .repository.base import Repository
@@ -372,6 +373,7 @@ class RetryResult:
         return {"task": self.task, "jobs": self.jobs, "deleted": [list(d) for d in self.deleted]}
 
 
+@acting("retry")
 async def retry_jobs(
     pipeline: Pipeline,
     task_name: str,
@@ -421,18 +423,50 @@ async def retry_jobs(
 
 
 async def kill_job(pipeline: Pipeline, task_name: str, job: str) -> JobRecord | None:
-    """Stop the live ``job`` of ``task_name`` and record it as killed; returns its record."""
+    """Stop the live ``job`` of ``task_name`` and record it as killed; returns its record.
+
+    When another controller is running the pipeline (it holds the lease), the job is marked for
+    that controller to kill at its next round (:meth:`~pdtnb.Task.request_kill`; processes and
+    pods), and this waits for the record it writes.
+    """
     task = resolve_task(pipeline, task_name)
     _check_job(task, job)
+    try:
+        async with pipeline.control("kill"):
+            return await _kill_here(pipeline, task, job)
+    except LeaseHeldError as held:
+        try:
+            requested = await task.request_kill(job)
+        except TaskConfigError as e:
+            raise PdtnbError(f"{task.name} {short_id(job)}: {e}; {held}") from None
+    if not requested:
+        state = await _state_of(pipeline, task, job)
+        raise PdtnbError(f"{task.name} {short_id(job)} is not running (it is {state})")
+    return await _await_kill_record(task, job, KILL_REQUEST_WAIT)
+
+
+#: How long ``kill`` waits for the controller running the pipeline to act on its request.
+KILL_REQUEST_WAIT = 60.0
+
+
+async def _kill_here(pipeline: Pipeline, task: Task, job: str) -> JobRecord | None:
     if not await task.kill(job):
         state = await _state_of(pipeline, task, job)
         raise PdtnbError(f"{task.name} {short_id(job)} is not running here (it is {state})")
+    # The job may be reaped by a run going on in this process: give it a moment to record.
+    return await _await_kill_record(task, job, 5.0)
+
+
+async def _await_kill_record(task: Task, job: str, seconds: float) -> JobRecord | None:
+    """The record of the killed ``job`` once written (None without a done repository, or if it
+    did not come within ``seconds``)."""
     done = task.done_repository
     if done is None:
         return None
-    # The job may be reaped by a run going on in this process: give it a moment to record.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
     record = None
-    for _ in range(100):
+    while loop.time() < deadline:
         if await done.contains(job):
             record = read_record(await done.info(job))
             if record.outcome is not Outcome.SUCCESS:

@@ -25,7 +25,7 @@ from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
 
-from .record import JobRecord, read_record
+from .record import JobRecord, clean_text, read_record
 from .repository.base import MetadataRepository, Repository
 from .repository.combinators import RelatedItemRepository
 
@@ -62,6 +62,13 @@ class OutcomeIndex:
             self.failed.discard(job)
             self.retrying.pop(job, None)
             self.corrupt.pop(job, None)
+            return
+        if type(value) is not dict and not isinstance(value, dict):
+            # A list, a bare string, an empty file: nobody wrote this record correctly. It is a
+            # corrupt record, reported as such (like malformed YAML), not an attempt that failed.
+            self.failed.discard(job)
+            self.retrying.pop(job, None)
+            self.corrupt[job] = f"not a record: {clean_text(repr(value), 80)}"
             return
         record = read_record(value)
         self.corrupt.pop(job, None)

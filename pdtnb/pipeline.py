@@ -10,14 +10,18 @@ interval) while jobs are live, and returns as soon as nothing is live or ready.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import networkx
 
-from .errors import PipelineStateError
+from .errors import PipelineStateError, StorageFaultError, storage_fault
+from .lease import Holder, Lease
 from .outcomes import base_of, outcome_index
 from .record import Outcome, read_record
 from .repository.base import Repository, listing_snapshot
@@ -100,6 +104,12 @@ class Pipeline:
     ``priority(task_name, job)`` returns an int; no job is started while a ready job of higher
     priority is still waiting. ``poll_interval`` is how often ``run --forever`` looks for new input
     when nothing is live; ``launch_concurrency`` bounds the launches in flight at once.
+
+    ``lease`` is where the pipeline's lease lives (one controller at a time, see
+    :mod:`pdtnb.lease`): by default the first done repository, in task order, that can hold one
+    (a file beside local records, an object beside S3 ones, a document beside MongoDB ones); a
+    :class:`~pdtnb.lease.Lease` to choose the place; ``False`` for none (only when nothing else
+    will ever act on these repositories). ``controller`` names this program in a refusal.
     """
 
     def __init__(
@@ -111,6 +121,8 @@ class Pipeline:
         *,
         poll_interval: float = 1.0,
         launch_concurrency: int = 16,
+        lease: Lease | bool | None = None,
+        controller: str | None = None,
     ):
         self.tasks: dict[str, Task] = {}
         for task in tasks:
@@ -128,6 +140,15 @@ class Pipeline:
         self._backoff: dict[tuple[str, str], tuple[float, float]] = {}
         self._stop_requested = False
         self._summary: RunSummary | None = None
+        if lease is True:
+            lease = None
+        self._lease_choice: Lease | bool | None = lease
+        self._lease: Lease | None = None
+        self._lease_depth = 0
+        self._lease_gate: asyncio.Lock | None = None
+        self._linger: asyncio.Task[None] | None = None
+        #: How this program is named in the refusals other controllers print (``pipeline.py``).
+        self.controller = controller or self.default_controller()
         self._resolve_require_success()
 
     def _resolve_require_success(self) -> None:
@@ -231,10 +252,106 @@ class Pipeline:
         if not self._opened:
             return
         self._opened = False
+        linger, self._linger = self._linger, None
+        if linger is not None and not linger.done():
+            linger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await linger
+        if self._lease_depth == 0:
+            await self._release_lease()
         for task in self.tasks.values():
             task._attach(None)
             task._on_record = None
         await self.session.close()
+
+    # ---- one controller at a time ---------------------------------------------------------
+
+    @staticmethod
+    def default_controller() -> str:
+        """The program's name (``pipeline.py``): what ``controller`` is unless given."""
+        return Path(sys.argv[0] or "python").name or "python"
+
+    def lease_place(self) -> Lease | None:
+        """The lease this pipeline's acting commands take (None: no shared place, see ``lease``)."""
+        if self._lease_choice is False:
+            return None
+        if isinstance(self._lease_choice, Lease):
+            return self._lease_choice
+        for task in self.tasks.values():
+            done = task.done_repository
+            if done is not None:
+                place = base_of(done).lease_place()
+                if place is not None:
+                    self._lease_choice = place
+                    return place
+        self._lease_choice = False
+        return None
+
+    @property
+    def holds_lease(self) -> bool:
+        """Whether this pipeline object is acting now (holding its lease, if it has a place)."""
+        return self._lease_depth > 0
+
+    @contextlib.asynccontextmanager
+    async def control(self, command: str, wait: float | None = None) -> AsyncIterator[None]:
+        """Hold the pipeline's lease for the block: acting methods (``update``, ``run``, the
+        launch and update phases, ``retry``, ``kill``, ``rm``, ``inject``, ``launch``) take it
+        themselves, so wrap several of them to hold it across. Re-entrant within this object.
+
+        Raises :class:`~pdtnb.lease.LeaseHeldError` naming the holder when another controller
+        holds it (after waiting up to ``wait`` seconds, ``inf`` for ever). When the block ends
+        with jobs still live only in this process (executor threads), the lease is kept, and
+        those jobs reaped as they end, until none is left (see :meth:`Task.jobs_here`).
+        """
+        if self._lease_gate is None:
+            self._lease_gate = asyncio.Lock()
+        async with self._lease_gate:
+            if self._lease_depth == 0 and self._lease is None:
+                lease = self.lease_place()
+                if lease is not None:
+                    await lease.acquire(Holder.me(f"{self.controller} {command}".strip()), wait)
+                self._lease = lease
+            self._lease_depth += 1
+        try:
+            yield
+        finally:
+            self._lease_depth -= 1
+            if self._lease_depth == 0 and self._lease is not None:
+                if self._opened and self._jobs_here():
+                    if self._linger is None or self._linger.done():
+                        self._linger = asyncio.get_running_loop().create_task(self._reap_then_release())
+                else:
+                    await asyncio.shield(self._release_lease())
+
+    def _jobs_here(self) -> bool:
+        return any(task.jobs_here() for task in self.tasks.values())
+
+    async def _reap_then_release(self) -> None:
+        """Keep the lease while jobs live only in this process, reaping them as they end (no
+        launches), then let it go. An action started meanwhile shares the lease."""
+        try:
+            while self._opened and self._jobs_here():
+                if self._wakeup is not None:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), 0.5)
+                if self._lease_depth == 0 and self._opened:
+                    await asyncio.gather(*(t.update() for t in self.tasks.values() if t.jobs_here()))
+        except Exception:
+            log.exception("reaping the jobs left live in this process failed")
+        finally:
+            if self._lease_depth == 0:
+                await self._release_lease()
+
+    async def _release_lease(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            await lease.release()
+
+    async def _fence(self) -> None:
+        """Before acting: make sure the lease is still ours (fast unless a renewal is due)."""
+        lease = self._lease
+        if lease is not None and not lease.valid():
+            await lease.confirm()
 
     def _check_open(self) -> None:
         if not self._opened:
@@ -272,21 +389,25 @@ class Pipeline:
 
     async def update(self) -> bool:
         """One round: the update phase, then the launch phase. True if anything is live or ready."""
-        live = await self.update_only_update()
-        report = await self._launch_phase()
+        async with self.control("update"):
+            live = await self.update_only_update()
+            report = await self._launch_phase()
         return live or report.ready > 0
 
     async def update_only_update(self) -> bool:
         """The update phase: every task reaps its finished jobs. True if any job is live."""
-        return bool(await self._update_phase())
+        async with self.control("update"):
+            return bool(await self._update_phase())
 
     async def update_phase(self) -> list[str]:
         """The update phase, reporting which tasks had live jobs or reaped some."""
-        return [t.name for t in await self._update_phase()]
+        async with self.control("update"):
+            return [t.name for t in await self._update_phase()]
 
     async def launch_phase(self) -> LaunchReport:
         """The launch phase, reporting how many jobs were ready, launched, failed or held back."""
-        return await self._launch_phase()
+        async with self.control("launch"):
+            return await self._launch_phase()
 
     async def _update_phase(self) -> list[Task]:
         self._check_open()
@@ -298,7 +419,8 @@ class Pipeline:
 
     async def update_only_launch(self) -> bool:
         """The launch phase: start ready jobs. True if any job was ready."""
-        return (await self._launch_phase()).ready > 0
+        async with self.control("launch"):
+            return (await self._launch_phase()).ready > 0
 
     async def gather_ready_jobs(self, task: Task) -> set[str]:
         """The jobs ``task`` could launch now (none if it is disabled)."""
@@ -321,6 +443,7 @@ class Pipeline:
             self._backoff = {k: v for k, v in self._backoff.items() if v[0] > now}
         groups = self._priority_groups(tasks, ready_sets)
         for group in groups:
+            await self._fence()
             refused_any = await self._launch_group(group, report)
             if refused_any:
                 break  # lower priorities wait until this one is fully scheduled
@@ -395,30 +518,48 @@ class Pipeline:
         ]
 
     async def _launch_group(self, group: list[tuple[Task, Iterable[str]]], report: LaunchReport) -> bool:
-        """Launch a priority group's jobs, ``launch_concurrency`` at a time; True if a quota refused one."""
+        """Launch a priority group's jobs, ``launch_concurrency`` at a time; True if a quota refused one.
+
+        A :class:`~pdtnb.StorageFaultError` (the disk is full...) stops the launch phase at once:
+        no further launch, no failure record, no back-off; the launches in flight end, and the
+        first fault is raised, so ``run`` stops with it. Before each launch the lease is checked
+        (:meth:`~pdtnb.lease.Lease.valid`: a clock reading, unless a renewal is due)."""
         refused = False
+        lease = self._lease
         backoff = self._backoff
+        fault: StorageFaultError | None = None
         for task, jobs in group:
             it: Iterator[str] = iter(jobs)
             name = task.name
             task_refused = False
 
             async def worker() -> None:
-                nonlocal task_refused
+                nonlocal task_refused, fault
                 launch = task.launch  # noqa: B023 - the workers are awaited within this iteration
                 launched = 0
                 try:
                     for job in it:  # noqa: B023
-                        if task_refused:
+                        if task_refused or fault is not None:
                             return
                         if backoff and (name, job) in backoff:  # noqa: B023
                             report.deferred += 1
                             continue
+                        if lease is not None and not lease.valid():
+                            await lease.confirm()  # raises LeaseLostError: stop before acting
                         try:
                             started = await launch(job)
                         except Exception as e:
-                            report.failed += 1
-                            await self._launch_failed(task, job, e)  # noqa: B023
+                            stop = storage_fault(e, note=f"nothing was lost: {name} {job} stays ready")  # noqa: B023
+                            if stop is None:
+                                report.failed += 1
+                                try:
+                                    await self._launch_failed(task, job, e)  # noqa: B023
+                                except StorageFaultError as recording:
+                                    stop = recording
+                            if stop is not None:
+                                if fault is None:
+                                    fault = stop
+                                return
                             continue
                         if started is False:
                             report.refused += 1
@@ -430,12 +571,21 @@ class Pipeline:
 
             n = len(jobs) if isinstance(jobs, (set, list, frozenset)) else self.launch_concurrency
             await asyncio.gather(*(worker() for _ in range(min(self.launch_concurrency, n))))
+            if fault is not None:
+                raise fault
             refused = refused or task_refused
         return refused
 
     async def _launch_failed(
         self, task: Task, job: str, exc: Exception, options: LaunchOptions | None = None
     ) -> None:
+        """Log and record a failed launch, and back the job off. A storage fault, in the launch
+        or in the writing of its record, is raised instead (:class:`~pdtnb.StorageFaultError`):
+        the job is not recorded as failed, and the run stops."""
+        note = f"nothing was lost: {task.name} {job} stays ready"
+        fault = storage_fault(exc, note=note)
+        if fault is not None:
+            raise fault
         log.error("launching %s:%s failed: %r", task.name, job, exc, exc_info=exc)
         key = (task.name, job)
         previous = self._backoff.get(key)
@@ -446,7 +596,11 @@ class Pipeline:
                 await task.record_failure(job, exc, phase="launch")
             else:
                 await task.record_failure(job, exc, phase="launch", options=options)
-        except Exception:
+        except Exception as e:
+            fault = storage_fault(e, note=f"{task.name} {job} failed to launch ({type(exc).__name__}) "
+                                  "and stays ready: its record could not be written")
+            if fault is not None:
+                raise fault from e
             log.exception("could not record the failure of %s:%s", task.name, job)
 
     # ---- running until quiet ---------------------------------------------------------------
@@ -461,6 +615,10 @@ class Pipeline:
         ``run`` (Ctrl-C) interrupts the tasks the same way.
         """
         self._check_open()
+        async with self.control("run"):
+            return await self._run(forever, launch_once, timeout)
+
+    async def _run(self, forever: bool, launch_once: bool, timeout: float | None) -> RunSummary:
         assert self._wakeup is not None
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -487,6 +645,7 @@ class Pipeline:
             self._summary = None
             summary.succeeded = sum(t.successes for t in self.tasks.values()) - successes
         summary.elapsed = loop.time() - start
+        await self._load_unread_outcomes()
         corrupt = self._corrupt_records()
         summary.corrupt = len(corrupt)
         for where in corrupt[:5]:
@@ -501,6 +660,20 @@ class Pipeline:
                 await task.interrupt()
             except Exception:
                 log.exception("task %s: could not be interrupted", task.name)
+
+    async def _load_unread_outcomes(self) -> None:
+        """Read the outcomes of the done repositories the run never needed (those of the last
+        tasks: nothing downstream asked whether they succeeded), so that an unreadable record
+        there is reported by this run too."""
+        pending = []
+        for task in self.tasks.values():
+            done = task.done_repository
+            if done is not None and not outcome_index(done).loaded:
+                pending.append(outcome_index(done).refresh(done))
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("could not read the outcomes of a done repository: %s", result)
 
     def _corrupt_records(self) -> list[str]:
         """``TASK JOB: problem`` for every done record known to be unreadable."""
@@ -529,6 +702,7 @@ class Pipeline:
             if self._stop_requested:
                 summary.stopped = True
                 break
+            await self._fence()
             self._wakeup.clear()
             busy_tasks = await self._update_phase()
             report = await self._launch_phase() if do_launch else LaunchReport()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import networkx
 
+from .lease import Holder
 from .outcomes import OutcomeIndex, base_of, outcome_index
 from .repository.base import Repository, listing_snapshot
 from .task.base import Link, Task
@@ -39,10 +41,13 @@ from .task.base import Link, Task
 if TYPE_CHECKING:
     from .pipeline import Pipeline
 
+log = logging.getLogger("pdtnb.status")
+
 __all__ = [
     "LinkStatus",
     "TaskStatus",
     "PipelineStatus",
+    "controller_of",
     "pipeline_status",
     "pipeline_trace",
     "StatusTracker",
@@ -103,6 +108,9 @@ class PipelineStatus:
     tasks: list[TaskStatus]
     taken_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     jobs: list[str] | None = None
+    #: Another controller acting on the pipeline now (None: nobody, or this process itself). Its
+    #: in-process and executor jobs run in its memory: here they count as ready, not live.
+    controller: Holder | None = None
 
     @property
     def is_trace(self) -> bool:
@@ -138,6 +146,8 @@ class PipelineStatus:
                 f"# {t.name}: ready {t.ready}, live {t.live}, done {t.done}, failed {t.failed}, "
                 f"retrying {t.retrying}, blocked {t.blocked}, waiting {t.waiting}{extra}"
             )
+        if self.controller is not None:
+            out.append(f"# controlled now by {self.controller.describe()}: its in-process jobs count as ready here")
         return out
 
     def trace_lines(self, reasons: dict[tuple[str, str], str] | None = None) -> list[str]:
@@ -170,6 +180,10 @@ class PipelineStatus:
                 for link in entry["links"]:
                     link.pop("jobs")
             data["tasks"].append(entry)
+        controller = None if self.controller is None else self.controller.to_dict()
+        if controller is not None:
+            controller.pop("token")
+        data["controller"] = controller
         return data
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -314,6 +328,19 @@ def _task_states(
     return _States(ready, live, done_ids, failed, retrying, blocked, required)
 
 
+async def controller_of(pipeline: Pipeline) -> Holder | None:
+    """Who else holds the pipeline's lease now: None when nobody does, when this pipeline object
+    holds it, or when its store cannot be read (status must work regardless)."""
+    lease = pipeline.lease_place()
+    if lease is None or pipeline.holds_lease:
+        return None
+    try:
+        return await lease.current_holder()
+    except Exception as e:
+        log.debug("could not read the lease %s: %s", lease.where, e)
+        return None
+
+
 async def pipeline_status(pipeline: Pipeline, all_repos: bool = False) -> PipelineStatus:
     """Count every shown link's jobs and each task's jobs in each state."""
     return await _compute(pipeline, all_repos, None)
@@ -366,7 +393,8 @@ async def _status(
         by_name[task.name] = TaskStatus(
             name=task.name, links=link_rows, disabled=task.disabled, job_states=job_states, **states.counts()
         )
-    return PipelineStatus(tasks=[by_name[n] for n in pipeline.tasks], jobs=jobs)
+    controller = await controller_of(pipeline)
+    return PipelineStatus(tasks=[by_name[n] for n in pipeline.tasks], jobs=jobs, controller=controller)
 
 
 class StatusTracker:

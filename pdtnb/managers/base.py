@@ -125,6 +125,11 @@ class AbstractProcessManager(ABC):
         """
         return None
 
+    async def listdir(self, path: Path) -> list[str] | None:
+        """The names in directory ``path`` ([] if it does not exist), or None when the manager
+        cannot list directories (then job directories orphaned by a crash are not swept)."""
+        return None
+
     async def mtime(self, path: Path) -> datetime | None:
         """When ``path`` was last modified (timezone-aware), or None if unknown. The task uses the
         return code file's time as the job's end time, which stays right for jobs reaped late."""

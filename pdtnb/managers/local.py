@@ -353,6 +353,15 @@ class LocalLinuxManager(AbstractProcessManager):
 
         await asyncio.to_thread(remove)
 
+    async def listdir(self, path: Path) -> list[str]:
+        def names() -> list[str]:
+            try:
+                return os.listdir(path)
+            except FileNotFoundError:
+                return []
+
+        return await asyncio.to_thread(names)
+
     async def mtime(self, path: Path) -> datetime | None:
         try:
             return datetime.fromtimestamp(os.stat(path).st_mtime, timezone.utc)

@@ -374,6 +374,11 @@ class SSHLinuxManager(AbstractProcessManager):
     async def rmtree(self, path: Path) -> None:
         await self._run(f"rm -rf -- {shlex.quote(str(path))}")
 
+    async def listdir(self, path: Path) -> list[str]:
+        quoted = shlex.quote(str(path))
+        out = await self._run(f"if [ -d {quoted} ]; then ls -A1 -- {quoted}; fi")
+        return [name for name in out.split("\n") if name]
+
     async def mtime(self, path: Path) -> datetime | None:
         out = await self._run(f"stat -c %.9Y -- {shlex.quote(str(path))}", check=False)
         try:

@@ -89,6 +89,8 @@ class PipelineController:
     def __init__(self, pipeline: Pipeline, name: str | None = None):
         self.pipeline = pipeline
         self.name = name
+        if pipeline.controller == pipeline.default_controller():
+            pipeline.controller = "notebook"  # as other controllers' refusals name it
         self.tracker = StatusTracker(pipeline)
         self.actions: list[Action] = []
         self.last_run: RunSummary | BaseException | None = None

@@ -27,6 +27,7 @@ from ..errors import InvalidJobIdError
 from ..streams import AReadStream, AReadText, AWriteStream, AWriteText
 
 if TYPE_CHECKING:
+    from ..lease import Lease
     from .combinators import MapRepository
 
 __all__ = [
@@ -35,6 +36,11 @@ __all__ = [
     "MetadataRepository",
     "listing_snapshot",
 ]
+
+#: Names starting with this are pdtnb's own objects (temporary files, the lease), never jobs.
+RESERVED_PREFIX = ".pdtnb-"
+#: The name, under a repository's directory or prefix, of a pipeline's lease.
+LEASE_NAME = RESERVED_PREFIX + "lease"
 
 log = logging.getLogger("pdtnb.repository")
 
@@ -233,6 +239,12 @@ class Repository(ABC):
 
     async def validate(self) -> None:
         """Raise if the repository is misconfigured; called once when the pipeline opens."""
+
+    def lease_place(self) -> Lease | None:
+        """Where a pipeline whose records live here keeps its lease (one controller at a time),
+        or None when this storage cannot hold one shared between processes (memory, computed
+        repositories). A pipeline asks its done repositories, in task order."""
+        return None
 
     def map(
         self,

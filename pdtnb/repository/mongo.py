@@ -17,11 +17,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from collections.abc import Set as AbstractSet
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PdtnbError
 from .base import MetadataRepository
 from .metadata import yaml_dump, yaml_load
+
+if TYPE_CHECKING:
+    from ..lease.mongo import MongoLease
 
 __all__ = ["MongoMetadataRepository", "MongoError"]
 
@@ -93,6 +96,20 @@ class MongoMetadataRepository(MetadataRepository):
         if self._subcollection is not None:
             result = result[self._subcollection]
         return result
+
+    def lease_place(self) -> MongoLease:
+        """The document ``_id: <this collection's full name>`` in the database's ``pdtnb_leases``
+        collection."""
+        from ..lease.mongo import MongoLease
+
+        def leases() -> Any:
+            return self.collection.database["pdtnb_leases"]
+
+        try:
+            name = self.collection.full_name
+        except Exception:
+            name = self._subcollection or "pipeline"
+        return MongoLease(leases, name)
 
     def __repr__(self) -> str:
         try:

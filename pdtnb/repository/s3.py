@@ -16,12 +16,15 @@ import contextlib
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PdtnbError
 from ..streams import AReadText, AWriteText, CommitOnExit
-from .base import BlobRepository, check_mode
+from .base import LEASE_NAME, RESERVED_PREFIX, BlobRepository, check_mode
 from .metadata import YamlMetadataRepository, yaml_load
+
+if TYPE_CHECKING:
+    from ..lease.s3 import S3Lease
 
 __all__ = [
     "S3BucketRepository",
@@ -121,6 +124,12 @@ class S3BucketRepository(BlobRepository):
         except Exception:  # a closed session: the error will come from the operation itself
             return "<unknown endpoint>"
 
+    def lease_place(self) -> S3Lease:
+        """The object ``PREFIX.pdtnb-lease`` (a name listings skip), replaced by conditional PUT."""
+        from ..lease.s3 import S3Lease
+
+        return S3Lease(self._client, self.bucket, f"{self.prefix}{LEASE_NAME}")
+
     def object_name(self, job: str) -> str:
         """The object name (key) of ``job``."""
         return f"{self.prefix}{job}{self.suffix}"
@@ -184,7 +193,7 @@ class S3BucketRepository(BlobRepository):
                     if suffix and not key.endswith(suffix):
                         continue
                     name = key[start : len(key) - cut]
-                    if name:
+                    if name and not name.startswith(RESERVED_PREFIX):
                         yield name
 
     async def unfiltered_iter(self) -> AsyncIterator[str]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ..errors import TaskConfigError
+from ..errors import StorageFaultError, TaskConfigError, short_job_id, storage_fault
 from ..outcomes import OutcomeIndex, outcome_index, succeeded_view
 from ..record import (
     LIMITS,
@@ -209,6 +209,9 @@ class Task(ABC):
     done_link: str = "done"
     #: The name of the link whose repository holds the running jobs, if any.
     live_link: str | None = "live"
+    #: A storage fault met while reaping a job in the background, raised to the pipeline by the
+    #: task's next :meth:`update` or :meth:`launch` (see :meth:`hold_storage_fault`).
+    _storage_fault: StorageFaultError | None = None
 
     def __init__(
         self, name: str, ready: Repository | None = None, disabled: bool = False, *, retry: Retry | None = None
@@ -411,13 +414,35 @@ class Task(ABC):
     @abstractmethod
     async def launch(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> bool | None:
         """Start ``job`` as ``options`` say. Return False if a quota refused it (it stays ready);
-        errors are recorded by the pipeline. Write the outcome with :meth:`write_record`."""
+        errors are recorded by the pipeline, except a :class:`~pdtnb.StorageFaultError`, which
+        stops the run and leaves the job ready. Write the outcome with :meth:`write_record`."""
 
     async def interrupt(self) -> None:
         """The run driving this task was interrupted (Ctrl-C, a timeout): stop starting work that
         was queued but has not begun. Jobs already running are left to their kind: cancelled with
         the run (in-process), abandoned (executor threads), or kept and adopted by the next run
         (processes, pods). Never records a failure."""
+
+    async def request_kill(self, job: str) -> bool:
+        """Ask the controller running the pipeline in another process to kill ``job`` (``kill``
+        from a second terminal): mark it so that the controller kills it at its next round and
+        records it as killed. False if it is not live. Kinds whose jobs run inside the
+        controller's own process (in-process, executor) cannot be reached from outside."""
+        raise TaskConfigError(
+            f"task {self.name!r} ({type(self).__name__}) runs its jobs inside the controlling process: "
+            "only that process can kill them (its notebook, or Ctrl-C)"
+        )
+
+    def jobs_here(self) -> int:
+        """How many live jobs of this task exist only in this process (executor threads, finished
+        or not, until reaped): while any does, the pipeline keeps its lease, since another
+        controller would see them as ready and run them again."""
+        return 0
+
+    def threads_running(self) -> int:
+        """How many of this task's job bodies are running in threads of this process now (they
+        cannot be interrupted: a command-line run that was interrupted exits without them)."""
+        return 0
 
     async def kill(self, job: str) -> bool:
         """Stop the live ``job`` and record it as ``killed``; False if it is not live here.
@@ -504,6 +529,30 @@ class Task(ABC):
         record = record_from_exception(exc, outcome=outcome)
         await self.write_record(job, record, exc, options)
         return self.done_repository is not None and options.metadata and self.metadata
+
+    # ---- storage faults --------------------------------------------------------------------
+
+    def storage_fault(self, job: str, exc: BaseException, state: str = "stays ready") -> StorageFaultError | None:
+        """The :class:`~pdtnb.StorageFaultError` to raise when ``exc`` (met running or recording
+        ``job``) says the storage cannot take writes (disk full, quota, read-only, I/O error);
+        None otherwise. Such a job is not recorded as failed: the environment failed, not the job,
+        which ``state`` says (it stays ready, or live to be reaped again)."""
+        shown = job if len(job) <= 100 else short_job_id(job)
+        return storage_fault(exc, note=f"nothing was lost: {self.name} {shown} {state}")
+
+    def hold_storage_fault(self, fault: StorageFaultError) -> None:
+        """Keep a storage fault met in the background (a job reaped after its launch) for
+        :meth:`raise_storage_fault`, keeping the first one, and wake the pipeline."""
+        if self._storage_fault is None:
+            self._storage_fault = fault
+        self.notify()
+
+    def raise_storage_fault(self) -> None:
+        """Raise the storage fault held by :meth:`hold_storage_fault`, if any (once)."""
+        fault = self._storage_fault
+        if fault is not None:
+            self._storage_fault = None
+            raise fault
 
     # ---- waking the pipeline ---------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from concurrent.futures import Executor, Future
 from datetime import datetime
 from typing import Any
 
+from ..errors import StorageFaultError
 from ..record import JobRecord, Outcome, host_name, record_from_exception
 from ..repository.base import MetadataRepository, Repository
 from ..repository.live import ExecutorLiveRepo
@@ -50,7 +51,9 @@ class ExecutorTask(FunctionTask):
     """Runs the body in ``executor`` (tested with ThreadPoolExecutor).
 
     Links ``live`` (the running jobs) and ``done`` (outcomes, as for
-    :class:`~pdtnb.InProcessSyncTask`). The executor bounds the concurrency.
+    :class:`~pdtnb.InProcessSyncTask`). The executor bounds the concurrency. A job that meets a
+    storage fault (disk full, quota, read-only or I/O error) is not recorded: it stays ready, and
+    the next :meth:`update` raises :class:`~pdtnb.StorageFaultError`, which stops the run.
     """
 
     poll_interval = None  # completion callbacks wake the pipeline
@@ -93,25 +96,43 @@ class ExecutorTask(FunctionTask):
             job, start, options = entry
             self.rev_jobs.pop(job, None)
             self.live_version += 1
-            await self._record(future, job, start, options)
+            fault = await self._record(future, job, start, options)
+            if fault is not None:
+                self.hold_storage_fault(fault)  # the other finished jobs are still recorded if they can be
             reaped = True
         if reaped:
             # What was reaped may have made other jobs ready, or the pipeline quiet: either way
             # the next round must come now, not when some other job happens to end.
             self.notify()
+        self.raise_storage_fault()
         return reaped or bool(self.jobs)
 
-    async def _record(self, future: Future, job: str, start: datetime, options: LaunchOptions) -> None:
+    async def _record(
+        self, future: Future, job: str, start: datetime, options: LaunchOptions
+    ) -> StorageFaultError | None:
+        """Record a finished job; a storage fault (met by the body or by the writing of the
+        record) is returned instead, and nothing is recorded: the job stays ready."""
         if future.cancelled():
-            return
+            return None
         exc = future.exception()
-        if exc is not None:
-            log.info("executor task %s:%s failed: %s", self.name, job, type(exc).__name__)
-            await self.write_record(job, record_from_exception(exc, start), exc, options)
-        else:
-            await self.write_success(job, start, future.result(), options)
+        try:
+            if exc is not None:
+                fault = self.storage_fault(job, exc)
+                if fault is not None:
+                    return fault
+                log.info("executor task %s:%s failed: %s", self.name, job, type(exc).__name__)
+                await self.write_record(job, record_from_exception(exc, start), exc, options)
+            else:
+                await self.write_success(job, start, future.result(), options)
+        except OSError as e:
+            fault = self.storage_fault(job, e)
+            if fault is None:
+                raise
+            return fault
+        return None
 
     async def launch(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> None:
+        self.raise_storage_fault()
         if job in self.rev_jobs:
             return
         kwargs = self._binding.kwargs(job)
@@ -122,7 +143,9 @@ class ExecutorTask(FunctionTask):
                 await asyncio.wrap_future(future)
             except BaseException:
                 pass  # recorded below
-            await self._record(future, job, start, options)
+            fault = await self._record(future, job, start, options)
+            if fault is not None:
+                raise fault
             return
         self.jobs[future] = (job, start, options)
         self.rev_jobs[job] = future
@@ -148,6 +171,12 @@ class ExecutorTask(FunctionTask):
                 self.jobs.pop(future, None)
                 self.rev_jobs.pop(job, None)
                 self.live_version += 1
+
+    def jobs_here(self) -> int:
+        return len(self.jobs)
+
+    def threads_running(self) -> int:
+        return sum(1 for future in self.jobs if future.running())
 
     async def kill(self, job: str) -> bool:
         """Stop ``job`` (not started if queued; abandoned if its body is running in a thread, whose

@@ -103,13 +103,20 @@ class ExternalJobTask(Task):
     async def reap_safely(self, job: str, handle: Any) -> bool:
         """Reap ``job``; True if it left the books (reaped, or recorded as failed after the last
         attempt). A failure is logged and retried at a later round; after ``REAP_ATTEMPTS`` of
-        them the job is given up on."""
+        them the job is given up on. A storage fault (disk full...) is no attempt: it is held for
+        the task's update to raise (:meth:`~pdtnb.Task.raise_storage_fault`), and the job stays."""
         if job in self._reaping:
             return False
         self._reaping.add(job)
         try:
             await self.reap(job, handle)
         except Exception as e:
+            fault = self.storage_fault(job, e, "stays live: the next run reaps it")
+            if fault is not None:
+                # Not an attempt against the job: the storage failed. It stays in the books, and
+                # the task's update raises the fault (the run stops) once every reap has ended.
+                self.hold_storage_fault(fault)
+                return False
             if not self.reap_error(job, e):
                 return False
             if self._reap_attempts.failed(job, e):

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import StorageFaultError
 from ..record import JobRecord, Outcome, host_name, record_from_exception, success_dict
 from ..repository.base import MetadataRepository, Repository
 from ..retry import Retry
@@ -30,8 +31,10 @@ class InProcessSyncTask(FunctionTask):
     (:mod:`pdtnb.record`): success, or failure with the exception, its traceback and frames. Any
     exception the body raises is that job's failure, ``SystemExit`` and ``KeyboardInterrupt``
     included; a cancellation of the pipeline itself (Ctrl-C of the controller) is not, and leaves
-    the job ready. A failed job is tried again under ``retry``, else not until ``retry`` (the
-    command) or ``rm`` clears its record.
+    the job ready, nor is a storage fault (disk full, quota, read-only or I/O error, met by the body
+    or by the writing of the record): the job stays ready and ``launch`` raises
+    :class:`~pdtnb.StorageFaultError`, which stops the run. A failed job is tried again under
+    ``retry``, else not until ``retry`` (the command) or ``rm`` clears its record.
     """
 
     poll_interval = None  # nothing outlives a launch
@@ -63,40 +66,51 @@ class InProcessSyncTask(FunctionTask):
         return set(self._in_body)
 
     async def launch(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> None:
-        start = _now(_UTC)
-        binding = self._binding
-        in_body = self._in_body
-        in_body.add(job)
         try:
-            # binding.call(job), inlined: this is the per-job hot path of in-process pipelines.
-            await (binding.partial(job=job) if binding._wants_job else binding.partial())
-        except asyncio.CancelledError:
+            start = _now(_UTC)
+            binding = self._binding
+            in_body = self._in_body
+            in_body.add(job)
+            try:
+                # binding.call(job), inlined: this is the per-job hot path of in-process pipelines.
+                await (binding.partial(job=job) if binding._wants_job else binding.partial())
+            except asyncio.CancelledError:
+                in_body.discard(job)
+                if job not in self._killed:
+                    raise  # the pipeline itself is being stopped: the job stays ready
+                self._absorb_kill(job)
+                await self._write_killed(job, start, options)
+                return
+            except BaseException as e:  # SystemExit, KeyboardInterrupt raised by the body: its failure
+                in_body.discard(job)
+                fault = self.storage_fault(job, e)
+                if fault is not None:  # the disk failed, not the job: no record, and the run stops
+                    raise fault from e
+                log.info("in-process task %s:%s failed: %s", self.name, job, type(e).__name__)
+                record = record_from_exception(e, start, attempt=options.attempt)
+                await self.write_record(job, record, e, options)
+                return
             in_body.discard(job)
-            if job not in self._killed:
-                raise  # the pipeline itself is being stopped: the job stays ready
-            self._absorb_kill(job)
-            await self._write_killed(job, start, options)
-            return
-        except BaseException as e:  # SystemExit, KeyboardInterrupt raised by the body: its failure
-            in_body.discard(job)
-            log.info("in-process task %s:%s failed: %s", self.name, job, type(e).__name__)
-            record = record_from_exception(e, start, attempt=options.attempt)
-            await self.write_record(job, record, e, options)
-            return
-        in_body.discard(job)
-        if self._killed and job in self._killed:
-            self._absorb_kill(job)
-            await self._write_killed(job, start, options)
-            return
-        # write_success, inlined for the common case: the per-job hot path of in-process pipelines.
-        sink = self._sink
-        if sink is not None and options is DEFAULT_LAUNCH and sink[0] is not None and self.metadata:
-            await sink[0].dump(job, success_dict(start, _now(_UTC)))
-            self.successes += 1
-            if sink[1].loaded:  # type: ignore[union-attr]
-                sink[1].note_success(job)  # type: ignore[union-attr]
-            return
-        await self.write_success(job, start, _now(_UTC), options)
+            if self._killed and job in self._killed:
+                self._absorb_kill(job)
+                await self._write_killed(job, start, options)
+                return
+            # write_success, inlined for the common case: the per-job hot path of in-process pipelines.
+            sink = self._sink
+            if sink is not None and options is DEFAULT_LAUNCH and sink[0] is not None and self.metadata:
+                await sink[0].dump(job, success_dict(start, _now(_UTC)))
+                self.successes += 1
+                if sink[1].loaded:  # type: ignore[union-attr]
+                    sink[1].note_success(job)  # type: ignore[union-attr]
+                return
+            await self.write_success(job, start, _now(_UTC), options)
+        except OSError as e:  # writing the record: a full disk is not the job's failure
+            if isinstance(e, StorageFaultError):
+                raise
+            fault = self.storage_fault(job, e)
+            if fault is None:
+                raise
+            raise fault from e
 
     async def _write_killed(self, job: str, start: Any, options: LaunchOptions) -> None:
         try:

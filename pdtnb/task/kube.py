@@ -327,27 +327,12 @@ class KubeTask(ExternalJobTask):
         The pod is annotated ``pdtnb/killed: request`` first and the record written before the
         pod is deleted, so a pipeline that finds the pod meanwhile (still there, ended, or gone)
         records it as killed too, or keeps the record, never a failure."""
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        from ..managers.pod import job_of
-
         for _ in range(3000):  # being reaped here (at most 30 s): see how that ends first
             if not self.is_reaping(job):
                 break
             await asyncio.sleep(0.01)
-        pods = [p for p in await self.podman.query(job=job, task=self.name) if job_of(p) == job]
-        if not pods:
-            return False
         with self.handling(job):
-            marked = []
-            for pod in pods:
-                try:
-                    await self._annotate(pod, {KILLED_ANNOTATION: "request"})
-                except ApiException as e:
-                    if e.status != 404:
-                        raise
-                    continue  # gone meanwhile (reaped by another pipeline)
-                marked.append(pod)
+            marked = await self._mark_killed(job)
             if not marked:
                 return False
             pod = marked[0]
@@ -360,6 +345,27 @@ class KubeTask(ExternalJobTask):
         self.forget_attempts(job)
         self.notify()
         return True
+
+    async def request_kill(self, job: str) -> bool:
+        """Annotate ``job``'s pods ``pdtnb/killed: request``: the controller running the pipeline
+        reaps an annotated pod at its next round, recording the job as killed and deleting it."""
+        return bool(await self._mark_killed(job))
+
+    async def _mark_killed(self, job: str) -> list[Any]:
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        from ..managers.pod import job_of
+
+        marked = []
+        for pod in [p for p in await self.podman.query(job=job, task=self.name) if job_of(p) == job]:
+            try:
+                await self._annotate(pod, {KILLED_ANNOTATION: "request"})
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+                continue  # gone meanwhile (reaped by another pipeline)
+            marked.append(pod)
+        return marked
 
     async def _annotate(self, pod: Any, annotations: dict[str, str]) -> None:
         await self.podman.annotate(pod, annotations)
@@ -407,6 +413,7 @@ class KubeTask(ExternalJobTask):
         if todo:
             await asyncio.gather(*todo)
             self.notify()
+            self.raise_storage_fault()  # a reap met a full disk: the run stops, the pod stays
         return True
 
     def reap_error(self, job: str, exc: Exception) -> bool:

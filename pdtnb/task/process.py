@@ -23,6 +23,7 @@ predecessor started: it watches them, counts them against the quota, reaps each 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidJobIdError, SessionClosedError
+from ..errors import InvalidJobIdError, PdtnbError, SessionClosedError, short_job_id
 from ..managers.local import is_provable
 from ..record import LIMITS, JobRecord, Outcome, as_time, tail_text
 from ..repository.base import BlobRepository, MetadataRepository, Repository
@@ -158,6 +159,8 @@ class ProcessTask(ExternalJobTask):
         # Jobs recorded as failed whose pids entry could not be removed (a directory, a read-only
         # file): ignored until fixed by hand, so that they are reported once, not every round.
         self._given_up: set[str] = set()
+        self._kills_sent: set[tuple[str, Any]] = set()  # (job, pid) signalled on a kill request
+        self._swept = False  # job directories orphaned by a crash removed (once, by the controller)
         self._watches: dict[str, tuple[str, Callable[[], None] | None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._warned = False
@@ -361,6 +364,9 @@ class ProcessTask(ExternalJobTask):
             # A storage hiccup must not end the pipeline's run: look again at the next round.
             log.exception("task %s: could not read its pids repository", self.name)
             return True
+        if not self._swept:
+            self._swept = True
+            await self._sweep_job_dirs(view)
         for job in [j for j in self._watches if j not in view]:
             self._unwatch(job)
         for job in [j for j in self._timers if j not in view]:
@@ -384,6 +390,15 @@ class ProcessTask(ExternalJobTask):
                 dead.append(job)
                 continue
             self._watch(job, ident)
+            if view[job].get("killed") == "request" and (job, ident) not in self._kills_sent:
+                # Asked from another terminal (`kill`): the controller, which can prove the
+                # process is the job's, stops it; the reap records it as killed.
+                self._kills_sent.add((job, ident))
+                try:
+                    await manager.kill(ident)
+                except Exception:
+                    log.exception("task %s: could not kill job %s on request", self.name, job)
+                continue
             deadline = self.deadline(view[job].get("start_time"))
             if deadline is None or view[job].get("killed"):
                 continue
@@ -400,7 +415,28 @@ class ProcessTask(ExternalJobTask):
                 # Reaping freed a quota or made jobs ready: the next round should come now. (A failed
                 # reap is retried at the poll interval, not in a tight loop.)
                 self.notify()
+            self.raise_storage_fault()  # a reap met a full disk: the run stops, the job stays in pids
         return True
+
+    async def _sweep_job_dirs(self, view: dict[str, dict[str, Any]]) -> None:
+        """Remove the job directories no ``pids`` entry refers to: left when a controller died
+        between recording a job's outcome and removing its directory (or between making one and
+        starting the job). Done once, by the controller (it holds the lease: nobody else is
+        launching), before anything is launched."""
+        try:
+            names = await self.manager.listdir(self.basedir)
+        except Exception:
+            log.warning("task %s: could not list %s", self.name, self.basedir, exc_info=True)
+            return
+        for name in names or ():
+            if name in view or name in self._launching or name in self._fresh:
+                continue
+            try:
+                await self.manager.rmtree(self.basedir / name)
+            except Exception:
+                log.warning("task %s: could not remove %s", self.name, self.basedir / name, exc_info=True)
+            else:
+                log.info("task %s: removed the directory of job %s, which no pids entry refers to", self.name, name)
 
     async def _kill_for_timeout(self, job: str, entry: dict[str, Any]) -> None:
         log.info("task %s: job %s ran longer than %s; killing it", self.name, job, self.timeout)
@@ -560,7 +596,9 @@ class ProcessTask(ExternalJobTask):
 
     async def launch(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> bool | None:
         """Start ``job``; False if the quota refused it. Errors leave nothing behind: no process,
-        no pids entry, no job directory, no reservation."""
+        no pids entry, no job directory, no reservation. A storage fault (the pids record cannot
+        be written: disk full...) raises :class:`~pdtnb.StorageFaultError`."""
+        self.raise_storage_fault()
         self._check_job(job)
         if not self._loaded:
             await self._refresh()
@@ -576,6 +614,11 @@ class ProcessTask(ExternalJobTask):
         self._starting += 1
         try:
             entry = await self._start(job, options)
+        except OSError as e:  # nothing is left behind (see _start); a full disk stops the run
+            fault = self.storage_fault(job, e)
+            if fault is None or fault is e:
+                raise
+            raise fault from e
         finally:
             self._starting -= 1
             self._launching.discard(job)
@@ -600,15 +643,10 @@ class ProcessTask(ExternalJobTask):
         The ``pids`` entry is marked first, so whichever pipeline reaps the job (this one, or a
         controller running elsewhere) records it as killed, not as failed.
         """
-        view = await self._refresh()
-        entry = view.get(job)
-        if entry is None or entry.get("pid") is None:
+        entry = await self._mark_killed(job)
+        if entry is None:
             return False
-        entry = dict(entry)
-        entry["killed"] = "request"
-        entry["killed_at"] = utcnow()
-        await self.pids.dump(job, {k: v for k, v in entry.items() if k != "malformed"})
-        self._live[job] = entry
+        self._kills_sent.add((job, entry["pid"]))
         await self.manager.kill(entry["pid"])
         await self._wait_gone(self.manager, entry["pid"])
         if self.is_reaping(job):
@@ -616,6 +654,30 @@ class ProcessTask(ExternalJobTask):
         await self.reap_safely(job, entry)
         self.notify()
         return True
+
+    async def request_kill(self, job: str) -> bool:
+        """Mark ``job``'s ``pids`` entry ``killed: request``: the controller running the pipeline
+        (another process, holding its lease) kills the process at its next round and records the
+        job as killed. False if the job is not live."""
+        return await self._mark_killed(job) is not None
+
+    async def _mark_killed(self, job: str) -> dict[str, Any] | None:
+        view = await self._refresh()
+        entry = view.get(job)
+        if entry is None or entry.get("pid") is None:
+            return None
+        if not is_provable(str(entry["pid"])):
+            raise PdtnbError(
+                f"{self.name} {short_job_id(job)}: its pids entry holds a bare process id ({entry['pid']}, "
+                "pydatatask's format) that cannot be proven to be this job's process: nothing was signalled; "
+                f"`rm {self.name}.pids {short_job_id(job)}` forgets the job if it has ended"
+            )
+        entry = dict(entry)
+        entry["killed"] = "request"
+        entry["killed_at"] = utcnow()
+        await self.pids.dump(job, {k: v for k, v in entry.items() if k != "malformed"})
+        self._live[job] = entry
+        return entry
 
     async def _start(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> dict[str, Any]:
         ident: str | None = None
@@ -645,26 +707,56 @@ class ProcessTask(ExternalJobTask):
             async with await manager.open(exe, "w") as fp:
                 await fp.write(script)
             args = [str(exe)] if script.startswith("#!") else ["/bin/sh", str(exe)]
-            start = utcnow()
-            ident = await manager.spawn(
-                args,
-                dict(self.environ),
-                str(cwd),
-                str(jobdir / "return_code"),
-                None if stdin_path is None else str(stdin_path),
-                stdout_path,
-                stderr_path,
-            )
-            entry: dict[str, Any] = {"pid": ident, "start_time": start}
-            if options.attempt > 1:
-                entry["attempt"] = options.attempt
-            if not options.metadata:
-                entry["meta"] = False
-            await self.pids.dump(job, entry)
-            return entry
+            spawned: list[str] = []
+
+            async def spawn_and_record(manager: AbstractProcessManager = manager) -> dict[str, Any]:
+                start = utcnow()
+                spawned.append(await manager.spawn(
+                    args,
+                    dict(self.environ),
+                    str(cwd),
+                    str(jobdir / "return_code"),
+                    None if stdin_path is None else str(stdin_path),
+                    stdout_path,
+                    stderr_path,
+                ))
+                entry: dict[str, Any] = {"pid": spawned[0], "start_time": start}
+                if options.attempt > 1:
+                    entry["attempt"] = options.attempt
+                if not options.metadata:
+                    entry["meta"] = False
+                await self.pids.dump(job, entry)
+                return entry
+
+            # Once the process may exist, an interruption (Ctrl-C, a timeout) must not leave it
+            # running unrecorded, nor kill a job that started: finish recording it, and let the
+            # next run adopt it, so that it never runs twice.
+            critical = asyncio.ensure_future(spawn_and_record())
+            try:
+                return await asyncio.shield(critical)
+            except asyncio.CancelledError:
+                with contextlib.suppress(BaseException):
+                    await critical
+                ident = spawned[0] if spawned else None
+                raise  # if it is in pids, the job is live: the next run adopts it
+            except BaseException:
+                ident = spawned[0] if spawned else None
+                raise
+        except asyncio.CancelledError:
+            if ident is None or not await self._recorded(job, ident):
+                await self._undo_start(job, manager, ident, made_dir)
+            raise
         except BaseException:
             await self._undo_start(job, manager, ident, made_dir)
             raise
+
+    async def _recorded(self, job: str, ident: str) -> bool:
+        """Whether ``pids`` holds ``job`` with process ``ident`` (it started and was recorded)."""
+        try:
+            entry = await self.pids.info(job)
+        except Exception:
+            return False
+        return isinstance(entry, dict) and str(entry.get("pid")) == str(ident)
 
     async def _undo_start(
         self, job: str, manager: AbstractProcessManager | None, ident: str | None, made: bool
