@@ -8,9 +8,20 @@ are due, and brings itself up to date as cheaply as the repository allows:
 
 - repositories with change tokens (in memory): only the jobs changed since the last look are
   read, and the records this process wrote itself are known without reading them;
-- others (files, S3, MongoDB): the listing (shared within a round) tells new and vanished jobs;
-  new records are read, and the known failures are re-read every ``full_every`` refreshes so that
-  a record rewritten in place by another process is seen within a few rounds.
+- repositories whose values have identities (files: inode and change time; S3: the ETag of
+  the listing): the classification is kept between processes in a side file
+  (``.pdtnb-meta/outcomes`` beside the records, JSON) with each record's identity, so that a
+  cold ``status`` reads only the records that changed since. For files, a stamp of the directory
+  (its mtime, which every file created, removed or renamed in changes) lets a cold look skip
+  even the stat of every file when nothing changed; otherwise each file is stat'ed and only
+  those whose identity differs are read. Within a process, the index follows the listing as
+  below and knows the records it wrote or read, taking their identities when it next saves. A
+  record edited in place, keeping its inode and within the directory's clock tick, can be
+  missed; known failures are re-read every ``full_every`` refreshes all the same;
+- others (MongoDB), and files and S3 within a process: the listing (shared within a round)
+  tells new and vanished jobs; new records are read, and the known failures are re-read every
+  ``full_every`` refreshes so that a record rewritten in place by another process is seen within
+  a few rounds.
 
 :class:`SucceededView` is the view of a done repository that a ``require_success`` link reads: the
 jobs whose last attempt succeeded.
@@ -19,8 +30,10 @@ jobs whose last attempt succeeded.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import weakref
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Hashable, Mapping
 from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
@@ -30,6 +43,13 @@ from .repository.base import MetadataRepository, Repository
 from .repository.combinators import RelatedItemRepository
 
 __all__ = ["OutcomeIndex", "outcome_index", "SucceededView", "succeeded_view", "base_of"]
+
+log = logging.getLogger("pdtnb.outcomes")
+
+#: The side file (see :meth:`Repository.read_sidecar`) keeping an index between processes.
+CACHE_NAME = "outcomes"
+_CACHE_FORMAT = 1
+_ABSENT: Any = object()
 
 
 class OutcomeIndex:
@@ -49,6 +69,11 @@ class OutcomeIndex:
         self.corrupt: dict[str, str] = {}
         self._noted: set[str] = set()
         self._lock = asyncio.Lock()
+        #: Identity of the classified value of each job (repositories with identities only).
+        self._idents: dict[str, Any] | None = None
+        #: Whether the classification changed since the side file was written.
+        self.dirty = False
+        self._stamp: Any = None
 
     @property
     def bad(self) -> set[str]:
@@ -83,6 +108,8 @@ class OutcomeIndex:
             self.failed.add(job)
 
     def _drop(self, job: str) -> None:
+        if self._idents is not None and self._idents.pop(job, _ABSENT) is not _ABSENT:
+            self.dirty = True
         self._known.discard(job)
         self.failed.discard(job)
         self.retrying.pop(job, None)
@@ -93,10 +120,16 @@ class OutcomeIndex:
         self._known.add(job)
         self._noted.add(job)
         self._classify(job, value)
+        if self._idents is not None:
+            self._idents[job] = None
+            self.dirty = True
 
     def note_success(self, job: str) -> None:
         """:meth:`note` of a success record, for the hot path of in-process pipelines."""
         self._noted.add(job)
+        if self._idents is not None:
+            self._idents[job] = None
+            self.dirty = True
         if self._token is None:
             self._known.add(job)
         if (self.failed or self.retrying or self.corrupt) and (
@@ -119,6 +152,8 @@ class OutcomeIndex:
     async def _refresh(self, repo: Repository, full: bool) -> None:
         self.refreshes += 1
         token = repo.change_token()
+        if token is None and (not self.loaded or full) and await self._refresh_identities(repo):
+            return
         if self.loaded and not full and token is not None and self._token is not None:
             if token == self._token:
                 self._noted.clear()
@@ -160,6 +195,7 @@ class OutcomeIndex:
             if job in ids:
                 self._known.add(job)
                 self._classify(job, value)
+                self._seen(job)
 
     async def _reread(self, repo: Repository, jobs: AbstractSet[str]) -> None:
         if not jobs:
@@ -176,6 +212,7 @@ class OutcomeIndex:
                     if job in infos:
                         self._known.add(job)
                         self._classify(job, infos[job])
+                        self._seen(job)
                     else:
                         self._drop(job)
                 return
@@ -188,12 +225,158 @@ class OutcomeIndex:
         values = await asyncio.gather(*(repo.info(j) for j in here), return_exceptions=True)
         for job, value in zip(here, values):
             self._known.add(job)
+            self._seen(job)
             if isinstance(value, Exception):
                 self.failed.discard(job)
                 self.retrying.pop(job, None)
                 self.corrupt[job] = f"{type(value).__name__}: {value}"
             else:
                 self._classify(job, value)
+
+    def _seen(self, job: str) -> None:
+        """``job`` was just read: its identity is pending (taken from the next identity listing)."""
+        if self._idents is not None:
+            self._idents[job] = None
+            self.dirty = True
+
+    # ---- repositories with identities (files, S3) ----------------------------------------------
+
+    async def _refresh_identities(self, repo: Repository) -> bool:
+        """Bring the index up to date by identities: read only the records whose identity differs
+        from the one last classified (kept in the side file between processes). False when the
+        repository has none (the caller lists and reads instead)."""
+        if self._idents is None:
+            self._idents = {}
+            self._stamp = await self._load_cache(repo)
+        result = await repo.identities(self._stamp)
+        if result is None:
+            self._idents = None
+            return False
+        idents, stamp = result
+        if idents is None:  # nothing created, removed or renamed since the stamp
+            self._known = set(self._idents)
+            self.loaded = True
+            return True
+        mine = self._idents
+        to_read: list[str] = []
+        for job, ident in idents.items():
+            old = mine.get(job, _ABSENT)
+            if old is None:
+                mine[job] = ident  # classified in this process (written or read): adopt the identity
+                self.dirty = True
+            elif old != ident:
+                to_read.append(job)
+        if len(mine) > len(idents) - len(to_read):
+            for job in [j for j in mine if j not in idents]:
+                self._drop(job)
+                self.dirty = True
+        if to_read:
+            await self._read_into(repo, to_read, idents)
+            self.dirty = True
+        self._stamp = stamp
+        self._known = set(mine)
+        self._noted.clear()
+        self.loaded = True
+        return True
+
+    async def _read_into(self, repo: Repository, jobs: list[str], idents: Mapping[str, Any]) -> None:
+        infos: dict[str, Any] | None = None
+        if len(jobs) > 1000:
+            try:
+                infos = await repo.info_all()
+            except Exception:
+                infos = None  # one unreadable record: read them one by one below
+        if infos is not None:
+            values: list[Any] = [infos.get(job) for job in jobs]
+        else:
+            values = await asyncio.gather(*(repo.info(j) for j in jobs), return_exceptions=True)
+        assert self._idents is not None
+        for job, value in zip(jobs, values):
+            self._idents[job] = idents[job]
+            if isinstance(value, Exception):
+                self.failed.discard(job)
+                self.retrying.pop(job, None)
+                self.corrupt[job] = f"{type(value).__name__}: {value}"
+            else:
+                self._classify(job, value)
+
+    async def _load_cache(self, repo: Repository) -> Any:
+        """Take the classification kept in the side file (a job whose identity still matches need
+        not be read again); returns the listing stamp it was saved with."""
+        try:
+            data = await repo.read_sidecar(CACHE_NAME)
+        except Exception as e:
+            log.debug("%r: no outcome cache: %s", repo, e)
+            return None
+        if not data:
+            return None
+        try:
+            doc = json.loads(data)
+            if doc.get("format") != _CACHE_FORMAT:
+                return None
+            entries = doc["jobs"]
+            stamp = doc.get("stamp")
+            assert isinstance(entries, dict)
+        except Exception:
+            log.info("%r: its outcome cache is unreadable: it will be rebuilt", repo)
+            return None
+        assert self._idents is not None
+        for job, entry in entries.items():
+            try:
+                ident, code = entry[0], entry[1]
+                if not isinstance(ident, str):
+                    continue
+                if code == "f":
+                    self.failed.add(job)
+                elif code == "r":
+                    self.retrying[job] = datetime.fromisoformat(entry[2]) if entry[2] else None
+                elif code == "c":
+                    self.corrupt[job] = str(entry[2])
+                elif code != "s":
+                    continue
+            except Exception:
+                stamp = None  # a damaged entry: trust nothing unchecked
+                continue
+            self._idents[job] = ident
+        return stamp
+
+    async def save(self, repo: Repository) -> None:
+        """Keep the classification in the repository's side file for the next process (when it
+        changed; a storage that refuses only costs the next process some reads)."""
+        if not self.dirty or self._idents is None:
+            return
+        try:
+            stamp = await repo.listing_stamp()
+            unknown = [job for job, ident in self._idents.items() if ident is None]
+            if unknown:
+                result = await repo.identities(jobs=unknown)
+                if result is not None and result[0] is not None:
+                    self._idents.update(result[0])
+        except Exception as e:
+            log.debug("%r: could not stamp the outcome cache: %s", repo, e)
+            return
+        entries: dict[str, list[Any]] = {}
+        failed, retrying, corrupt = self.failed, self.retrying, self.corrupt
+        for job, ident in self._idents.items():
+            if ident is None:
+                continue  # gone meanwhile
+            if job in failed:
+                entries[job] = [ident, "f"]
+            elif job in retrying:
+                at = retrying[job]
+                entries[job] = [ident, "r", at.isoformat() if at is not None else None]
+            elif job in corrupt:
+                entries[job] = [ident, "c", corrupt[job]]
+            else:
+                entries[job] = [ident, "s"]
+        doc = {"format": _CACHE_FORMAT, "stamp": stamp, "jobs": entries}
+        try:
+            await repo.write_sidecar(CACHE_NAME, json.dumps(doc, separators=(",", ":")).encode())
+        except Exception as e:
+            log.debug("%r: could not write the outcome cache: %s", repo, e)
+            return
+        self._stamp = stamp
+        self.dirty = False
 
     def due(self, now: datetime) -> list[str]:
         """The retrying jobs whose next attempt is due at ``now``."""

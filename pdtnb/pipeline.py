@@ -147,6 +147,7 @@ class Pipeline:
         self._lease_depth = 0
         self._lease_gate: asyncio.Lock | None = None
         self._linger: asyncio.Task[None] | None = None
+        self._indexes_ready = False
         #: How this program is named in the refusals other controllers print (``pipeline.py``).
         self.controller = controller or self.default_controller()
         self._resolve_require_success()
@@ -238,6 +239,23 @@ class Pipeline:
                 if not index.loaded:
                     await index.refresh(done)
 
+    async def _load_identity_indexes(self) -> None:
+        """Before acting, load the outcome index of every done repository whose listing gives
+        identities (files, S3): from its side file, reading only what changed. Its jobs written
+        from then on are known without being read back, so the run's end and the next status
+        read none of them."""
+        self._indexes_ready = True
+        for task in self.tasks.values():
+            done = task.done_repository
+            if done is None or done.change_token() is not None:
+                continue
+            base = base_of(done)
+            if type(base).identities is Repository.identities:
+                continue
+            index = outcome_index(base)
+            if not index.loaded:
+                await index.refresh(base)
+
     async def _validate(self) -> None:
         seen: set[int] = set()
         for task in self.tasks.values():
@@ -311,6 +329,8 @@ class Pipeline:
                 if lease is not None:
                     await lease.acquire(Holder.me(f"{self.controller} {command}".strip()), wait)
                 self._lease = lease
+                if not self._indexes_ready and self._opened:
+                    await self._load_identity_indexes()
             self._lease_depth += 1
         try:
             yield
@@ -664,16 +684,23 @@ class Pipeline:
     async def _load_unread_outcomes(self) -> None:
         """Read the outcomes of the done repositories the run never needed (those of the last
         tasks: nothing downstream asked whether they succeeded), so that an unreadable record
-        there is reported by this run too."""
+        there is reported by this run too; keep every index's side file current."""
         pending = []
         for task in self.tasks.values():
             done = task.done_repository
-            if done is not None and not outcome_index(done).loaded:
-                pending.append(outcome_index(done).refresh(done))
+            if done is not None:
+                pending.append(self._settle(done))
         results = await asyncio.gather(*pending, return_exceptions=True)
         for result in results:
             if isinstance(result, Exception):
                 log.warning("could not read the outcomes of a done repository: %s", result)
+
+    @staticmethod
+    async def _settle(done: Repository) -> None:
+        index = outcome_index(done)
+        if not index.loaded:
+            await index.refresh(done)
+        await index.save(done)  # what this run wrote, for the next process's status
 
     def _corrupt_records(self) -> list[str]:
         """``TASK JOB: problem`` for every done record known to be unreadable."""

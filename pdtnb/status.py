@@ -355,7 +355,10 @@ async def _refresh_index(task: Task, full: bool) -> OutcomeIndex | None:
     repo = task.done_repository
     if repo is None:
         return None
-    return await outcome_index(repo).refresh(repo, full=full and repo.change_token() is None)
+    index = await outcome_index(repo).refresh(repo, full=full and repo.change_token() is None)
+    if full:
+        await index.save(repo)  # a cold status in the next process then reads only what changed
+    return index
 
 
 async def _compute(pipeline: Pipeline, all_repos: bool, jobs: list[str] | None) -> PipelineStatus:

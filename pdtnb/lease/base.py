@@ -137,7 +137,7 @@ class Lease(ABC):
 
     poll: float = 0.5
 
-    #: Where the lease lives, for messages (``file /data/done/.pdtnb-lease``).
+    #: Where the lease lives, for messages (``file /data/done/.pdtnb-meta/lease``).
     where: str = "?"
 
     @abstractmethod

@@ -102,6 +102,8 @@ class FileLease(Lease):
             # process that opened it meanwhile sees, once it gets the lock, that it is gone.
             if os.path.samestat(os.fstat(fd), os.stat(self.path)):
                 os.unlink(self.path)
+                if self.path.parent.name == ".pdtnb-meta":
+                    os.rmdir(self.path.parent)  # only if empty: nothing of pdtnb's left behind
         except OSError:
             pass
         os.close(fd)

@@ -18,7 +18,16 @@ import contextlib
 import logging
 import string
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from collections.abc import Set as AbstractSet
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -203,6 +212,33 @@ class Repository(ABC):
     async def _list_job_ids(self) -> AbstractSet[str]:
         """List the repository; override with a bulk listing where the storage has one."""
         return {job async for job in self}
+
+    # ---- identities and side files ----------------------------------------------------------
+
+    async def identities(
+        self, unchanged_since: Any = None, jobs: Iterable[str] | None = None
+    ) -> tuple[Mapping[str, Hashable] | None, Any] | None:
+        """Every valid job held here (or just ``jobs``) mapped to an identity of its stored value
+        that changes whenever the value is replaced (a file's inode and change time; an S3
+        object's ETag), and a stamp of the whole listing. ``(None, stamp)`` when the listing has
+        not changed since the stamp ``unchanged_since``; None when the storage has no identities.
+        The outcome index uses them to read only the records that changed since a side file
+        (:meth:`read_sidecar`) was written, in this process or an earlier one."""
+        return None
+
+    async def listing_stamp(self) -> Any:
+        """A stamp of the listing as it is now (see :meth:`identities`), None when the storage has
+        none or cannot give one that a later change is sure to alter."""
+        return None
+
+    async def read_sidecar(self, name: str) -> bytes | None:
+        """The content of this repository's side file ``name`` (pdtnb's own data kept beside the
+        jobs, such as the outcome cache), None if absent or if the storage keeps none."""
+        return None
+
+    async def write_sidecar(self, name: str, data: bytes) -> bool:
+        """Store side file ``name`` atomically; False when the storage keeps none."""
+        return False
 
     # ---- change tracking -------------------------------------------------------------------
 

@@ -20,21 +20,19 @@ a full disk, a quota, a read-only file system or an I/O error, the pipeline stop
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import aiofiles
-import aiofiles.os
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import InvalidJobIdError
-from ..streams import AReadText, AsyncFile, AWriteText, CommitOnExit
-from .base import LEASE_NAME, RESERVED_PREFIX, BlobRepository, Repository, check_mode
+from ..streams import AReadText, AWriteText, CommitOnExit
+from .base import RESERVED_PREFIX, BlobRepository, Repository, check_mode
 
 if TYPE_CHECKING:
     from ..lease.files import FileLease
@@ -52,6 +50,9 @@ __all__ = [
 log = logging.getLogger("pdtnb.repository")
 
 TMP_PREFIX = RESERVED_PREFIX + "tmp-"
+#: pdtnb's side files (the outcome cache) in a repository's directory.
+META_DIR = RESERVED_PREFIX + "meta"
+T = TypeVar("T")
 
 
 def _make_temp(directory: Path) -> tuple[int, str]:
@@ -89,17 +90,18 @@ def named_error(exc: OSError, path: Path) -> OSError:
 
 
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
-    """Write ``data`` to ``path`` through a temporary sibling and a rename (blocking; run in a
-    thread); ``durable`` fsyncs the file before the rename and the directory after it. On an error
-    the temporary file is removed, and an ``OSError`` names ``path`` (see :func:`named_error`)."""
+    """Write ``data`` to ``path`` through a temporary sibling and a rename (blocking);
+    ``durable`` fsyncs the file before the rename and the directory after it. On an error the
+    temporary file is removed, and an ``OSError`` names ``path`` (see :func:`named_error`)."""
     tmp: str | None = None
     try:
-        fd, tmp = _make_temp(path.parent)
-        with os.fdopen(fd, "wb") as fp:
-            fp.write(data)
+        fd, tmp = _make_temp_creating(path.parent)
+        try:
+            _write_all(fd, data)
             if durable:
-                fp.flush()
-                os.fsync(fp.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
         if durable:
             fsync_directory(path.parent)
@@ -155,56 +157,66 @@ def remove_stale_temporaries(directory: Path, max_age: float = 3600.0) -> list[P
 
 
 class AtomicFileWriter(CommitOnExit):
-    """A binary write stream that becomes visible at its final path only on a clean close."""
+    """A binary write stream that becomes visible at its final path only on a clean close.
 
-    def __init__(self, path: Path, durable: bool = False):
+    Its system calls run on the event loop unless ``offload`` (see :class:`FileRepositoryBase`):
+    on a local disk each takes microseconds, less than handing it to a thread and back."""
+
+    def __init__(self, path: Path, durable: bool = False, offload: bool = False):
         self.path = path
         self.durable = durable
-        self._fp: Any = None
+        self.offload = offload
+        self._fd: int | None = None
         self._tmp: str | None = None
 
     async def _start(self) -> AtomicFileWriter:
         try:
-            fd, self._tmp = await asyncio.to_thread(_make_temp, self.path.parent)
+            if self.offload:
+                self._fd, self._tmp = await asyncio.to_thread(_make_temp_creating, self.path.parent)
+            else:
+                self._fd, self._tmp = _make_temp_creating(self.path.parent)
         except OSError as e:
             raise named_error(e, self.path) from e
-        os.close(fd)
-        try:
-            self._fp = await aiofiles.open(self._tmp, "wb")
-        except BaseException as e:
-            tmp, self._tmp = self._tmp, None
-            with _suppress_oserror():
-                os.unlink(tmp)
-            if isinstance(e, OSError):
-                raise named_error(e, self.path) from e
-            raise
         return self
 
     async def write(self, data: bytes) -> int:
+        assert self._fd is not None, "write after close"
         try:
-            return await self._fp.write(data)
+            if self.offload:
+                await asyncio.to_thread(_write_all, self._fd, data)
+            else:
+                _write_all(self._fd, data)
         except OSError as e:  # names the value's path; ``async with`` then aborts (removes the temporary)
             named = named_error(e, self.path)
             if named is e:
                 raise
             raise named from e
+        return len(data)
 
-    async def close(self) -> None:
-        """Flush, then rename the temporary file over the final path."""
-        if self._tmp is None:
-            return
-        tmp, self._tmp = self._tmp, None
+    def _commit(self, fd: int, tmp: str) -> None:
         try:
             if self.durable:
-                await self._fp.flush()
-                await asyncio.to_thread(os.fsync, self._fp.fileno())
-            await self._fp.close()
-            await aiofiles.os.replace(tmp, self.path)
-            if self.durable:
-                await asyncio.to_thread(fsync_directory, self.path.parent)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        if self.durable:
+            fsync_directory(self.path.parent)
+
+    async def close(self) -> None:
+        """Rename the temporary file over the final path (fsyncing both first, if ``durable``)."""
+        if self._tmp is None or self._fd is None:
+            return
+        tmp, self._tmp = self._tmp, None
+        fd, self._fd = self._fd, None
+        try:
+            if self.offload or self.durable:
+                await asyncio.to_thread(self._commit, fd, tmp)
+            else:
+                self._commit(fd, tmp)
         except BaseException as e:
             with _suppress_oserror():
-                await self._fp.close()  # still open if the flush or the fsync failed
+                os.close(fd)  # still open if the fsync failed
             with _suppress_oserror():
                 os.unlink(tmp)
             if isinstance(e, OSError):
@@ -218,13 +230,51 @@ class AtomicFileWriter(CommitOnExit):
         if self._tmp is None:
             return
         tmp, self._tmp = self._tmp, None
-        with _suppress_oserror():
-            await self._fp.close()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with _suppress_oserror():
+                os.close(fd)
         with _suppress_oserror():
             os.unlink(tmp)
 
 
-FileReader = AsyncFile  # a binary read stream over a local file
+def _make_temp_creating(directory: Path) -> tuple[int, str]:
+    """:func:`_make_temp`, creating ``directory`` first if it does not exist yet."""
+    try:
+        return _make_temp(directory)
+    except FileNotFoundError:
+        directory.mkdir(parents=True, exist_ok=True)
+        return _make_temp(directory)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class FileReader:
+    """A binary read stream over a local file (its reads run on the event loop unless
+    ``offload``; see :class:`FileRepositoryBase`)."""
+
+    def __init__(self, fp: io.FileIO, offload: bool = False):
+        self._fp = fp
+        self.offload = offload
+
+    async def read(self, n: int | None = None) -> bytes:
+        size = -1 if n is None else n
+        if self.offload:
+            return await asyncio.to_thread(self._fp.read, size)
+        return self._fp.read(size) or b""
+
+    async def close(self) -> None:
+        self._fp.close()
+
+    async def __aenter__(self) -> FileReader:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self._fp.close()
 
 
 class FileRepositoryBase(Repository):
@@ -234,6 +284,11 @@ class FileRepositoryBase(Repository):
     fsyncs every write, file and directory, so that it survives a power loss or a kernel crash, not
     only a crash of the process; it adds about 0.5 ms per write on an ordinary disk, which made a
     2-stage file pipeline of 2,000 jobs run 1.7 times as long (``bench/durability.py``).
+
+    Small file operations (open, read, write, rename, stat) run on the event loop: on a local disk
+    each takes a few microseconds, while handing one to a thread and back costs tens, and a job
+    does several. ``offload=True`` runs each in a thread instead, for a network filesystem where
+    one can take milliseconds. Listing a directory always runs in a thread.
     """
 
     def __init__(
@@ -243,11 +298,13 @@ class FileRepositoryBase(Repository):
         case_insensitive: bool = False,
         *,
         durable: bool = False,
+        offload: bool = False,
     ):
         self.basedir = Path(basedir).expanduser()
         self.extension = extension
         self.case_insensitive = case_insensitive
         self.durable = durable
+        self.offload = offload
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.basedir / ('*' + self.extension)}>"
@@ -284,6 +341,99 @@ class FileRepositoryBase(Repository):
     def _entry_matches(self, entry: os.DirEntry[str]) -> bool:
         return entry.is_file()
 
+    #: A change of the directory's mtime within this many nanoseconds of reading it may be in
+    #: the same clock tick as the reading (file times come from a coarse clock): not a stamp.
+    _RACY_NS = 100_000_000
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.basedir)
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_mtime_ns)
+
+    def _racy(self, stamp: tuple[int, int, int] | None) -> bool:
+        return stamp is None or time.time_ns() - stamp[2] < self._RACY_NS
+
+    def _identities(self, unchanged_since: Any, jobs: Iterable[str] | None) -> tuple[dict[str, str] | None, Any]:
+        if jobs is not None:
+            out: dict[str, str] = {}
+            for job in jobs:
+                try:
+                    st = os.stat(self.fullpath(job), follow_symlinks=False)
+                except (OSError, InvalidJobIdError):
+                    continue
+                out[job] = f"{st.st_ino}:{st.st_ctime_ns}"
+            return out, None
+        stamp = self._stamp()
+        if stamp is None:
+            return {}, None
+        if unchanged_since is not None and tuple(unchanged_since) == stamp and not self._racy(stamp):
+            return None, stamp  # no file created, removed or renamed in since the stamp
+        ext = self.extension.lower() if self.case_insensitive else self.extension
+        cut = len(self.extension)
+        found: dict[str, str] = {}
+        with os.scandir(self.basedir) as it:
+            for entry in it:
+                name = entry.name
+                if name.startswith(RESERVED_PREFIX):
+                    continue
+                test = name.lower() if self.case_insensitive else name
+                if ext and (not test.endswith(ext) or len(name) == cut):
+                    continue
+                if self._entry_matches(entry):
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    found[name[: len(name) - cut] if cut else name] = f"{st.st_ino}:{st.st_ctime_ns}"
+        return found, (None if self._racy(stamp) else stamp)
+
+    async def identities(
+        self, unchanged_since: Any = None, jobs: Iterable[str] | None = None
+    ) -> tuple[dict[str, str] | None, Any]:
+        """Identities are ``INODE:CTIME`` (a stat per file); the stamp is the directory's device,
+        inode and mtime, which every file created, removed or renamed in changes."""
+        found, stamp = await asyncio.to_thread(self._identities, unchanged_since, jobs)
+        if found is not None:
+            valid = self._valid_subset(found)
+            if len(valid) != len(found):
+                found = {job: ident for job, ident in found.items() if job in valid}
+        return found, stamp
+
+    async def listing_stamp(self) -> Any:
+        # The side files' directory first: creating it later would change the stamp.
+        await asyncio.to_thread((self.basedir / META_DIR).mkdir, parents=True, exist_ok=True)
+        stamp = await asyncio.to_thread(self._stamp)
+        if stamp is not None and self._racy(stamp):
+            # Changed a moment ago: wait past the clock tick, and take it only if still the same.
+            await asyncio.sleep(self._RACY_NS / 1e9)
+            again = await asyncio.to_thread(self._stamp)
+            return again if again == stamp else None
+        return stamp
+
+    def _sidecar_path(self, name: str) -> Path:
+        """Side files live in ``.pdtnb-meta/``, so that writing one does not change the
+        directory of the jobs (whose mtime is the listing's stamp)."""
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"not a side file name: {name!r}")
+        return self.basedir / META_DIR / name
+
+    async def read_sidecar(self, name: str) -> bytes | None:
+        path = self._sidecar_path(name)
+
+        def read() -> bytes | None:
+            try:
+                return path.read_bytes()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                return None
+
+        return await asyncio.to_thread(read)
+
+    async def write_sidecar(self, name: str, data: bytes) -> bool:
+        await asyncio.to_thread(atomic_write_bytes, self._sidecar_path(name), data, False)
+        return True
+
     def _scan(self) -> list[str]:
         ext = self.extension.lower() if self.case_insensitive else self.extension
         cut = len(self.extension)
@@ -315,13 +465,21 @@ class FileRepositoryBase(Repository):
             path = self.fullpath(item)
         except InvalidJobIdError:
             return False
-        return await aiofiles.os.path.isfile(path)
+        return await self._io(os.path.isfile, path)
+
+    async def _io(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)``, a small blocking file operation: on the event loop, or in a thread
+        with ``offload`` (see the class's docstring)."""
+        if self.offload:
+            return await asyncio.to_thread(func, *args)
+        return func(*args)
 
     def lease_place(self) -> FileLease:
-        """A ``flock`` on ``.pdtnb-lease`` in ``basedir`` (names starting ``.pdtnb-`` are never jobs)."""
+        """A ``flock`` on ``.pdtnb-meta/lease`` in ``basedir`` (names starting ``.pdtnb-`` are never
+        jobs; in a subdirectory, taking and releasing it do not change the listing's stamp)."""
         from ..lease.files import FileLease
 
-        return FileLease(self.basedir / LEASE_NAME)
+        return FileLease(self.basedir / META_DIR / "lease")
 
     async def validate(self) -> None:
         """Create ``basedir`` if needed and check that it is writable."""
@@ -343,13 +501,13 @@ class FileRepository(FileRepositoryBase, BlobRepository):
         check_mode(mode, self)
         path = self.fullpath(job)
         if mode.startswith("w"):
-            await asyncio.to_thread(self.basedir.mkdir, parents=True, exist_ok=True)
-            writer = await AtomicFileWriter(path, self.durable)._start()
+            writer = await AtomicFileWriter(path, self.durable, self.offload)._start()
             return AWriteText(writer) if mode == "w" else writer
         try:
-            reader = FileReader(await aiofiles.open(path, "rb"))
+            fp = await self._io(io.FileIO, path, "rb")
         except FileNotFoundError:
             raise FileNotFoundError(f"{self!r}: no file for job {job!r} ({path})") from None
+        reader = FileReader(fp, self.offload)
         return AReadText(reader) if mode == "r" else reader
 
     async def delete(self, job: str) -> None:
@@ -357,12 +515,12 @@ class FileRepository(FileRepositoryBase, BlobRepository):
         too; a directory with contents is refused, naming it, rather than deleted recursively."""
         try:
             path = self.fullpath(job)
-            await aiofiles.os.unlink(path)
+            await self._io(os.unlink, path)
         except (FileNotFoundError, InvalidJobIdError):
             pass
         except IsADirectoryError:
             try:
-                await aiofiles.os.rmdir(path)
+                await self._io(os.rmdir, path)
             except OSError as e:
                 raise OSError(
                     e.errno, f"{self!r}: cannot delete job {job!r}: {path} is a directory that is not empty"

@@ -90,12 +90,20 @@ class YamlMetadataFileRepository(YamlMetadataRepository, FileRepository):
             path = self.fullpath(item)
         except InvalidJobIdError:
             return False
-        return await asyncio.to_thread(path.exists)
+        return await self._io(os.path.exists, path)
 
     def __init__(
-        self, filename: str | Path, extension: str = ".yaml", case_insensitive: bool = False, *, durable: bool = False
+        self,
+        filename: str | Path,
+        extension: str = ".yaml",
+        case_insensitive: bool = False,
+        *,
+        durable: bool = False,
+        offload: bool = False,
     ):
-        super().__init__(filename, extension=extension, case_insensitive=case_insensitive, durable=durable)
+        super().__init__(
+            filename, extension=extension, case_insensitive=case_insensitive, durable=durable, offload=offload
+        )
 
     def _read(self, job: str) -> Any:
         path = self.fullpath(job)
@@ -106,7 +114,7 @@ class YamlMetadataFileRepository(YamlMetadataRepository, FileRepository):
         return yaml_load(text, str(path))
 
     async def info(self, job: str) -> Any:
-        return await asyncio.to_thread(self._read, job)
+        return await self._io(self._read, job)
 
     async def info_all(self) -> dict[str, Any]:
         jobs = sorted(await self.job_ids())
@@ -119,9 +127,7 @@ class YamlMetadataFileRepository(YamlMetadataRepository, FileRepository):
     async def dump(self, job: str, data: Any) -> None:
         path = self.fullpath(job)
         body = yaml_dump(data)
-
-        def write() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, body, self.durable)
-
-        await asyncio.to_thread(write)
+        if self.durable:  # two fsyncs: milliseconds, never on the event loop
+            await asyncio.to_thread(atomic_write_bytes, path, body, True)
+        else:
+            await self._io(atomic_write_bytes, path, body, False)

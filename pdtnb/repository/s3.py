@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -199,6 +199,61 @@ class S3BucketRepository(BlobRepository):
     async def unfiltered_iter(self) -> AsyncIterator[str]:
         async for name in self._keys():
             yield name
+
+    async def identities(
+        self, unchanged_since: Any = None, jobs: Iterable[str] | None = None
+    ) -> tuple[dict[str, str], None]:
+        """Every valid job (or just ``jobs``) mapped to its object's ETag, from the listing pages
+        (no per-object request): a rewritten object has a new ETag. No stamp: the listing is the
+        check."""
+        found = await self._etags()
+        if jobs is not None:
+            found = {job: found[job] for job in jobs if job in found}
+        return found, None
+
+    async def _etags(self) -> dict[str, str]:
+        prefix, suffix = self.prefix, self.suffix
+        start, cut = len(prefix), len(suffix)
+        found: dict[str, str] = {}
+        with self._errors("list objects"):
+            paginator = self.client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", ()):
+                    key = obj["Key"]
+                    if suffix and not key.endswith(suffix):
+                        continue
+                    name = key[start : len(key) - cut]
+                    if name and not name.startswith(RESERVED_PREFIX):
+                        found[name] = obj.get("ETag", "")
+        valid = self._valid_subset(found)
+        if len(valid) != len(found):
+            found = {job: ident for job, ident in found.items() if job in valid}
+        return found
+
+    def _sidecar_key(self, name: str) -> str:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"not a side file name: {name!r}")
+        return f"{self.prefix}{RESERVED_PREFIX}{name}"
+
+    async def read_sidecar(self, name: str) -> bytes | None:
+        import botocore.exceptions as bex
+
+        key = self._sidecar_key(name)
+        with self._errors(f"read s3://{self.bucket}/{key}"):
+            try:
+                response = await self.client.get_object(Bucket=self.bucket, Key=key)
+            except bex.ClientError as e:
+                if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    return None
+                raise
+            async with response["Body"] as body:
+                return await body.read()
+
+    async def write_sidecar(self, name: str, data: bytes) -> bool:
+        key = self._sidecar_key(name)
+        with self._errors(f"write s3://{self.bucket}/{key}"):
+            await self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
+        return True
 
     async def _list_job_ids(self) -> set[str]:
         return self._valid_subset([name async for name in self._keys()])

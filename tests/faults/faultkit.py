@@ -25,7 +25,7 @@ import yaml
 SOURCE = Path(__file__).with_name("fault_pipeline.py")
 TMP_PREFIX = ".pdtnb-tmp-"
 #: The lease file a controller keeps in the pipeline's first file repository: not a value.
-LEASE_PREFIX = ".pdtnb-lease"
+LEASE_PREFIX = ".pdtnb-"  # pdtnb's own files (the lease, the outcome cache), not jobs
 ALL_STAGES = ("s1", "s2", "s3")
 KIND = {"s1": "in-process", "s2": "executor", "s3": "process"}
 

@@ -147,11 +147,11 @@ def test_sigterm_at_a_random_moment(trial, make_pipe, tally):
     interrupt_trial(signal.SIGTERM, 143, trial, make_pipe, tally)
 
 
-def test_sigint_with_an_executor_body_stuck_in_its_thread_exits_within_two_seconds(make_pipe):
-    """A worker thread cannot be interrupted: the run must not wait for it to exit."""
-    pipe = make_pipe(stages=("s1", "s2"), n=4, sleep=0.0, hostile={("s2", "j2"): "hang"})
+def _sigint_while_stuck(pipe, stage: str, job: str):
+    """Run, wait for ``job`` of ``stage`` to start (and get stuck), SIGINT the run; the run must
+    exit with 130 within the contract's time. Returns the run's result."""
     proc = pipe.start("run", "--timeout", "60")
-    assert pipe.wait_for_start("s2", "j2"), pipe.finish(proc)
+    assert pipe.wait_for_start(stage, job), pipe.finish(proc)
     time.sleep(0.2)
     sent = time.monotonic()
     os.kill(proc.pid, signal.SIGINT)
@@ -159,6 +159,13 @@ def test_sigint_with_an_executor_body_stuck_in_its_thread_exits_within_two_secon
     took = time.monotonic() - sent
     assert result.returncode == 130 and took <= EXIT_WITHIN + SLACK, f"took {took:.2f} s\n{result}"
     assert "interrupted" in result.stderr, result
+    return result
+
+
+def test_sigint_with_an_executor_body_stuck_in_its_thread_exits_within_two_seconds(make_pipe):
+    """A worker thread cannot be interrupted: the run must not wait for it to exit."""
+    pipe = make_pipe(stages=("s1", "s2"), n=4, sleep=0.0, hostile={("s2", "j2"): "hang"})
+    _sigint_while_stuck(pipe, "s2", "j2")
     assert all(r.get("result") == "success" for r in pipe.records("s2").values()), pipe.records("s2")
     assert "j2" not in pipe.records("s2"), "the interrupted job is left ready, not recorded"
 
@@ -207,14 +214,7 @@ def test_sigint_with_a_body_blocking_the_event_loop_exits_within_two_seconds(mak
     """Synchronous code in an in-process body holds the loop: nothing can cancel it, so the run
     exits without it (the watchdog), leaving it ready."""
     pipe = make_pipe(stages=("s1",), n=3, sleep=0.0, hostile={("s1", "j2"): "block"})
-    proc = pipe.start("run", "--timeout", "60")
-    assert pipe.wait_for_start("s1", "j2"), pipe.finish(proc)
-    time.sleep(0.2)
-    sent = time.monotonic()
-    os.kill(proc.pid, signal.SIGINT)
-    result = pipe.finish(proc, timeout=15)
-    took = time.monotonic() - sent
-    assert result.returncode == 130 and took <= EXIT_WITHIN + SLACK, f"took {took:.2f} s\n{result}"
+    _sigint_while_stuck(pipe, "s1", "j2")
     assert "j2" not in pipe.records("s1"), "the interrupted job is left ready, not recorded"
     assert pipe.temporaries() == []
 

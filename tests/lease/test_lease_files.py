@@ -1,5 +1,5 @@
 """One controller at a time on a pipeline kept in local files: the lease is a kernel lock
-(flock) on ``.pdtnb-lease`` in the first done repository's directory.
+(flock) on ``.pdtnb-meta/lease`` in the first done repository's directory.
 
 Real pipeline scripts run through the command line in subprocesses, as cron and a terminal would.
 """
@@ -21,7 +21,7 @@ from pdtnb.lease import LEASE_HELD_EXIT, LeaseHeldError
 
 
 def test_a_second_controller_is_refused_naming_the_holder_and_readers_are_not(tmp_path):
-    run = Runner(tmp_path, SLEEP="6")
+    run = Runner(tmp_path, SLEEP="60")  # the first run goes on until interrupted below
     first = run.start("run")
     try:
         run.wait_for_log()
@@ -38,12 +38,13 @@ def test_a_second_controller_is_refused_naming_the_holder_and_readers_are_not(tm
         assert json.loads(run("status", "--json").stdout)["controller"]["pid"] == first.pid
         for args in (["ls", "work.done"], ["failed"], ["why", "work", "j1"], ["trace", "j1"]):
             assert run(*args).returncode == 0, args
-        _, err = first.communicate(timeout=60)
-        assert first.returncode == 0, err
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=30)
+        assert first.returncode == 130, err
     finally:
         stop(first)
-    assert set(run.runs().values()) == {1} and len(run.runs()) == 6, run.runs()
-    assert not (tmp_path / "done" / ".pdtnb-lease").exists(), "an idle pipeline leaves no lease file"
+    assert set(run.runs().values()) == {1} and len(run.runs()) == 6, run.runs()  # nobody else ran them
+    assert not (tmp_path / "done" / ".pdtnb-meta" / "lease").exists(), "an idle pipeline leaves no lease file"
 
 
 def test_wait_waits_for_the_holder_then_acts(tmp_path):

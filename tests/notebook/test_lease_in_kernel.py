@@ -53,7 +53,7 @@ def test_the_notebook_holds_the_lease_only_while_it_acts(kernel_session: KernelS
     )
     try:
         deadline = time.monotonic() + 20
-        while not (data / "done" / ".pdtnb-lease").exists():
+        while not (data / "done" / ".pdtnb-meta" / "lease").exists():
             assert time.monotonic() < deadline and terminal.poll() is None, terminal.communicate()
             time.sleep(0.05)
         message = usage_error(ks.run("%pdt step"))

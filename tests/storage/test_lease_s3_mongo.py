@@ -17,35 +17,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from mongoserver import mongo_server
-from s3server import s3_client, s3_endpoint
+from s3server import s3_client
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "lease"))
 from common import HOLDER, Runner, one_error_line, stop
 
 from pdtnb.lease import LEASE_HELD_EXIT
-
-
-@pytest.fixture(scope="module")
-def s3(service_unavailable):
-    try:
-        ctx = s3_endpoint()
-        endpoint = ctx.__enter__()
-    except RuntimeError as e:
-        service_unavailable("moto S3 server", str(e))
-    yield endpoint
-    ctx.__exit__(None, None, None)
-
-
-@pytest.fixture(scope="module")
-def mongo(service_unavailable):
-    try:
-        ctx = mongo_server()
-        url = ctx.__enter__()
-    except RuntimeError as e:
-        service_unavailable("SecantusDB", str(e))
-    yield url
-    ctx.__exit__(None, None, None)
 
 
 @pytest.fixture(params=["s3", "mongo"])
@@ -61,12 +38,12 @@ def store(request, tmp_path):
 
         asyncio.run(make_bucket())
         return Runner(tmp_path, STORE="s3", S3_URL=endpoint.url, BUCKET=bucket)
-    url = request.getfixturevalue("mongo")
+    url = request.getfixturevalue("mongo_url")
     return Runner(tmp_path, STORE="mongo", MONGO_URL=url, COLLECTION=f"done_{uuid.uuid4().hex[:12]}")
 
 
 def test_a_second_controller_is_refused_naming_the_holder(store):
-    first = store.start("run", SLEEP="5")
+    first = store.start("run", SLEEP="8")
     try:
         store.wait_for_log()
         refused = store("run")

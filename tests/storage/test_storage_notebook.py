@@ -26,7 +26,7 @@ import pytest
 import yaml
 from mongoserver import mongo_auth_server, mongo_server
 from nbexec import cell_text, execute, write_kernelspec
-from s3server import s3_client, s3_endpoint
+from s3server import s3_client
 
 pymongo = pytest.importorskip("pymongo")
 pytest.importorskip("aiobotocore")
@@ -52,19 +52,6 @@ def summary_of(text: str) -> dict[str, Any]:
 
 
 # ---- servers ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def s3(service_unavailable):
-    try:
-        ctx = s3_endpoint()
-        endpoint = ctx.__enter__()
-    except RuntimeError as e:
-        service_unavailable("S3 (moto_server)", str(e))
-    try:
-        yield endpoint
-    finally:
-        ctx.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
