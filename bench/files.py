@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import platform
@@ -88,7 +89,7 @@ def print_profile(path: str, title: str, limit: int = 30) -> None:
 
     print(f"\n## cProfile of {title} (main thread only: work handed to threads shows as waiting)")
     for key in ("cumulative", "tottime"):
-        buf = __import__("io").StringIO()
+        buf = io.StringIO()
         stats = pstats.Stats(path, stream=buf)
         stats.strip_dirs().sort_stats(key).print_stats(limit)
         text = buf.getvalue()

@@ -337,3 +337,49 @@ async def test_validate_wrong_credentials(service_unavailable):
             assert "some-bucket" in str(e.value)
     finally:
         ctx.__exit__(None, None, None)
+
+
+async def test_a_cold_status_of_s3_done_records_lists_instead_of_reading(client, bucket, monkeypatch):
+    """The outcome cache (the object ``done/.pdtnb-outcomes``) keyed by ETag: a status in a new process reads
+    no record whose object is unchanged, and reads exactly those rewritten meanwhile."""
+    import pdtnb
+
+    def pipeline() -> tuple[pdtnb.Pipeline, YamlMetadataS3Repository]:
+        inputs = pdtnb.InProcessMetadataRepository({f"j{i}": i for i in range(30)})
+        done = YamlMetadataS3Repository(lambda: client, bucket, "done/")
+
+        @pdtnb.InProcessSyncTask("t", done)
+        async def t(job):
+            if job in ("j4", "j9"):
+                raise ValueError(job)
+
+        t.link("inputs", inputs, is_input=True)
+        return pdtnb.Pipeline([t], pdtnb.Session(), lease=False), done
+
+    reads = {"n": 0}
+    original = YamlMetadataS3Repository.info
+
+    async def counting(self, job):
+        reads["n"] += 1
+        return await original(self, job)
+
+    monkeypatch.setattr(YamlMetadataS3Repository, "info", counting)
+
+    async def counts() -> tuple[int, int]:
+        p, _ = pipeline()
+        async with p:
+            status = await pdtnb.pipeline_status(p)
+        return status.tasks[0].done, status.tasks[0].failed
+
+    p, _ = pipeline()
+    async with p:
+        await p.run()
+    reads["n"] = 0
+    assert await counts() == (28, 2)
+    assert reads["n"] == 0, "every outcome came from the cache"
+    # Another process rewrites one success as a failure, and one failure as a success.
+    await client.put_object(Bucket=bucket, Key="done/j5.yaml", Body=b"result: failure\nmessage: elsewhere\n")
+    await client.put_object(Bucket=bucket, Key="done/j4.yaml", Body=b"result: success\n")
+    reads["n"] = 0
+    assert await counts() == (28, 2)
+    assert reads["n"] == 2, "only the two rewritten objects were read"
