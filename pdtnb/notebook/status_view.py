@@ -128,6 +128,12 @@ def render_status_html(
     if caption_markup is None:
         cap = caption if caption is not None else f"status at {status.taken_at:%H:%M:%S} UTC"
         caption_markup = html.escape(cap)
+    if status.controller is not None:
+        # Another process acts on the pipeline: its in-process jobs look ready from here.
+        caption_markup += (
+            f' · <i class="pdtnb-note">controlled now by {html.escape(status.controller.describe())}'
+            "; its in-process jobs count as ready here</i>"
+        )
     return (
         f'{_CSS}<div class="pdtnb-status"><table><caption style="text-align:left">{caption_markup}</caption>'
         f"<thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></div>"

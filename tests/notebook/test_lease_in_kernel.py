@@ -1,7 +1,8 @@
 """The notebook takes part in "one controller at a time" (ipykernel 6 and 7): it holds the
 pipeline's lease only while an action or a background run is going, so a notebook left open never
 locks out cron; while it runs, a terminal's `run` is refused naming the notebook; while a
-terminal runs, a magic is refused in one line naming the terminal's command."""
+terminal runs, a magic is refused in one line naming the terminal's command, and `%pdt status`
+says who is acting."""
 
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ def test_the_notebook_holds_the_lease_only_while_it_acts(kernel_session: KernelS
         while not (data / "done" / ".pdtnb-meta" / "lease").exists():
             assert time.monotonic() < deadline and terminal.poll() is None, terminal.communicate()
             time.sleep(0.05)
+        shown = ks.run("%pdt status").check()
+        assert f"controlled now by lease_pipeline.py run (pid {terminal.pid} " in shown.html, shown.describe()
         message = usage_error(ks.run("%pdt step"))
         assert message.startswith("%pdt step: the pipeline is controlled by lease_pipeline.py run (pid "), message
         assert f"pid {terminal.pid} " in message, message
