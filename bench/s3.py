@@ -151,6 +151,7 @@ def pipeline_part(
     url = endpoint.url
     names = [*pythons, "floor"]
     loops: dict[tuple[str, int], dict] = {}
+    runs: dict[tuple[str, int], list[float]] = {}
     stats: dict[tuple[str, str, int], dict] = {}
 
     def keep(table: dict, key: tuple, rec: dict) -> None:
@@ -159,7 +160,7 @@ def pipeline_part(
 
     for n in sizes:
         for rep in range(repeat):
-            for name in names:
+            for name in names[rep % len(names) :] + names[: rep % len(names)]:  # a rotating order
                 python = pythons.get(name, pythons["pdtnb"])
                 bucket = f"pdtnb-bench-{name}-{uuid.uuid4().hex[:8]}"
                 _s3_run(pythons["pdtnb"], ["seed", str(n), url, bucket], "seed", endpoint)
@@ -172,6 +173,7 @@ def pipeline_part(
                     f"(CPU {rec['cpu_seconds']:.3f} s)"
                 )
                 keep(loops, (name, n), rec)
+                runs.setdefault((name, n), []).append(rec["seconds"])
                 # status of the finished bucket, each in a new process
                 if name == "pdtnb":
                     states = ["after the loop", "no side objects", "later"]
@@ -225,6 +227,11 @@ def pipeline_part(
             f"{'':>5}  (status floor: list the 5 prefixes {floor_list['seconds']:.3f} s; list and read every "
             f"record, {2 * n} GETs, {floor_read['seconds']:.3f} s; both including the client's creation)"
         )
+        if repeat > 1:
+            for name in names:
+                lines.append(
+                    f"{'':>5}  {name} loop in each repetition (s): " + ", ".join(f"{x:.2f}" for x in runs[(name, n)])
+                )
         lines.append("")
     lines.append("Targets for pdtnb (from the issue):")
     for n in sizes:
@@ -316,13 +323,18 @@ def main() -> None:
     ok = True
     started = time.perf_counter()
     load_start = os.getloadavg()[0]
+    commit_start = git_commit()
     with s3_endpoint() as endpoint, tempfile.TemporaryDirectory() as tmp:
         if parts & {"copy", "list"}:
             ok = copy_and_list(endpoint, opts)
         if "pipeline" in parts:
             lines = pipeline_part(endpoint, pythons, sizes, opts.repeat, opts.profile, tmp)
             print()
-            print(f"pdtnb S3 pipeline benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}; commit {git_commit()}")
+            commit_end = git_commit()
+            commit = (
+                commit_start if commit_end == commit_start else f"{commit_start} at the start, {commit_end} at the end"
+            )
+            print(f"pdtnb S3 pipeline benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}; commit {commit}")
             print(
                 f"endpoint {endpoint.url}{' (external)' if endpoint.external else ' (moto_server, started here)'}; "
                 f"Python {platform.python_version()}, {os.cpu_count()} CPUs; best of {opts.repeat}; "
