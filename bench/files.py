@@ -54,20 +54,24 @@ TREE_FORMAT = 1
 
 
 def git_commit() -> str:
-    """``git rev-parse --short HEAD``, plus "dirty" if the work tree has changes, with a digest of
-    the uncommitted changes to pdtnb/ (to tell apart measurements of different work in progress)."""
+    """``git rev-parse --short HEAD``, plus "dirty" if the work tree has changes; then the last
+    commit that changed pdtnb/ and, if pdtnb/ has uncommitted changes, a digest of them (to tell
+    apart measurements of different work in progress)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT, check=True).stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=ROOT).stdout
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain")
+        last = git("log", "-1", "--format=%h", "--", "pdtnb")
         diff = subprocess.run(["git", "diff", "HEAD", "--", "pdtnb"], capture_output=True, cwd=ROOT).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    if not dirty.strip():
-        return head
-    detail = f"pdtnb/ diff sha1 {hashlib.sha1(diff).hexdigest()[:10]}" if diff else "pdtnb/ unchanged"
-    return f"{head} dirty ({detail})"
+    text = head + (" dirty" if dirty else "") + f" (pdtnb/ as of {last}"
+    if diff:
+        text += f" + uncommitted changes, diff sha1 {hashlib.sha1(diff).hexdigest()[:10]}"
+    return text + ")"
 
 
 def run_json(cmd: list[str], what: str) -> dict:
