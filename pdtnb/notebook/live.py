@@ -82,9 +82,22 @@ def redefined_note(controller: Any) -> str:
 class LiveView:
     """Mixin for an ipywidgets widget that shows a controller's feed (see the module docstring).
 
-    Subclasses implement :meth:`render` (update the widget from the feed), :meth:`snapshot_html`
-    and :meth:`snapshot_text`; they call :meth:`_init_live` in ``__init__``.
+    Subclasses implement ``render(feed)`` (update the widget from the feed),
+    ``snapshot_html(note)`` (static HTML of the last state, ``note`` saying what it is) and
+    ``snapshot_text()``; they call :meth:`_init_live` in ``__init__``. ipywidgets' metaclass cannot
+    be combined with ``ABCMeta``, so the contract is checked when a subclass is created (pass
+    ``abstract=True`` for an intermediate base).
     """
+
+    #: The methods every concrete view defines (see :meth:`__init_subclass__`).
+    REQUIRED: tuple[str, ...] = ("render", "snapshot_html", "snapshot_text")
+
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not abstract:
+            missing = [name for name in cls.REQUIRED if not callable(getattr(cls, name, None))]
+            if missing:
+                raise TypeError(f"{cls.__name__} must define {', '.join(missing)} (a LiveView)")
 
     controller: PipelineController
     interval: float
@@ -193,15 +206,13 @@ class LiveView:
             "it no longer acts: show the new one (%pdt dashboard)"
         )
 
-    def render(self, feed: StatusFeed) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    if TYPE_CHECKING:  # defined by every concrete view (checked in __init_subclass__)
 
-    def snapshot_html(self, note: str) -> str:  # pragma: no cover - abstract
-        """Static HTML of the view's last state, with ``note`` saying what it is."""
-        raise NotImplementedError
+        def render(self, feed: StatusFeed) -> None: ...
 
-    def snapshot_text(self) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
+        def snapshot_html(self, note: str) -> str: ...
+
+        def snapshot_text(self) -> str: ...
 
     # ---- display -------------------------------------------------------------------------------
 

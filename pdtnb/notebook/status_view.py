@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets
 
@@ -174,8 +174,11 @@ def _plain(markup: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", markup)).strip()
 
 
-class _FeedHTML(LiveView, ipywidgets.HTML):
-    """An HTML widget that renders its controller's feed (the base of LiveStatus and Progress)."""
+class _FeedHTML(LiveView, ipywidgets.HTML, abstract=True):
+    """An HTML widget that renders its controller's feed (the base of LiveStatus and Progress,
+    which define ``_body(caption)``: the markup under the caption)."""
+
+    REQUIRED = (*LiveView.REQUIRED, "_body")
 
     def __init__(self, controller: PipelineController, interval: float = 1.0, follow: bool = True, **kwargs: Any):
         super().__init__(**kwargs)
@@ -213,8 +216,9 @@ class _FeedHTML(LiveView, ipywidgets.HTML):
         return caption_html(self.controller, self._state, self._taken_at, live=live, interval=self.interval,
                             note=note or self.redefined_note)
 
-    def _body(self, caption: str) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
+    if TYPE_CHECKING:  # defined by LiveStatus and Progress (checked in LiveView.__init_subclass__)
+
+        def _body(self, caption: str) -> str: ...
 
     def _markup(self, live: bool, note: str = "") -> str:
         caption = self._caption(live, note)
