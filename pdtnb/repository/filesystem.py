@@ -26,7 +26,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -370,23 +370,16 @@ class FileRepositoryBase(Repository):
             return {}, None
         if unchanged_since is not None and tuple(unchanged_since) == stamp and not self._racy(stamp):
             return None, stamp  # no file created, removed or renamed in since the stamp
-        ext = self.extension.lower() if self.case_insensitive else self.extension
-        cut = len(self.extension)
         found: dict[str, str] = {}
-        with os.scandir(self.basedir) as it:
-            for entry in it:
-                name = entry.name
-                if name.startswith(RESERVED_PREFIX):
+        try:
+            for job, entry in self._entries():
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
                     continue
-                test = name.lower() if self.case_insensitive else name
-                if ext and (not test.endswith(ext) or len(name) == cut):
-                    continue
-                if self._entry_matches(entry):
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
-                    found[name[: len(name) - cut] if cut else name] = f"{st.st_ino}:{st.st_ctime_ns}"
+                found[job] = f"{st.st_ino}:{st.st_ctime_ns}"
+        except FileNotFoundError:
+            return {}, None
         return found, (None if self._racy(stamp) else stamp)
 
     async def identities(
@@ -434,24 +427,27 @@ class FileRepositoryBase(Repository):
         await asyncio.to_thread(atomic_write_bytes, self._sidecar_path(name), data, False)
         return True
 
-    def _scan(self) -> list[str]:
+    def _entries(self) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """``(job, entry)`` for every directory entry that holds a job: the one scan behind the
+        listing and the identities (pdtnb's own ``.pdtnb-`` names skipped, the extension cut)."""
         ext = self.extension.lower() if self.case_insensitive else self.extension
         cut = len(self.extension)
-        names = []
+        with os.scandir(self.basedir) as it:
+            for entry in it:
+                name = entry.name
+                if name.startswith(RESERVED_PREFIX):
+                    continue
+                test = name.lower() if self.case_insensitive else name
+                if ext and (not test.endswith(ext) or len(name) == cut):
+                    continue
+                if self._entry_matches(entry):
+                    yield (name[: len(name) - cut] if cut else name), entry
+
+    def _scan(self) -> list[str]:
         try:
-            with os.scandir(self.basedir) as it:
-                for entry in it:
-                    name = entry.name
-                    if name.startswith(RESERVED_PREFIX):
-                        continue
-                    test = name.lower() if self.case_insensitive else name
-                    if ext and (not test.endswith(ext) or len(name) == cut):
-                        continue
-                    if self._entry_matches(entry):
-                        names.append(name[: len(name) - cut] if cut else name)
+            return [job for job, _ in self._entries()]
         except FileNotFoundError:
             return []
-        return names
 
     async def unfiltered_iter(self) -> AsyncIterator[str]:
         for name in await asyncio.to_thread(self._scan):

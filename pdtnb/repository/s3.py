@@ -181,8 +181,10 @@ class S3BucketRepository(BlobRepository):
 
     # ---- listing and membership -------------------------------------------------------------
 
-    async def _keys(self) -> AsyncIterator[str]:
-        """Every candidate job name: keys under ``prefix`` ending in ``suffix``, both stripped."""
+    async def _objects(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """``(job, object)`` for every listed object under ``prefix`` ending in ``suffix`` (both
+        stripped; pdtnb's own ``.pdtnb-`` names skipped): the one listing behind :meth:`_keys`
+        and the identities."""
         prefix, suffix = self.prefix, self.suffix
         start, cut = len(prefix), len(suffix)
         with self._errors("list objects"):
@@ -194,7 +196,12 @@ class S3BucketRepository(BlobRepository):
                         continue
                     name = key[start : len(key) - cut]
                     if name and not name.startswith(RESERVED_PREFIX):
-                        yield name
+                        yield name, obj
+
+    async def _keys(self) -> AsyncIterator[str]:
+        """Every candidate job name."""
+        async for name, _ in self._objects():
+            yield name
 
     async def unfiltered_iter(self) -> AsyncIterator[str]:
         async for name in self._keys():
@@ -212,19 +219,7 @@ class S3BucketRepository(BlobRepository):
         return found, None
 
     async def _etags(self) -> dict[str, str]:
-        prefix, suffix = self.prefix, self.suffix
-        start, cut = len(prefix), len(suffix)
-        found: dict[str, str] = {}
-        with self._errors("list objects"):
-            paginator = self.client.get_paginator("list_objects_v2")
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                for obj in page.get("Contents", ()):
-                    key = obj["Key"]
-                    if suffix and not key.endswith(suffix):
-                        continue
-                    name = key[start : len(key) - cut]
-                    if name and not name.startswith(RESERVED_PREFIX):
-                        found[name] = obj.get("ETag", "")
+        found = {name: obj.get("ETag", "") async for name, obj in self._objects()}
         valid = self._valid_subset(found)
         if len(valid) != len(found):
             found = {job: ident for job, ident in found.items() if job in valid}
