@@ -569,17 +569,13 @@ class Pipeline:
                         try:
                             started = await launch(job)
                         except Exception as e:
-                            stop = storage_fault(e, note=f"nothing was lost: {name} {job} stays ready")  # noqa: B023
-                            if stop is None:
-                                report.failed += 1
-                                try:
-                                    await self._launch_failed(task, job, e)  # noqa: B023
-                                except StorageFaultError as recording:
-                                    stop = recording
-                            if stop is not None:
+                            try:
+                                await self._launch_failed(task, job, e)  # noqa: B023
+                            except StorageFaultError as stop:  # the storage failed, not the job
                                 if fault is None:
                                     fault = stop
                                 return
+                            report.failed += 1
                             continue
                         if started is False:
                             report.refused += 1
@@ -665,7 +661,7 @@ class Pipeline:
             self._summary = None
             summary.succeeded = sum(t.successes for t in self.tasks.values()) - successes
         summary.elapsed = loop.time() - start
-        await self._load_unread_outcomes()
+        await self._settle_outcomes()
         corrupt = self._corrupt_records()
         summary.corrupt = len(corrupt)
         for where in corrupt[:5]:
@@ -681,7 +677,7 @@ class Pipeline:
             except Exception:
                 log.exception("task %s: could not be interrupted", task.name)
 
-    async def _load_unread_outcomes(self) -> None:
+    async def _settle_outcomes(self) -> None:
         """Read the outcomes of the done repositories the run never needed (those of the last
         tasks: nothing downstream asked whether they succeeded), so that an unreadable record
         there is reported by this run too; keep every index's side file current."""
