@@ -27,21 +27,39 @@ __all__ = ["AbstractProcessManager", "job_wrapper"]
 
 
 def job_wrapper(
-    launcher: str, return_code: str, stdin: str | None, stdout: str | None, stderr: str | _StderrIsStdout | None
+    launcher: str,
+    return_code: str,
+    stdin: str | None,
+    stdout: str | None,
+    stderr: str | _StderrIsStdout | None,
+    *,
+    foreground: bool = False,
+    rename: bool = True,
 ) -> str:
     """The ``sh -c`` script every manager runs a job under, as ``sh -c SCRIPT pdtnb-job ARGS...``.
 
     It runs ``ARGS`` (``launcher`` first, e.g. ``setsid``: its own process group, so a kill
     reaches the whole job) with the standard streams redirected to the given paths (``/dev/null``
     when None; ``STDOUT`` sends stderr to stdout), waits, and writes the exit code to
-    ``return_code`` atomically (a temporary file renamed), so a reader never sees a half-written
-    code. The paths are quoted here and the command arrives as ``"$@"``: nothing the task passes
-    is ever parsed as shell code by the wrapper.
+    ``return_code``. The paths are quoted here and the command arrives as ``"$@"``: nothing the
+    task passes is ever parsed as shell code by the wrapper.
 
-    A command started with ``&`` by a non-interactive shell begins with SIGINT and SIGQUIT
-    ignored, and a process inherits ignored signals (a Python job would never see Ctrl-C or a
-    SIGINT from ``kill``): where ``env --default-signal`` exists (coreutils 8.31 and later) the
-    job starts with their default handling.
+    By default (the SSH manager) the job is started with ``&`` and waited for. A command started
+    with ``&`` by a non-interactive shell begins with SIGINT and SIGQUIT ignored, and a process
+    inherits ignored signals (a Python job would never see Ctrl-C or a SIGINT from ``kill``):
+    where ``env --default-signal`` exists (coreutils 8.31 and later) the job starts with their
+    default handling. That check and ``env`` cost two more programs per job. ``foreground=True``
+    runs the job as an ordinary foreground command instead, which leaves its signals as the
+    wrapper's are: for a caller that knows the wrapper starts with SIGINT and SIGQUIT at their
+    defaults (the local manager, which otherwise puts ``env --default-signal=INT,QUIT`` in
+    ``launcher`` itself).
+
+    ``rename=True`` writes the code to ``return_code.tmp`` and renames it (one more program,
+    ``mv``), so that even a reader racing the wrapper never sees a half-written code.
+    ``rename=False`` writes it in place with the shell's own ``echo`` (one ``write`` of at most
+    four bytes): for a caller that reads the file only once the wrapper has ended, when it is
+    complete; if the wrapper is killed before it writes, the file is missing or empty, which
+    reads as no code either way.
     """
     q_in = shlex.quote(str(stdin)) if stdin is not None else "/dev/null"
     q_out = shlex.quote(str(stdout)) if stdout is not None else "/dev/null"
@@ -52,11 +70,11 @@ def job_wrapper(
     q_rc = shlex.quote(str(return_code))
     q_tmp = shlex.quote(str(return_code) + ".tmp")
     runner = f"{launcher} " if launcher else ""
+    write_code = f"echo $c >{q_tmp} && mv -f {q_tmp} {q_rc}\n" if rename else f"echo $c >{q_rc}\n"
+    if foreground:
+        return f'{runner}"$@" <{q_in} >{q_out} 2>{q_err}\nc=$?\n{write_code}'
     restore = 'if env --default-signal=INT,QUIT true 2>/dev/null; then set -- env --default-signal=INT,QUIT "$@"; fi\n'
-    return (
-        f'{restore}{runner}"$@" <{q_in} >{q_out} 2>{q_err} &\nwait $!\nc=$?\n'
-        f"echo $c >{q_tmp} && mv -f {q_tmp} {q_rc}\n"
-    )
+    return f'{restore}{runner}"$@" <{q_in} >{q_out} 2>{q_err} &\nwait $!\nc=$?\n{write_code}'
 
 
 class AbstractProcessManager(ABC):

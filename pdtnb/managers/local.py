@@ -3,11 +3,20 @@
 How a job runs
 --------------
 :meth:`LocalLinuxManager.spawn` starts a small ``/bin/sh`` *wrapper* in a new session. The wrapper
-starts the job in a session of its own (``setsid``), waits for it, and writes the exit code to
-``return_code.tmp`` then renames it to ``return_code``, so a reader never sees a half-written
-code. The wrapper is what the process identifier names: once it has ended, the return code file
-is complete. The wrapper and the job both survive the pipeline process, so a pipeline killed
+runs the job as a foreground command in a session of its own (``setsid``), and when it ends writes
+the exit code to ``return_code`` with the shell's ``echo``. The wrapper is what the process
+identifier names: once it has ended, the return code file is complete (the task reads it only
+then; a wrapper killed before writing leaves the file missing or empty, which both read as "no
+exit code"). The wrapper and the job both survive the pipeline process, so a pipeline killed
 with SIGKILL leaves its jobs running and a restarted one finds their return codes.
+
+A job costs the wrapper, ``setsid`` and the job's own program, and nothing more: earlier the
+wrapper started the job with ``&`` (which makes ``sh`` ignore SIGINT and SIGQUIT in it, so an
+``env --default-signal`` probe and ``env`` itself ran per job to undo that) and wrote the code to
+a temporary file renamed with ``mv``: five more programs per job, which cost more CPU than the
+rest of the job's handling put together. A foreground command keeps the wrapper's signal
+handling, which is this process's: only if this process ignores SIGINT or SIGQUIT (started under
+``nohup``, or with ``&`` by a script) is ``env --default-signal=INT,QUIT`` put before the job.
 
 Process identifiers
 -------------------
@@ -45,9 +54,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-import aiofiles
-
-from ..streams import AsyncFile
 from ..task.base import _StderrIsStdout
 from .base import AbstractProcessManager, job_wrapper
 
@@ -115,14 +121,18 @@ class LocalLinuxManager(AbstractProcessManager):
     """Runs processes on the local Linux machine, keeping files under ``local_path/app``.
 
     ``app`` names this application's directory, so that several pipelines can share
-    ``local_path`` (``/tmp/pydatatask`` by default, as in pydatatask).
+    ``local_path`` (``/tmp/pydatatask`` by default, as in pydatatask). The small file operations
+    of a job (its script, return code and output files) run on the event loop, as a local disk
+    makes them cheap; ``offload=True`` runs each in a thread instead, for a ``local_path`` on a
+    network filesystem.
     """
 
-    def __init__(self, app: str, local_path: Path | str = "/tmp/pydatatask"):
+    def __init__(self, app: str, local_path: Path | str = "/tmp/pydatatask", *, offload: bool = False):
         if not isinstance(app, str) or not app or "/" in app or app in (".", ".."):
             raise ValueError(f"LocalLinuxManager: app must be a plain directory name, not {app!r}")
         self.app = app
         self.local_path = Path(local_path).expanduser() / app
+        self.offload = offload
         # Wrappers this process started, by pid: reaped (waited for) as soon as they end, so they
         # never linger as zombies, and checked without reading /proc.
         self._children: dict[int, tuple[subprocess.Popen, int]] = {}
@@ -194,31 +204,31 @@ class LocalLinuxManager(AbstractProcessManager):
     ) -> str:
         """Start ``args`` in ``cwd`` under the wrapper (see the module docstring); returns at once.
 
-        The fork and exec happen on the calling thread: they take about a millisecond, less than
-        handing them to a worker thread would cost.
+        The fork and exec run in a worker thread. With ``vfork`` (which subprocess uses on Linux)
+        the calling thread is suspended until the child has exec'd the shell, which takes a
+        millisecond on an idle machine but several when the CPUs are busy (the child waits for
+        one): in a thread (the GIL is released meanwhile) the event loop goes on with other
+        launches and reaps. The identifier is made, and the child noted, back on the loop.
         """
         if not args:
             raise ValueError("spawn: args must name a program")
-        return self._spawn([str(a) for a in args], environ, cwd, return_code, stdin, stdout, stderr)
+        argv = [str(a) for a in args]
+        script = job_wrapper(_launcher(), return_code, stdin, stdout, stderr, foreground=True, rename=False)
+        env = None  # inherited as it is: nothing to copy or encode
+        if environ:
+            env = dict(os.environ)
+            env.update({str(k): str(v) for k, v in environ.items()})
+        proc, start = await asyncio.to_thread(self._start_wrapper, script, argv, cwd, env)
+        self._children[proc.pid] = (proc, start)
+        return f"{proc.pid}:{start}:{_get_boot_id()}"
 
-    def _spawn(
-        self,
-        args: list[str],
-        environ: dict[str, str] | None,
-        cwd: str,
-        return_code: str,
-        stdin: str | None,
-        stdout: str | None,
-        stderr: str | _StderrIsStdout | None,
-    ) -> str:
-        # Synchronous on purpose: the fork and exec (about a millisecond) run on the loop's thread.
+    def _start_wrapper(
+        self, script: str, args: list[str], cwd: str, env: dict[str, str] | None
+    ) -> tuple[subprocess.Popen, int]:
+        """Start the wrapper; (its Popen, its start time). Runs in a worker thread."""
         exe = args[0]
         if "/" in exe and os.path.isfile(exe) and not os.access(exe, os.X_OK):
             os.chmod(exe, 0o755)
-        script = job_wrapper(shlex.quote(_SETSID) if _SETSID else "", return_code, stdin, stdout, stderr)
-        env = dict(os.environ)
-        if environ:
-            env.update({str(k): str(v) for k, v in environ.items()})
         proc = subprocess.Popen(
             ["/bin/sh", "-c", script, "pdtnb-job", *args],
             cwd=cwd,
@@ -234,8 +244,7 @@ class LocalLinuxManager(AbstractProcessManager):
             proc.kill()
             proc.wait()
             raise RuntimeError(f"{self!r}: the process {proc.pid} vanished as it started")
-        self._children[proc.pid] = (proc, stat[3])
-        return f"{proc.pid}:{stat[3]}:{_get_boot_id()}"
+        return proc, stat[3]
 
     # ---- stopping ----------------------------------------------------------------------------
 
@@ -337,14 +346,23 @@ class LocalLinuxManager(AbstractProcessManager):
     # ---- files -------------------------------------------------------------------------------
 
     async def open(self, path: Path, mode: Literal["r", "rb", "w", "wb"]) -> Any:
+        """A :class:`LocalFile`: its open, reads, writes and close run on the event loop (see the
+        class), or in a thread each if the manager was made with ``offload=True``."""
         if mode not in ("r", "rb", "w", "wb"):
             raise ValueError(f"{self!r}: unsupported open mode {mode!r}; use 'r', 'rb', 'w' or 'wb'")
-        return LocalFile(await aiofiles.open(path, mode))
+        if self.offload:
+            return LocalFile(await asyncio.to_thread(open, path, mode), offload=True)
+        return LocalFile(open(path, mode))  # noqa: ASYNC230 - inline on purpose (see LocalFile)
 
     async def mkdir(self, path: Path) -> None:
         _mkdir(Path(path))  # a couple of system calls: cheaper here than in a worker thread
 
     async def rmtree(self, path: Path) -> None:
+        """Remove ``path`` and everything under it, in a thread (a job may leave a large tree);
+        nothing to do, and no thread, when it does not exist."""
+        if not os.path.lexists(path):  # noqa: ASYNC240 - one lstat: cheaper than a thread
+            return
+
         def remove() -> None:
             try:
                 shutil.rmtree(path)
@@ -369,7 +387,77 @@ class LocalLinuxManager(AbstractProcessManager):
             return None
 
 
-LocalFile = AsyncFile  # what LocalLinuxManager.open returns
+class LocalFile:
+    """What :meth:`LocalLinuxManager.open` returns: a stream over a local file whose ``read``,
+    ``write`` and ``close`` are coroutines.
+
+    The system calls run on the event loop itself: on a local disk each takes microseconds, while
+    handing one to a thread and back costs tens of them (and a job's files are small: the script,
+    the return code, usually short output), as the file repositories do. ``offload=True`` runs
+    each call in a thread instead, for a directory on a network filesystem."""
+
+    def __init__(self, fp: Any, offload: bool = False):
+        self._fp = fp
+        self.offload = offload
+
+    async def read(self, n: int | None = None) -> Any:
+        size = -1 if n is None else n
+        if self.offload:
+            return await asyncio.to_thread(self._fp.read, size)
+        return self._fp.read(size)
+
+    async def write(self, data: Any) -> int:
+        if self.offload:
+            await asyncio.to_thread(self._fp.write, data)
+        else:
+            self._fp.write(data)
+        return len(data)
+
+    async def close(self) -> None:
+        if self.offload:
+            await asyncio.to_thread(self._fp.close)
+        else:
+            self._fp.close()
+
+    async def __aenter__(self) -> LocalFile:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        await self.close()
+
+
+def _signals_ignored() -> bool:
+    """Whether this process ignores SIGINT or SIGQUIT (started with ``&`` by a shell, or under
+    ``nohup``): its children, the wrappers and so the jobs, would inherit that."""
+    return any(signal.getsignal(sig) == signal.SIG_IGN for sig in (signal.SIGINT, signal.SIGQUIT))
+
+
+_env_resets: bool | None = None
+
+
+def _env_resets_signals() -> bool:
+    """Whether ``env --default-signal`` works here (coreutils 8.31 and later); asked once."""
+    global _env_resets
+    if _env_resets is None:
+        try:
+            done = subprocess.run(
+                ["env", "--default-signal=INT,QUIT", "true"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10,
+            )
+            _env_resets = done.returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            _env_resets = False
+    return _env_resets
+
+
+def _launcher() -> str:
+    """What the wrapper starts the job with: ``setsid`` (a process group of its own, for kill),
+    and ``env --default-signal=INT,QUIT`` only when this process ignores one of them (see the
+    module docstring)."""
+    parts = [shlex.quote(_SETSID)] if _SETSID else []
+    if _signals_ignored() and _env_resets_signals():
+        parts.append("env --default-signal=INT,QUIT")
+    return " ".join(parts)
 
 
 def _mkdir(path: Path) -> None:

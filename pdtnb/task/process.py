@@ -164,6 +164,8 @@ class ProcessTask(ExternalJobTask):
         self._watches: dict[str, tuple[str, Callable[[], None] | None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._warned = False
+        # Directories of reaped jobs being removed in the background (see _remove_later).
+        self._removing: dict[str, asyncio.Task[None]] = {}
 
         resource_manager.register(self._get_load)
 
@@ -372,6 +374,7 @@ class ProcessTask(ExternalJobTask):
         for job in [j for j in self._timers if j not in view]:
             self._timers.pop(job).cancel()
         if not view:
+            await self._removed()  # a finished run leaves no job directory behind
             return False
         manager = self.manager
         malformed = [job for job, entry in view.items() if entry.get("pid") is None and job not in self._given_up]
@@ -429,7 +432,7 @@ class ProcessTask(ExternalJobTask):
             log.warning("task %s: could not list %s", self.name, self.basedir, exc_info=True)
             return
         for name in names or ():
-            if name in view or name in self._launching or name in self._fresh:
+            if name in view or name in self._launching or name in self._fresh or name in self._removing:
                 continue
             try:
                 await self.manager.rmtree(self.basedir / name)
@@ -582,10 +585,36 @@ class ProcessTask(ExternalJobTask):
         await self._write(job, entry, record)
         log.debug("task %s: reaped job %s: %s", self.name, job, record.outcome)
         await self._forget(job)
-        try:
-            await manager.rmtree(jobdir)
-        except Exception:
-            log.warning("task %s: could not remove %s", self.name, jobdir, exc_info=True)
+        self._remove_later(job, manager, jobdir)
+
+    def _remove_later(self, job: str, manager: AbstractProcessManager, jobdir: Path) -> None:
+        """Remove a reaped job's directory in the background: the job is already recorded and out
+        of ``pids``, so nothing waits for it, and removing directories is slow on some disks (an
+        ``rmdir`` on ext4 mounted with ``discard`` takes about a millisecond). A relaunch of the
+        job waits for it (:meth:`_start`); an update that finds nothing live waits for them all,
+        so a finished run leaves no directories; a crash before it ends leaves one for the sweep."""
+
+        async def remove() -> None:
+            try:
+                await manager.rmtree(jobdir)
+            except Exception:
+                log.warning("task %s: could not remove %s", self.name, jobdir, exc_info=True)
+
+        task = asyncio.ensure_future(remove())
+        self._removing[job] = task
+
+        def done(_: Any) -> None:
+            if self._removing.get(job) is task:
+                del self._removing[job]
+
+        task.add_done_callback(done)
+
+    async def _removed(self, job: str | None = None) -> None:
+        """Wait until the background removal of ``job``'s directory (of every one, if None) ended."""
+        pending = list(self._removing.values()) if job is None else [self._removing.get(job)]
+        pending = [t for t in pending if t is not None]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     # ---- launch ------------------------------------------------------------------------------
 
@@ -652,6 +681,7 @@ class ProcessTask(ExternalJobTask):
         if self.is_reaping(job):
             return True
         await self.reap_safely(job, entry)
+        await self._removed(job)  # this may be a short-lived process (`pdtnb kill`): finish here
         self.notify()
         return True
 
@@ -687,6 +717,8 @@ class ProcessTask(ExternalJobTask):
             script = await self.render(job)  # before anything exists on the target
             manager = self.manager
             jobdir = self.jobdir(job)
+            if job in self._removing:
+                await self._removed(job)  # the previous attempt's directory, still being removed
             await manager.rmtree(jobdir)  # leftovers of an earlier attempt
             cwd = jobdir / "cwd"
             await manager.mkdir(cwd)
@@ -819,3 +851,4 @@ class ProcessTask(ExternalJobTask):
             if cancel is not None:
                 cancel()
         await self.reap_safely(job, self._live.get(job, entry))
+
