@@ -363,6 +363,48 @@ async def measure_status(
     return result
 
 
+async def measure_live(tree: Path, n: int, fails: list[int], refreshes: int = 20) -> dict[str, Any]:
+    """The notebook's live table on the status tree: a real ``LiveStatus`` on a
+    ``PipelineController`` (no kernel or frontend needed), its first refresh, then ``refreshes``
+    refreshes with nothing changing, each setting the widget's value (cleared, untimed, before
+    each: with the default 1 s interval the caption changes every second). CPU time of the
+    process (``process_time``) and wall time of each; the shown counts are checked."""
+    import statistics
+
+    import pdtnb
+    from pdtnb.notebook.controller import PipelineController
+    from pdtnb.notebook.status_view import LiveStatus
+
+    pipeline = status_pipeline(pdtnb, tree)
+    await pipeline.open()
+    try:
+        widget = LiveStatus(PipelineController(pipeline, "bench"))
+
+        async def timed() -> tuple[float, float]:
+            widget.value = ""
+            c0, t0 = time.process_time(), time.perf_counter()
+            await widget.refresh()
+            return time.process_time() - c0, time.perf_counter() - t0
+
+        first = await timed()
+        check_pdtnb_status(widget.controller.tracker.last, n, fails)
+        idle = [await timed() for _ in range(refreshes)]
+        check_pdtnb_status(widget.controller.tracker.last, n, fails)
+        widget.close()
+    finally:
+        await pipeline.close()
+    cpu = [c for c, _ in idle]
+    wall = [w for _, w in idle]
+    return {
+        "first_cpu": first[0],
+        "first_wall": first[1],
+        "idle_cpu_median": statistics.median(cpu),
+        "idle_cpu_max": max(cpu),
+        "idle_wall_median": statistics.median(wall),
+        "idle_wall_max": max(wall),
+    }
+
+
 # ---- the records each library writes (to check the generated trees' formats) -----------------
 
 
@@ -393,7 +435,7 @@ async def measure_formats(lib_name: str, root: Path) -> dict[str, Any]:
 def main(argv: list[str]) -> None:
     usage = (
         f"usage: {sys.argv[0]} loop LIBRARY N DIR [PROFILE_OUT] | floor N DIR "
-        "| status LIBRARY TREE N F1,F2,F3 [PROFILE_OUT] | formats LIBRARY DIR"
+        "| status LIBRARY TREE N F1,F2,F3 [PROFILE_OUT] | live TREE N F1,F2,F3 | formats LIBRARY DIR"
     )
     if not argv:
         sys.exit(usage)
@@ -406,6 +448,8 @@ def main(argv: list[str]) -> None:
         fails = [int(f) for f in args[3].split(",")]
         profile = args[4] if len(args) == 5 else None
         result = asyncio.run(measure_status(args[0], Path(args[1]), int(args[2]), fails, profile))
+    elif mode == "live" and len(args) == 3:
+        result = asyncio.run(measure_live(Path(args[0]), int(args[1]), [int(f) for f in args[2].split(",")]))
     elif mode == "formats" and len(args) == 2 and args[0] in ("pdtnb", "pydatatask"):
         result = asyncio.run(measure_formats(args[0], Path(args[1])))
     else:

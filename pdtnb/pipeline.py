@@ -239,6 +239,18 @@ class Pipeline:
                 if not index.loaded:
                     await index.refresh(done)
 
+    async def _prepare_to_act(self) -> None:
+        """The first time this pipeline takes control: sweep what interrupted writes left in its
+        repositories (:meth:`Repository.sweep`), then load the outcome indexes of identity
+        repositories (:meth:`_load_identity_indexes`)."""
+        seen: set[int] = set()
+        for task in self.tasks.values():
+            for link in task.links.values():
+                if id(link.repo) not in seen:
+                    seen.add(id(link.repo))
+                    await link.repo.sweep()
+        await self._load_identity_indexes()
+
     async def _load_identity_indexes(self) -> None:
         """Before acting, load the outcome index of every done repository whose listing gives
         identities (files, S3): from its side file, reading only what changed. Its jobs written
@@ -330,7 +342,7 @@ class Pipeline:
                     await lease.acquire(Holder.me(f"{self.controller} {command}".strip()), wait)
                 self._lease = lease
                 if not self._indexes_ready and self._opened:
-                    await self._load_identity_indexes()
+                    await self._prepare_to_act()
             self._lease_depth += 1
         try:
             yield
@@ -412,7 +424,12 @@ class Pipeline:
         async with self.control("update"):
             live = await self.update_only_update()
             report = await self._launch_phase()
-        return live or report.ready > 0
+            quiet = not live and report.ready == 0
+            if quiet:
+                # A loop of update() ends here: keep what this process knows for the next one,
+                # as the end of run() does, so its first status reads no record.
+                await self._keep_side_files()
+        return not quiet
 
     async def update_only_update(self) -> bool:
         """The update phase: every task reaps its finished jobs. True if any job is live."""
@@ -552,9 +569,36 @@ class Pipeline:
             it: Iterator[str] = iter(jobs)
             name = task.name
             task_refused = False
+            # A task that can launch a stream of jobs in one call (in-process bodies) gets the
+            # jobs this loop would launch one by one, minus the same checks (without a lease to
+            # confirm: that needs an await between jobs).
+            stream = task.stream_launcher() if lease is None else None
+
+            def admitted() -> Iterator[str]:
+                for job in it:  # noqa: B023
+                    if fault is not None:
+                        return
+                    if backoff and (name, job) in backoff:  # noqa: B023
+                        report.deferred += 1
+                        continue
+                    yield job
+
+            async def failed(job: str, e: Exception) -> bool:
+                nonlocal fault
+                try:
+                    await self._launch_failed(task, job, e)  # noqa: B023
+                except StorageFaultError as stop:  # the storage failed, not the job
+                    if fault is None:
+                        fault = stop
+                    return False
+                report.failed += 1
+                return True
 
             async def worker() -> None:
                 nonlocal task_refused, fault
+                if stream is not None:  # noqa: B023
+                    report.launched += await stream(admitted(), failed)  # noqa: B023
+                    return
                 launch = task.launch  # noqa: B023 - the workers are awaited within this iteration
                 launched = 0
                 try:
@@ -690,6 +734,17 @@ class Pipeline:
         for result in results:
             if isinstance(result, Exception):
                 log.warning("could not read the outcomes of a done repository: %s", result)
+        await self._keep_side_files()
+
+    async def _keep_side_files(self) -> None:
+        """Save the loaded outcome indexes that changed, and the large listings (side files)."""
+        repos = {id(link.repo): link.repo for task in self.tasks.values() for link in task.links.values()}
+        saves = []
+        for task in self.tasks.values():
+            done = task.done_repository
+            if done is not None and outcome_index(base_of(done)).loaded:
+                saves.append(outcome_index(base_of(done)).save(base_of(done)))
+        await asyncio.gather(*saves, *(repo.keep_listing() for repo in repos.values()), return_exceptions=True)
 
     @staticmethod
     async def _settle(done: Repository) -> None:

@@ -20,7 +20,7 @@ import socket
 import sys
 import traceback as _tb
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 __all__ = [
@@ -46,7 +46,8 @@ LIMITS = {
 }
 
 _UTC = timezone.utc
-_HOST = socket.gethostname()
+_HOST = sys.intern(socket.gethostname())
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 
 
 class Outcome(str, enum.Enum):
@@ -469,6 +470,24 @@ def success_dict(start: datetime | None, end: datetime | None, attempt: int = 1,
         "start_time": start,
         "end_time": end,
         "host": host or _HOST,
+    }
+
+
+def time_from_ns(ns: int) -> datetime:
+    """The aware UTC datetime of ``ns`` nanoseconds since the epoch (``time.time_ns()``), cut to
+    whole microseconds: for the same clock reading, exactly what ``datetime.now(timezone.utc)``
+    gives (both floor the system clock to the microsecond)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def success_dict_ns(start_ns: int, end_ns: int) -> dict:
+    """:func:`success_dict` of a first attempt on this host, from ``time.time_ns()`` readings."""
+    return {
+        "result": "success",
+        "attempt": 1,
+        "start_time": _EPOCH + timedelta(microseconds=start_ns // 1000),
+        "end_time": _EPOCH + timedelta(microseconds=end_ns // 1000),
+        "host": _HOST,
     }
 
 

@@ -260,8 +260,11 @@ class _States:
         # allocates nothing, so status stays cheap at millions of jobs.
         if all(s <= done_ids for s in self.required):
             return 0
-        known: set[str] = set().union(*self.required)
-        return max(0, len(known - live - done_ids - blocked) - ready)
+        # Only the few required jobs not yet recorded matter: no union of whole listings.
+        known: set[str] = set()
+        for s in self.required:
+            known |= s - done_ids if isinstance(s, (set, frozenset)) else {j for j in s if j not in done_ids}
+        return max(0, len(known - live - blocked) - ready)
 
     def counts(self) -> dict[str, int]:
         live, done_ids = self.live, self.done_ids
@@ -371,18 +374,59 @@ async def _status(
     jobs: list[str] | None,
     ready_of: Callable[[Task], Awaitable[AbstractSet[str]]],
     full: bool,
+    memo: dict[str, Any] | None = None,
 ) -> PipelineStatus:
     """The one status computation: list every repository once, take each task's ready set (from
-    ``ready_of``) and outcome index, and put every job of every task in one state."""
+    ``ready_of``) and outcome index, and put every job of every task in one state.
+
+    With ``memo`` (a :class:`StatusTracker`'s), when every listing and outcome index is what it
+    was at the last computation (the same change token, or the very same immutable listing), the
+    last counts are taken as they are: a refresh of an idle pipeline of 100,000 file jobs then
+    costs a ``stat`` per directory instead of set operations over every job."""
+    controller_now = asyncio.ensure_future(controller_of(pipeline))
+    try:
+        return await _compute_status(pipeline, all_repos, jobs, ready_of, full, memo, controller_now)
+    finally:
+        if not controller_now.done():
+            controller_now.cancel()
+
+
+async def _compute_status(
+    pipeline: Pipeline,
+    all_repos: bool,
+    jobs: list[str] | None,
+    ready_of: Callable[[Task], Awaitable[AbstractSet[str]]],
+    full: bool,
+    memo: dict[str, Any] | None,
+    controller_now: asyncio.Future[Holder | None],
+) -> PipelineStatus:
     tasks = task_order(pipeline)
     with listing_snapshot():
         per_task, repo_list = _links_and_repositories(tasks, all_repos)
-        listings_list, ready_sets, indexes = await asyncio.gather(
+        # The outcome indexes first: one kept in a side file can vouch for its done repository's
+        # listing (Repository.adopt_listing), which then need not be read again. The other
+        # repositories are listed meanwhile (one wait for a remote store, not two).
+        dones = {id(r) for t in tasks for r in _done_and_base(t)}
+        indexes, _ = await asyncio.gather(
+            asyncio.gather(*(_refresh_index(t, full) for t in tasks)),
+            asyncio.gather(*(r.job_ids() for r in repo_list if id(r) not in dones)),
+        )
+        if memo is not None and jobs is None:
+            every = _every_repository(tasks, repo_list)
+            listed = await asyncio.gather(*(r.job_ids() for r in every))
+            key = _unchanged_key(every, listed, indexes, tasks)
+            last = memo.get("key")
+            if key is not None and last is not None and _same_key(key, last):
+                return PipelineStatus(tasks=memo["tasks"], controller=await controller_now)
+        else:
+            key = None
+        listings_list, ready_sets = await asyncio.gather(
             asyncio.gather(*(r.job_ids() for r in repo_list)),
             asyncio.gather(*(ready_of(t) for t in tasks)),
-            asyncio.gather(*(_refresh_index(t, full) for t in tasks)),
         )
     listings = {id(r): ids for r, ids in zip(repo_list, listings_list)}
+    if full:  # the next process's status can then take the large listings from side files
+        await asyncio.gather(*(r.keep_listing() for r in repo_list))
     failed_or_blocked: dict[str, set[str]] = {}
     by_name: dict[str, TaskStatus] = {}
     for task, links, ready, index in zip(tasks, per_task, ready_sets, indexes):
@@ -396,8 +440,60 @@ async def _status(
         by_name[task.name] = TaskStatus(
             name=task.name, links=link_rows, disabled=task.disabled, job_states=job_states, **states.counts()
         )
-    controller = await controller_of(pipeline)
-    return PipelineStatus(tasks=[by_name[n] for n in pipeline.tasks], jobs=jobs, controller=controller)
+    controller = await controller_now
+    result = PipelineStatus(tasks=[by_name[n] for n in pipeline.tasks], jobs=jobs, controller=controller)
+    if memo is not None:
+        memo["key"], memo["tasks"] = key, result.tasks
+    return result
+
+
+def _done_and_base(task: Task) -> tuple[Repository, ...]:
+    done = task.done_repository
+    return () if done is None else (done, base_of(done))
+
+
+def _every_repository(tasks: list[Task], shown: list[Repository]) -> list[Repository]:
+    """Every repository a task's states depend on: the shown ones and every link's."""
+    repos = {id(r): r for r in shown}
+    for task in tasks:
+        for link in task.links.values():
+            repos.setdefault(id(link.repo), link.repo)
+    return list(repos.values())
+
+
+def _unchanged_key(
+    repos: list[Repository], listed: list[AbstractSet[str]], indexes: list[OutcomeIndex | None], tasks: list[Task]
+) -> tuple[Any, ...] | None:
+    """What a status depends on, comparable with :func:`_same_key`; None when some part cannot
+    be compared (a repository without a change token whose listing is not an immutable set, a
+    task with its own ``ready`` repository)."""
+    parts: list[Any] = []
+    for repo, ids in zip(repos, listed):
+        token = repo.change_token()
+        if token is not None:
+            parts.append(("token", token))
+        elif isinstance(ids, frozenset):
+            parts.append(ids)  # compared by identity: the repository keeps it while unchanged
+        else:
+            return None
+    for task in tasks:
+        if not task.ready_is_derived:
+            return None
+        parts.append((task.name, task.disabled))
+    parts.extend((id(i), i.version) if i is not None else None for i in indexes)
+    return tuple(parts)
+
+
+def _same_key(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if isinstance(x, frozenset) or isinstance(y, frozenset):
+            if x is not y:
+                return False
+        elif x != y:
+            return False
+    return True
 
 
 class StatusTracker:
@@ -417,12 +513,13 @@ class StatusTracker:
         self.refreshes = 0
         self.last: PipelineStatus | None = None
         self._ready: dict[str, tuple[Any, set[str]]] = {}
+        self._memo: dict[str, Any] = {}
 
     async def refresh(self) -> PipelineStatus:
         """The current status."""
         self.refreshes += 1
         full = self.full_every > 0 and self.refreshes % self.full_every == 0
-        self.last = await _status(self.pipeline, self.all_repos, None, self._ready_set, full)
+        self.last = await _status(self.pipeline, self.all_repos, None, self._ready_set, full, self._memo)
         return self.last
 
     async def _ready_set(self, task: Task) -> AbstractSet[str]:

@@ -23,6 +23,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Hashable,
     Iterable,
     Iterator,
@@ -30,7 +31,8 @@ from collections.abc import (
 )
 from collections.abc import Set as AbstractSet
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Literal, overload
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ..errors import InvalidJobIdError
 from ..streams import AReadStream, AReadText, AWriteStream, AWriteText
@@ -58,8 +60,9 @@ _DEFAULT_CHARSET = string.ascii_letters + string.digits
 # repository and read back by several, so checking each id once per process, not once per write,
 # keeps validation off the hot path. Bounded: cleared (and rebuilt as ids are seen) past the limit.
 _VALID_IDS: set[str] = set()
+T = TypeVar("T")
 _VALID_IDS_LIMIT = 4_000_000
-_SNAPSHOT: ContextVar[dict[int, tuple[Repository, asyncio.Future]] | None] = ContextVar(
+_SNAPSHOT: ContextVar[dict[Hashable, tuple[Repository, asyncio.Future]] | None] = ContextVar(
     "pdtnb_listing_snapshot", default=None
 )
 
@@ -109,6 +112,12 @@ class Repository(ABC):
             and job[-1] in cls.CHARSET_START_END
         )
 
+    #: Whether the ids of a listing are remembered as valid, so that writing to them later skips
+    #: the check (:meth:`check_job_id`). Repositories whose writes never consult that memory
+    #: (files: :meth:`FileRepositoryBase.fullpath` checks each id itself) turn it off: for them
+    #: it only costs time at every listing.
+    _remember_listed_ids: bool = True
+
     #: Whether the class uses the default job id rules, so the shared validity cache applies.
     #: Computed for every class when it is defined: set CHARSET in the class body.
     _pdtnb_default_ids: bool = True
@@ -119,6 +128,7 @@ class Repository(ABC):
             cls.CHARSET is _DEFAULT_CHARSET
             and cls.CHARSET_START_END is _DEFAULT_CHARSET
             and cls.MAX_JOB_ID_LENGTH == Repository.MAX_JOB_ID_LENGTH
+            and getattr(cls.is_valid_job_id, "__func__", None) is Repository.is_valid_job_id.__func__
         )
 
     @classmethod
@@ -153,7 +163,17 @@ class Repository(ABC):
             log.warning("%s: skipping %d entries that are not valid job ids: %s%s", self, len(new), shown, more)
 
     def _valid_subset(self, ids: Iterable[str]) -> set[str]:
-        """The valid job ids among ``ids``, warning once about the others."""
+        """The valid job ids among ``ids``, warning once about the others.
+
+        With the default rules a whole listing is checked at once (its ids joined, tested by C
+        string methods): checking 100,000 ids one call at a time took most of a cold status."""
+        if self._pdtnb_default_ids:
+            listed = ids if isinstance(ids, (list, tuple, set, frozenset)) else list(ids)
+            if _all_default_valid(listed, self.MAX_JOB_ID_LENGTH):
+                if self._remember_listed_ids:
+                    _remember_valid(listed)
+                return set(listed)
+            ids = listed
         check = self.is_valid_job_id
         good: set[str] = set()
         bad: list[str] = []
@@ -226,10 +246,36 @@ class Repository(ABC):
         (:meth:`read_sidecar`) was written, in this process or an earlier one."""
         return None
 
-    async def listing_stamp(self) -> Any:
-        """A stamp of the listing as it is now (see :meth:`identities`), None when the storage has
-        none or cannot give one that a later change is sure to alter."""
+    async def stamped_listing(self) -> tuple[Any, AbstractSet[str]] | None:
+        """The listing as it is now with a stamp of it (see :meth:`identities`) that any later
+        change is sure to alter; None when the storage has no such stamp. Side files saved with
+        the stamp can then vouch for the listing itself."""
         return None
+
+    def adopt_listing(self, stamp: Any, jobs: AbstractSet[str]) -> None:
+        """Take ``jobs`` as the listing, known from a side file saved with ``stamp`` (see
+        :meth:`stamped_listing`), if the storage's stamp is still ``stamp``; otherwise nothing."""
+
+    async def keep_listing(self) -> None:
+        """Keep the current listing where the next process can take it instead of listing again
+        (a large directory's side file); nothing for storages that cannot vouch for one. Status
+        and a run's end call it."""
+
+    def _shared(self, key: str, make: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        """``make()``, awaited once per :func:`listing_snapshot` under ``key`` for this repository
+        (for listings other than :meth:`job_ids` that several readers of a round need)."""
+        memo = _SNAPSHOT.get()
+        if memo is None:
+            return make()
+        entry = memo.get((id(self), key))
+        if entry is None:
+            entry = memo[(id(self), key)] = (self, asyncio.ensure_future(make()))
+        return entry[1]
+
+    async def sweep(self) -> None:
+        """Remove what interrupted writes left behind (a file repository's temporary files of
+        writers that died). A pipeline calls it on each repository when it first takes control;
+        nothing to do for storages whose writes leave nothing half-done."""
 
     async def read_sidecar(self, name: str) -> bytes | None:
         """The content of this repository's side file ``name`` (pdtnb's own data kept beside the
@@ -325,6 +371,47 @@ class MetadataRepository(Repository, ABC):
     @abstractmethod
     async def dump(self, job: str, data: Any) -> None:
         """Store ``data`` under ``job``, replacing any previous value atomically."""
+
+    async def read_records(self, jobs: list[str]) -> list[Any]:
+        """Each of ``jobs``' values for the outcome index, in order: the value, the exception
+        reading it raised, or :data:`NO_RECORD` for a job that has none. A storage that can tell
+        a plain success record without parsing it may return :data:`SUCCESS` for it (YAML files
+        do: parsing is most of a cold look's cost)."""
+        if len(jobs) > 1000:
+            try:
+                # One bulk read (one query in MongoDB) beats a lookup per job.
+                infos = await self.info_all()
+            except Exception:
+                infos = None  # one unreadable record: read them one by one below
+            if infos is not None:
+                return [infos.get(job, NO_RECORD) for job in jobs]
+        present = await asyncio.gather(*(self.contains(j) for j in jobs), return_exceptions=True)
+        here = [j for j, p in zip(jobs, present) if p is True]
+        values = dict(zip(here, await asyncio.gather(*(self.info(j) for j in here), return_exceptions=True)))
+        return [values.get(job, NO_RECORD) for job in jobs]
+
+
+#: What :meth:`MetadataRepository.read_records` returns for a job without a record.
+NO_RECORD: Any = type("NoRecord", (), {"__repr__": lambda self: "NO_RECORD"})()
+
+#: What :meth:`MetadataRepository.read_records` may return for a plain success record: all the
+#: outcome index looks at. Never modify it.
+SUCCESS: Mapping[str, Any] = MappingProxyType({"result": "success"})
+
+
+def _all_default_valid(ids: Collection[Any], longest: int) -> bool:
+    """Whether every one of ``ids`` is valid under the default rules (non-empty ASCII letters and
+    digits, at most ``longest`` characters), tested in bulk; False also when unsure."""
+    if not ids:
+        return True
+    try:
+        joined = "".join(ids)  # TypeError for anything but strings
+    except TypeError:
+        return False
+    if not (joined.isascii() and joined.isalnum()):
+        return False
+    lengths = list(map(len, ids))
+    return min(lengths) > 0 and max(lengths) <= longest
 
 
 def _remember_valid(ids: Iterable[str]) -> None:

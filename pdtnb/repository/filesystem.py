@@ -4,7 +4,8 @@ Writes are atomic: a value is written to a temporary file in the same directory 
 the final name only when the stream closes without error, so a crash, a Ctrl-C or an exception
 inside ``async with`` never leaves a half-written value where a reader (or the scheduler) would
 take it as done. Temporary files start with ``.pdtnb-tmp-PID-`` (the writing process) and
-listings ignore them; when a repository is opened, those whose writer is gone are removed.
+listings ignore them; those whose writer is gone are removed when a pipeline first takes control
+(:meth:`FileRepositoryBase.sweep`).
 
 With ``durable=True`` each write is also fsynced, file and directory, before it counts as done:
 renames are atomic on a crash of the process, but only an fsync makes them survive a power loss or
@@ -20,6 +21,7 @@ a full disk, a quota, a read-only file system or an I/O error, the pipeline stop
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import os
@@ -27,11 +29,13 @@ import secrets
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import InvalidJobIdError
 from ..streams import AReadText, AWriteText, CommitOnExit
+from . import listing
 from .base import RESERVED_PREFIX, BlobRepository, Repository, check_mode
 
 if TYPE_CHECKING:
@@ -291,6 +295,8 @@ class FileRepositoryBase(Repository):
     one can take milliseconds. Listing a directory always runs in a thread.
     """
 
+    _remember_listed_ids = False
+
     def __init__(
         self,
         basedir: str | os.PathLike[str],
@@ -343,17 +349,20 @@ class FileRepositoryBase(Repository):
 
     #: A change of the directory's mtime within this many nanoseconds of reading it may be in
     #: the same clock tick as the reading (file times come from a coarse clock): not a stamp.
-    _RACY_NS = 100_000_000
+    _RACY_NS = listing.RACY_NS
 
-    def _stamp(self) -> tuple[int, int, int] | None:
+    def _stamp(self) -> tuple[int, int, int, int] | None:
+        """The directory's device, inode, mtime and ctime: every entry created, removed or renamed
+        in it changes the mtime, and setting the mtime back by hand (``touch -d``, ``rsync -t``)
+        changes the ctime."""
         try:
             st = os.stat(self.basedir)
         except FileNotFoundError:
             return None
-        return (st.st_dev, st.st_ino, st.st_mtime_ns)
+        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
 
-    def _racy(self, stamp: tuple[int, int, int] | None) -> bool:
-        return stamp is None or time.time_ns() - stamp[2] < self._RACY_NS
+    def _racy(self, stamp: tuple[int, ...] | None) -> bool:
+        return listing.racy(stamp)
 
     def _identities(self, unchanged_since: Any, jobs: Iterable[str] | None) -> tuple[dict[str, str] | None, Any]:
         if jobs is not None:
@@ -394,16 +403,91 @@ class FileRepositoryBase(Repository):
                 found = {job: ident for job, ident in found.items() if job in valid}
         return found, stamp
 
-    async def listing_stamp(self) -> Any:
-        # The side files' directory first: creating it later would change the stamp.
-        await asyncio.to_thread((self.basedir / META_DIR).mkdir, parents=True, exist_ok=True)
-        stamp = await asyncio.to_thread(self._stamp)
-        if stamp is not None and self._racy(stamp):
-            # Changed a moment ago: wait past the clock tick, and take it only if still the same.
-            await asyncio.sleep(self._RACY_NS / 1e9)
-            again = await asyncio.to_thread(self._stamp)
-            return again if again == stamp else None
-        return stamp
+    async def stamped_listing(self) -> tuple[Any, AbstractSet[str]] | None:
+        """The listing with the directory's stamp it was taken at (None with ``offload``, or while
+        the directory keeps changing within its clock tick)."""
+        if self.offload or not self._stamp_proves_listing:
+            return None
+        await self._make_meta_dir()
+        for attempt in range(2):
+            ids = await self._list_job_ids()
+            kept = self._listing
+            if kept is not None and kept.ids is ids:
+                return kept.stamp, ids
+            if attempt == 0:  # changed a moment ago: wait past the clock tick and look again
+                await asyncio.sleep(self._RACY_NS / 1e9)
+        return None
+
+    def adopt_listing(self, stamp: Any, jobs: AbstractSet[str]) -> None:
+        if self.offload or not self._stamp_proves_listing or stamp is None:
+            return
+        now = self._stamp()
+        if now is None or list(now) != list(stamp) or self._racy(now):
+            return
+        # Whether temporary files are there is not known: the next sweep scans.
+        self._listing = listing.Listing(now, frozenset(jobs), True)
+
+    async def keep_listing(self) -> None:
+        """Write the current listing to the side file ``.pdtnb-meta/listing`` for the next
+        process (large directories only; see :mod:`pdtnb.repository.listing`)."""
+        kept = self._listing
+        if kept is None or kept.kept or len(kept.ids) < listing.KEEP_AT_LEAST or self.offload:
+            return
+        try:
+            if not await self._make_meta_dir():
+                # Creating it changed the directory's stamp: list again once the new stamp is
+                # past the clock tick (once in the directory's life).
+                await asyncio.sleep(self._RACY_NS / 1e9)
+                await self._list_job_ids()
+                kept = self._listing
+                if kept is None:
+                    return
+            if self._stamp() != kept.stamp:
+                return
+            path = self._sidecar_path(listing.SIDECAR)
+            if not await asyncio.to_thread(self._holds_listing, path, kept):
+                await asyncio.to_thread(atomic_write_bytes, path, listing.encode(kept))
+        except OSError as e:
+            log.debug("%r: could not keep the listing: %s", self, e)
+            return
+        self._listing = dataclasses.replace(kept, kept=True)
+
+    @staticmethod
+    def _holds_listing(path: Path, kept: listing.Listing) -> bool:
+        try:
+            with open(path, "rb") as fp:
+                return listing.header_matches(fp.readline(200), kept)
+        except OSError:
+            return False
+
+    async def _make_meta_dir(self) -> bool:
+        """Create ``.pdtnb-meta/`` (for side files) if missing; True if it was there already.
+        Creating it changes the directory's stamp, so callers take their stamp after this."""
+        meta = self.basedir / META_DIR
+        if meta.is_dir():
+            return True
+        await asyncio.to_thread(meta.mkdir, parents=True, exist_ok=True)
+        return False
+
+    @property
+    def _listing(self) -> listing.Listing | None:
+        return self.__dict__.get("_pdtnb_listing")
+
+    @_listing.setter
+    def _listing(self, value: listing.Listing | None) -> None:
+        self.__dict__["_pdtnb_listing"] = value
+
+    def _kept_listing(self, stamp: Any) -> listing.Listing | None:
+        """The side file's listing, if it was taken at ``stamp`` (the directory's now)."""
+        try:
+            with open(self.basedir / META_DIR / listing.SIDECAR, "rb") as fp:
+                data = fp.read()
+        except OSError:
+            return None
+        found = listing.decode(data, stamp)
+        if found is not None and len(self._valid_subset(found.ids)) != len(found.ids):
+            return None
+        return found
 
     def _sidecar_path(self, name: str) -> Path:
         """Side files live in ``.pdtnb-meta/``, so that writing one does not change the
@@ -427,19 +511,26 @@ class FileRepositoryBase(Repository):
         await asyncio.to_thread(atomic_write_bytes, self._sidecar_path(name), data, False)
         return True
 
-    def _entries(self) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    def _entries(
+        self, reserved: list[str] | None = None, links: list[str] | None = None
+    ) -> Iterator[tuple[str, os.DirEntry[str]]]:
         """``(job, entry)`` for every directory entry that holds a job: the one scan behind the
-        listing and the identities (pdtnb's own ``.pdtnb-`` names skipped, the extension cut)."""
+        listing and the identities (pdtnb's own ``.pdtnb-`` names skipped, the extension cut;
+        they are appended to ``reserved`` if given, and every symbolic link's name to ``links``)."""
         ext = self.extension.lower() if self.case_insensitive else self.extension
         cut = len(self.extension)
         with os.scandir(self.basedir) as it:
             for entry in it:
                 name = entry.name
                 if name.startswith(RESERVED_PREFIX):
+                    if reserved is not None:
+                        reserved.append(name)
                     continue
                 test = name.lower() if self.case_insensitive else name
                 if ext and (not test.endswith(ext) or len(name) == cut):
                     continue
+                if links is not None and entry.is_symlink():
+                    links.append(name)
                 if self._entry_matches(entry):
                     yield (name[: len(name) - cut] if cut else name), entry
 
@@ -449,12 +540,51 @@ class FileRepositoryBase(Repository):
         except FileNotFoundError:
             return []
 
+    def _scan_stamped(self) -> tuple[list[str], bool, bool]:
+        """The listing; whether the directory's stamp vouches for it (not when an entry is a
+        symbolic link, whose target can appear or vanish without the directory changing); and
+        whether it holds temporary files (for :meth:`sweep`)."""
+        reserved: list[str] = []
+        links: list[str] = []
+        try:
+            jobs = [job for job, _ in self._entries(reserved, links)]
+        except FileNotFoundError:
+            return [], False, False
+        return jobs, not links, any(name.startswith(TMP_PREFIX) for name in reserved)
+
+    #: Whether the listing depends only on the directory's own entries, so that an unchanged
+    #: stamp (:meth:`_stamp`) proves an unchanged listing.
+    _stamp_proves_listing = True
+
     async def unfiltered_iter(self) -> AsyncIterator[str]:
         for name in await asyncio.to_thread(self._scan):
             yield name
 
-    async def _list_job_ids(self) -> set[str]:
-        return self._valid_subset(await asyncio.to_thread(self._scan))
+    async def _list_job_ids(self) -> AbstractSet[str]:
+        """The directory's job ids. On a local disk (not ``offload``) the listing is kept with the
+        directory's stamp and reused while the stamp is unchanged (:mod:`pdtnb.repository.listing`):
+        a ``stat`` instead of reading and checking every entry, which is what makes a status of
+        100,000 unchanged files, a notebook's live table or a quiet round of the update loop
+        cheap. The first listing in a process may come from the side file a status or a run left.
+        Network file systems cache directory attributes, so with ``offload`` every listing reads
+        the directory."""
+        if self.offload or not self._stamp_proves_listing:
+            return self._valid_subset(await asyncio.to_thread(self._scan))
+        stamp = self._stamp()
+        kept = self._listing
+        if kept is not None and stamp is not None and kept.stamp == stamp:
+            return kept.ids
+        trusted = stamp is not None and not self._racy(stamp)
+        if kept is None and trusted:
+            found = await asyncio.to_thread(self._kept_listing, stamp)
+            if found is not None:
+                self._listing = found
+                return found.ids
+        names, vouched, temporaries = await asyncio.to_thread(self._scan_stamped)
+        ids = frozenset(self._valid_subset(names))
+        assert stamp is not None or not trusted
+        self._listing = listing.Listing(stamp, ids, temporaries) if vouched and trusted else None  # type: ignore[arg-type]
+        return ids
 
     async def contains(self, item: str) -> bool:
         try:
@@ -485,6 +615,15 @@ class FileRepositoryBase(Repository):
             raise PermissionError(f"{self!r}: cannot create directory {self.basedir}: {e}") from e
         if not os.access(self.basedir, os.W_OK | os.X_OK):
             raise PermissionError(f"{self!r}: directory {self.basedir} is not writable")
+
+    async def sweep(self) -> None:
+        """Remove the temporary files of interrupted writes whose writer is gone (see
+        :func:`remove_stale_temporaries`). A pipeline sweeps each repository when it first takes
+        control, not when it opens: a ``status`` only looks. When the directory's last listing
+        (still current by its stamp) saw no temporary file, there is nothing to scan."""
+        kept = self._listing
+        if kept is not None and not kept.temporaries and not self.offload and kept.stamp == self._stamp():
+            return
         removed = await asyncio.to_thread(remove_stale_temporaries, self.basedir)
         if removed:
             log.info("%r: removed %d temporary files of interrupted writes", self, len(removed))
@@ -532,6 +671,12 @@ class DirectoryRepository(FileRepositoryBase):
     def __init__(self, *args: Any, discard_empty: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.discard_empty = discard_empty
+
+    @property
+    def _stamp_proves_listing(self) -> bool:  # type: ignore[override]
+        # With discard_empty, a job comes and goes with its directory's contents, which do not
+        # change this directory's stamp.
+        return not self.discard_empty
 
     def _entry_matches(self, entry: os.DirEntry[str]) -> bool:
         if not entry.is_dir():

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -218,7 +219,12 @@ class S3BucketRepository(BlobRepository):
             found = {job: found[job] for job in jobs if job in found}
         return found, None
 
-    async def _etags(self) -> dict[str, str]:
+    def _etags(self) -> Awaitable[dict[str, str]]:
+        """Every valid job's ETag: one listing per :func:`~pdtnb.repository.base.listing_snapshot`,
+        shared by :meth:`job_ids` and :meth:`identities` (a status needs both of a done prefix)."""
+        return self._shared("etags", self._list_etags)
+
+    async def _list_etags(self) -> dict[str, str]:
         found = {name: obj.get("ETag", "") async for name, obj in self._objects()}
         valid = self._valid_subset(found)
         if len(valid) != len(found):
@@ -250,8 +256,8 @@ class S3BucketRepository(BlobRepository):
             await self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
         return True
 
-    async def _list_job_ids(self) -> set[str]:
-        return self._valid_subset([name async for name in self._keys()])
+    async def _list_job_ids(self) -> AbstractSet[str]:
+        return frozenset(await self._etags())
 
     async def contains(self, item: str) -> bool:
         if not self.is_valid_job_id(item):

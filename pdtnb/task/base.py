@@ -14,7 +14,7 @@ import inspect
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -38,6 +38,7 @@ from ..repository.combinators import (
     BlockingRepository,
     RelatedItemRepository,
 )
+from ..repository.memory import success_writer
 from ..retry import Retry
 
 __all__ = [
@@ -230,8 +231,10 @@ class Task(ABC):
         self.disabled = disabled
         self._wake: Callable[[], None] | None = None
         self._on_record: Callable[[Task, str, Outcome], None] | None = None
-        # The done repository and its outcome index, looked up once (reset when links change).
-        self._sink: tuple[MetadataRepository | None, OutcomeIndex | None] | None = None
+        # The done repository, its outcome index and its compact success writer (see
+        # pdtnb.repository.memory; None for other repositories), looked up once (reset when links
+        # change).
+        self._sink: tuple[MetadataRepository | None, OutcomeIndex | None, Any] | None = None
         #: Successful attempts recorded by this task object (a counter, so that the hot path calls
         #: nothing: the pipeline's run summary takes the difference).
         self.successes = 0
@@ -240,6 +243,13 @@ class Task(ABC):
         return f"<{type(self).__name__} {self.name}>"
 
     # ---- readiness -------------------------------------------------------------------------
+
+    @property
+    def ready_is_derived(self) -> bool:
+        """Whether :attr:`ready` follows from the links alone (no ``ready`` repository given to
+        the constructor): then nothing but the linked repositories decides which jobs are ready,
+        and a view may reuse a ready set while none of them changed."""
+        return self._ready is None
 
     @property
     def ready(self) -> Repository:
@@ -417,6 +427,14 @@ class Task(ABC):
         errors are recorded by the pipeline, except a :class:`~pdtnb.StorageFaultError`, which
         stops the run and leaves the job ready. Write the outcome with :meth:`write_record`."""
 
+    def stream_launcher(self) -> Callable[..., Awaitable[int]] | None:
+        """For the pipeline's launch phase: a coroutine function ``f(jobs, failed)`` that launches
+        every job the iterable ``jobs`` yields as ``launch(job)`` would, handing an exception
+        ``launch`` would raise to ``await failed(job, exc)`` (False: stop), and returns how many
+        it launched; or None (the default), to have ``launch`` called for each job. For task kinds
+        whose launches are cheap enough that the per-job calls matter (in-process bodies)."""
+        return None
+
     async def interrupt(self) -> None:
         """The run driving this task was interrupted (Ctrl-C, a timeout): stop starting work that
         was queued but has not begun. Jobs already running are left to their kind: cancelled with
@@ -494,19 +512,24 @@ class Task(ABC):
             record = JobRecord(Outcome.SUCCESS, start_time=start, end_time=end, host=host_name())
             await self.write_record(job, record, None, options)
             return
-        target, index = self.record_sink()
+        target, index, _ = self.record_sink()
         if target is not None and options.metadata and self.metadata:
             await target.dump(job, success_dict(start, end))
             if index.loaded:  # type: ignore[union-attr]
                 index.note_success(job)  # type: ignore[union-attr]
         self.successes += 1
 
-    def record_sink(self) -> tuple[MetadataRepository | None, OutcomeIndex | None]:
-        """The done repository and its outcome index (looked up once; reset by :meth:`link`)."""
+    def record_sink(self) -> tuple[MetadataRepository | None, OutcomeIndex | None, Any]:
+        """The done repository, its outcome index, and its compact success writer
+        (``record_success_ns(job, start_ns, end_ns)`` of an in-memory repository, else None);
+        looked up once, reset by :meth:`link`."""
         sink = self._sink
         if sink is None:
             target = self.done_repository
-            sink = self._sink = (target, outcome_index(target) if target is not None else None)
+            if target is None:
+                sink = self._sink = (None, None, None)
+            else:
+                sink = self._sink = (target, outcome_index(target), success_writer(target))
         return sink
 
     async def previous_record(self, job: str, repo: MetadataRepository | None = None) -> JobRecord | None:

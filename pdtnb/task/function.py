@@ -27,6 +27,9 @@ class FunctionBinding:
         self.func = func
         self._repos: dict[str, Any] = {}
         self._wants_job = False
+        self.target: Callable[..., Any] | None = None
+        self.leading_job = False
+        self.args: tuple[Any, ...] = ()
 
     def bind(self) -> None:
         """Resolve each parameter to a link; raise TaskConfigError naming what is missing."""
@@ -56,6 +59,22 @@ class FunctionBinding:
         self._repos = repos
         self._wants_job = wants_job
         self.partial: Callable[..., Any] = functools.partial(self.func, **repos)
+        # The common shape, ``body(job, link, link...)`` with every parameter bound in order, is
+        # called positionally (no keyword dict to build per call): ``target(job, *args)``, or
+        # ``target(*args)`` for a body without ``job``; None for any other shape.
+        self.target: Callable[..., Any] | None = None
+        self.args: tuple[Any, ...] = ()
+        params = list(sig.parameters.values())
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if (
+            params
+            and all(p.kind in positional and (p.name == "job" or p.name in repos) for p in params)
+            and (not wants_job or params[0].name == "job")
+            and _positional_names(self.func) == tuple(p.name for p in params)
+        ):
+            self.target = self.func
+            self.leading_job = wants_job
+            self.args = tuple(repos[p.name] for p in params if p.name != "job")
 
     def kwargs(self, job: str) -> dict[str, Any]:
         """The keyword arguments for one call of the body."""
@@ -71,9 +90,23 @@ class FunctionBinding:
 
     def call(self, job: str) -> Any:
         """Call the body for ``job`` (returns its coroutine, for an async body)."""
+        target = self.target
+        if target is not None:
+            return target(job, *self.args) if self.leading_job else target(*self.args)
         if self._wants_job:
             return self.partial(job=job)
         return self.partial()
+
+
+def _positional_names(func: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The names of a plain function's positional parameters, from its code (not from a
+    ``__signature__`` or ``__wrapped__`` a wrapper may show); None for anything else."""
+    if not inspect.isfunction(func):
+        return None
+    code = func.__code__
+    if code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS) or code.co_kwonlyargcount:
+        return None
+    return code.co_varnames[: code.co_argcount]
 
 
 _T = TypeVar("_T", bound="FunctionTask")

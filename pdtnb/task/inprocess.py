@@ -1,22 +1,40 @@
-"""InProcessSyncTask: an async Python function run inside the pipeline's own event loop."""
+"""InProcessSyncTask: an async Python function run inside the pipeline's own event loop.
+
+An in-process pipeline of a million jobs spends most of its time in what surrounds each body, so
+the per-job path is kept short (issue 14):
+
+- the pipeline's launch phase hands each of its ``launch_concurrency`` workers a stream of ready
+  jobs (:meth:`InProcessSyncTask.launch_stream`, offered by :meth:`Task.stream_launcher`) instead
+  of calling :meth:`~InProcessSyncTask.launch` once per job: one coroutine per worker, not one
+  per job, with the look-ups done once. Each job does exactly what ``launch`` does (bodies of the
+  same worker still run one after the other, and the workers concurrently); a subclass that
+  overrides ``launch`` gets per-job calls as before;
+- the body is called positionally when its parameters allow (``FunctionBinding.target``);
+- start and end are ``time.time_ns()`` readings, made datetimes only when a record needs them
+  (the same microsecond ``datetime.now`` would give), and a success in an in-memory ``done``
+  repository is stored compactly (see :mod:`pdtnb.repository.memory`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ..errors import StorageFaultError
-from ..record import JobRecord, Outcome, host_name, record_from_exception, success_dict
+from ..record import JobRecord, Outcome, host_name, record_from_exception, success_dict_ns, time_from_ns
 from ..repository.base import MetadataRepository, Repository
 from ..retry import Retry
-from .base import _UTC, DEFAULT_LAUNCH, LaunchOptions, _now
+from .base import DEFAULT_LAUNCH, LaunchOptions, utcnow
 from .function import FunctionBinding, FunctionTask
 
 __all__ = ["InProcessSyncTask"]
 
 log = logging.getLogger("pdtnb.task")
+
+_time_ns = time.time_ns
 
 
 class InProcessSyncTask(FunctionTask):
@@ -67,50 +85,141 @@ class InProcessSyncTask(FunctionTask):
 
     async def launch(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> None:
         try:
-            start = _now(_UTC)
+            start = _time_ns()  # a clock reading; a datetime only when a record needs one
             binding = self._binding
             in_body = self._in_body
             in_body.add(job)
             try:
                 # binding.call(job), inlined: this is the per-job hot path of in-process pipelines.
-                await (binding.partial(job=job) if binding._wants_job else binding.partial())
-            except asyncio.CancelledError:
-                in_body.discard(job)
-                if job not in self._killed:
-                    raise  # the pipeline itself is being stopped: the job stays ready
-                self._absorb_kill(job)
-                await self._write_killed(job, start, options)
-                return
+                target = binding.target
+                if target is None:
+                    await (binding.partial(job=job) if binding._wants_job else binding.partial())
+                elif binding.leading_job:
+                    await target(job, *binding.args)
+                else:
+                    await target(*binding.args)
             except BaseException as e:  # SystemExit, KeyboardInterrupt raised by the body: its failure
                 in_body.discard(job)
-                fault = self.storage_fault(job, e)
-                if fault is not None:  # the disk failed, not the job: no record, and the run stops
-                    raise fault from e
-                log.info("in-process task %s:%s failed: %s", self.name, job, type(e).__name__)
-                record = record_from_exception(e, start, attempt=options.attempt)
-                await self.write_record(job, record, e, options)
+                await self._body_raised(job, start, e, options)
                 return
             in_body.discard(job)
             if self._killed and job in self._killed:
                 self._absorb_kill(job)
-                await self._write_killed(job, start, options)
+                await self._write_killed(job, time_from_ns(start), options)
                 return
             # write_success, inlined for the common case: the per-job hot path of in-process pipelines.
             sink = self._sink
             if sink is not None and options is DEFAULT_LAUNCH and sink[0] is not None and self.metadata:
-                await sink[0].dump(job, success_dict(start, _now(_UTC)))
+                writer = sink[2]
+                if writer is not None:  # an in-memory done repository: stored compactly
+                    writer(job, start, _time_ns())
+                else:
+                    await sink[0].dump(job, success_dict_ns(start, _time_ns()))
                 self.successes += 1
                 if sink[1].loaded:  # type: ignore[union-attr]
                     sink[1].note_success(job)  # type: ignore[union-attr]
                 return
-            await self.write_success(job, start, _now(_UTC), options)
+            await self.write_success(job, time_from_ns(start), utcnow(), options)
         except OSError as e:  # writing the record: a full disk is not the job's failure
-            if isinstance(e, StorageFaultError):
+            error = self._storage_error(job, e)
+            if error is e:
                 raise
-            fault = self.storage_fault(job, e)
-            if fault is None:
-                raise
+            raise error from e
+
+    async def _body_raised(self, job: str, start: int, e: BaseException, options: LaunchOptions) -> None:
+        """The body of ``job`` (started at clock reading ``start``) raised ``e``: record the
+        failure, or the kill; raise when the pipeline itself is being stopped (the job stays
+        ready) or the storage failed (StorageFaultError: no record, and the run stops)."""
+        if isinstance(e, asyncio.CancelledError):
+            if job not in self._killed:
+                raise e  # the pipeline itself is being stopped: the job stays ready
+            self._absorb_kill(job)
+            await self._write_killed(job, time_from_ns(start), options)
+            return
+        fault = self.storage_fault(job, e)
+        if fault is not None:  # the disk failed, not the job: no record, and the run stops
             raise fault from e
+        log.info("in-process task %s:%s failed: %s", self.name, job, type(e).__name__)
+        record = record_from_exception(e, time_from_ns(start), attempt=options.attempt)
+        await self.write_record(job, record, e, options)
+
+    def _storage_error(self, job: str, e: OSError) -> OSError:
+        """What to raise for ``e``, met writing ``job``'s record: a storage fault (caused by
+        ``e``), else ``e`` itself."""
+        if isinstance(e, StorageFaultError):
+            return e
+        fault = self.storage_fault(job, e)
+        if fault is None:
+            return e
+        fault.__cause__ = e
+        return fault
+
+    def stream_launcher(self) -> Callable[..., Awaitable[int]] | None:
+        """:meth:`launch_stream` for the pipeline's launch phase; None when a subclass overrides
+        :meth:`launch` (the pipeline then calls it for each job)."""
+        if type(self).launch is not InProcessSyncTask.launch:
+            return None
+        return self.launch_stream
+
+    async def launch_stream(
+        self, jobs: Iterable[str], failed: Callable[[str, Exception], Awaitable[bool]]
+    ) -> int:
+        """``await self.launch(job)`` for every job ``jobs`` yields, in turn, within this one
+        coroutine: the pipeline's launch phase runs a stream of ready jobs this way (one per
+        ``launch_concurrency`` worker), so that a job costs its body and its record but no
+        coroutine or attribute look-ups of its own. Each job does exactly what :meth:`launch`
+        does; an exception ``launch(job)`` would raise (a failed write of a record, a storage
+        fault) is handed to ``failed(job, exc)``, which says whether to go on. A cancellation
+        propagates. Returns how many launches completed."""
+        binding = self._binding
+        target, args, leading = binding.target, binding.args, binding.leading_job
+        call = binding.call
+        in_body, killed = self._in_body, self._killed
+        time_ns = _time_ns
+        launched = 0
+        for job in jobs:
+            try:
+                start = time_ns()
+                in_body.add(job)
+                try:
+                    if target is None:
+                        await call(job)
+                    elif leading:
+                        await target(job, *args)
+                    else:
+                        await target(*args)
+                except BaseException as e:
+                    in_body.discard(job)
+                    await self._body_raised(job, start, e, DEFAULT_LAUNCH)
+                    launched += 1
+                    continue
+                in_body.discard(job)
+                if killed and job in killed:
+                    self._absorb_kill(job)
+                    await self._write_killed(job, time_from_ns(start), DEFAULT_LAUNCH)
+                    launched += 1
+                    continue
+                sink = self._sink
+                if sink is not None and sink[2] is not None and self.metadata:
+                    sink[2](job, start, time_ns())  # an in-memory done repository: stored compactly
+                    self.successes += 1
+                    index = sink[1]
+                    if index.loaded:  # type: ignore[union-attr]
+                        index.note_success(job)  # type: ignore[union-attr]
+                elif sink is not None and sink[0] is not None and self.metadata:
+                    await sink[0].dump(job, success_dict_ns(start, time_ns()))
+                    self.successes += 1
+                    if sink[1].loaded:  # type: ignore[union-attr]
+                        sink[1].note_success(job)  # type: ignore[union-attr]
+                else:
+                    await self.write_success(job, time_from_ns(start), utcnow())
+                launched += 1
+            except Exception as e:  # what launch(job) would raise (CancelledError is not one)
+                if isinstance(e, OSError):
+                    e = self._storage_error(job, e)
+                if not await failed(job, e):
+                    break
+        return launched
 
     async def _write_killed(self, job: str, start: Any, options: LaunchOptions) -> None:
         try:
@@ -123,13 +232,13 @@ class InProcessSyncTask(FunctionTask):
     def _running_task(self, job: str) -> asyncio.Task[Any] | None:
         """The asyncio task whose await chain is inside this task's launch of ``job``. Found by
         walking the tasks' coroutines when a kill asks, so that launches need not record it."""
-        code = InProcessSyncTask.launch.__code__
+        codes = (InProcessSyncTask.launch.__code__, InProcessSyncTask.launch_stream.__code__)
         for candidate in asyncio.all_tasks():
             coro: Any = candidate.get_coro()
             while coro is not None:
                 frame = getattr(coro, "cr_frame", None)
                 if (
-                    getattr(coro, "cr_code", None) is code
+                    getattr(coro, "cr_code", None) in codes
                     and frame is not None
                     and frame.f_locals.get("self") is self
                     and frame.f_locals.get("job") == job
@@ -163,5 +272,5 @@ class InProcessSyncTask(FunctionTask):
 
 def _killed_record(start: Any) -> JobRecord:
     return JobRecord(
-        outcome=Outcome.KILLED, start_time=start, end_time=_now(_UTC), host=host_name(), reason="killed by request"
+        outcome=Outcome.KILLED, start_time=start, end_time=utcnow(), host=host_name(), reason="killed by request"
     )

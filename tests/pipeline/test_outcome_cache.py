@@ -55,13 +55,14 @@ def data(tmp_path):
 def reads(monkeypatch):
     """How many done records were read (parsed from their files)."""
     count = {"n": 0}
-    original = YamlMetadataFileRepository._read
+    for name in ("_read", "_read_record"):  # info(), and the outcome index's bulk reads
+        original = getattr(YamlMetadataFileRepository, name)
 
-    def counting(self, job):
-        count["n"] += 1
-        return original(self, job)
+        def counting(self, job, original=original):
+            count["n"] += 1
+            return original(self, job)
 
-    monkeypatch.setattr(YamlMetadataFileRepository, "_read", counting)
+        monkeypatch.setattr(YamlMetadataFileRepository, name, counting)
     return count
 
 
@@ -106,7 +107,17 @@ async def test_a_damaged_side_file_is_rebuilt(data, reads):
     async with build(data) as pipeline:
         await pipeline.run()
     side = data / "a_done" / ".pdtnb-meta" / "outcomes"
-    for damage in (b"{not json", b'{"format": 1, "jobs": {"j3": ["x"], "j4": 5}}', b'{"format": 99}'):
+    good = side.read_bytes()
+    head, jobs, idents = good.split(b"\n")
+    damages = [
+        b"{not json",
+        b'{"format": 1, "jobs": {"j3": ["x"], "j4": 5}}',  # the earlier format
+        b'{"format": 99}',
+        good[: len(good) // 2],  # cut short
+        b"\n".join([head, jobs, b"[]"]),  # identities missing
+        b"\n".join([head.replace(b'"j3"', b'"j999"'), jobs, idents]),  # a failure that is not a job
+    ]
+    for damage in damages:
         side.write_bytes(damage)
         assert (await counts(data))["a"] == (N - 2, 2, 0), damage
-    assert side.read_bytes().startswith(b'{"format":1'), "rewritten whole"
+        assert side.read_bytes().startswith(b'{"format":2'), "rewritten whole"

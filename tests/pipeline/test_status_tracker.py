@@ -99,3 +99,47 @@ async def test_idle_refresh_of_in_memory_pipeline_reads_nothing(tmp_path):
         after = await tracker.refresh()
         assert after.task("first").failed == 0
         assert calls <= 1, "only the job that changed is re-read (none: this process wrote it)"
+
+
+async def test_an_idle_file_pipeline_refreshes_from_stats_and_sees_changes_made_elsewhere(tmp_path):
+    """The live table of a file pipeline: with nothing changed a refresh reuses the last counts
+    (each directory's stamp unchanged); a record replaced, an output removed or an input added by
+    another process shows at the next refresh."""
+    import asyncio
+    import os
+
+    pipeline, inp, _, fail = build("files", tmp_path)
+    for i in range(20):
+        await inp.dump(f"j{i}", i)
+    fail.add("j3")
+    async with pipeline:
+        await pipeline.run()
+        tracker = pdtnb.StatusTracker(pipeline)
+        first = await tracker.refresh()
+        await asyncio.sleep(0.15)  # past the file system's clock tick
+        await tracker.refresh()
+        scans = []
+        real = os.scandir
+        os.scandir = lambda path: scans.append(path) or real(path)
+        try:
+            assert counts(await tracker.refresh()) == counts(first)
+            assert scans == [], "an idle refresh lists no directory"
+        finally:
+            os.scandir = real
+
+        # Another process turns j5's success into a failure (a new file renamed into place, the
+        # same name): seen at the tracker's next full refresh (every `full_every`), which
+        # compares every record's identity.
+        (tmp_path / "done1" / "j5.tmp").write_text("result: failure\nmessage: elsewhere\n")
+        os.replace(tmp_path / "done1" / "j5.tmp", tmp_path / "done1" / "j5.yaml")
+        tracker.refreshes = tracker.full_every - 1
+        after = await tracker.refresh()
+        assert after.task("first").failed == 2
+        assert counts(after) == counts(await pdtnb.pipeline_status(pipeline))
+
+        (tmp_path / "out2" / "j7.yaml").unlink()
+        (tmp_path / "inp" / "j99.yaml").write_text("99\n")
+        after = await tracker.refresh()
+        assert after.task("first").ready == 1
+        assert [link.count for link in after.task("second").links if link.name == "out2"] == [19 - 1]
+        assert counts(after) == counts(await pdtnb.pipeline_status(pipeline))

@@ -357,13 +357,19 @@ async def test_a_cold_status_of_s3_done_records_lists_instead_of_reading(client,
         return pdtnb.Pipeline([t], pdtnb.Session(), lease=False), done
 
     reads = {"n": 0}
-    original = YamlMetadataS3Repository.info
+    original_info = YamlMetadataS3Repository.info
+    original_records = YamlMetadataS3Repository.read_records
 
     async def counting(self, job):
         reads["n"] += 1
-        return await original(self, job)
+        return await original_info(self, job)
+
+    async def counting_records(self, jobs):  # the outcome index's bulk reads
+        reads["n"] += len(jobs)
+        return await original_records(self, jobs)
 
     monkeypatch.setattr(YamlMetadataS3Repository, "info", counting)
+    monkeypatch.setattr(YamlMetadataS3Repository, "read_records", counting_records)
 
     async def counts() -> tuple[int, int]:
         p, _ = pipeline()
