@@ -332,7 +332,10 @@ class OutcomeIndex:
             log.info("%r: its outcome cache is unreadable: it will be rebuilt", repo)
             return None
         assert self._idents is not None
-        self._idents.update(table)
+        if self._idents:
+            self._idents.update(table)
+        else:
+            self._idents = table  # the usual case, a first look: no copy of 100,000 entries
         self.version += 1
         self.failed.update(failed)
         self.retrying.update(retrying)

@@ -256,14 +256,13 @@ class _States:
 
     def _waiting(self, ready: int) -> int:
         live, done_ids, blocked = self.live, self.done_ids, self.blocked
-        # The common case, a finished pipeline: every required job is recorded. A subset test
-        # allocates nothing, so status stays cheap at millions of jobs.
-        if all(s <= done_ids for s in self.required):
-            return 0
-        # Only the few required jobs not yet recorded matter: no union of whole listings.
+        # Only the few required jobs not yet recorded matter: no union of whole listings, and
+        # one pass over each (a finished pipeline leaves nothing).
         known: set[str] = set()
         for s in self.required:
             known |= s - done_ids if isinstance(s, (set, frozenset)) else {j for j in s if j not in done_ids}
+        if not known:
+            return 0
         return max(0, len(known - live - blocked) - ready)
 
     def counts(self) -> dict[str, int]:
