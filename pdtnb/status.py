@@ -382,68 +382,56 @@ async def _status(
     was at the last computation (the same change token, or the very same immutable listing), the
     last counts are taken as they are: a refresh of an idle pipeline of 100,000 file jobs then
     costs a ``stat`` per directory instead of set operations over every job."""
-    controller_now = asyncio.ensure_future(controller_of(pipeline))
+    controller_now = asyncio.ensure_future(controller_of(pipeline))  # a read of its own: meanwhile
     try:
-        return await _compute_status(pipeline, all_repos, jobs, ready_of, full, memo, controller_now)
+        tasks = task_order(pipeline)
+        with listing_snapshot():
+            per_task, repo_list = _links_and_repositories(tasks, all_repos)
+            # The outcome indexes first: one kept in a side file can vouch for its done repository's
+            # listing (Repository.adopt_listing), which then need not be read again. The other
+            # repositories are listed meanwhile (one wait for a remote store, not two).
+            dones = {id(r) for t in tasks for r in _done_and_base(t)}
+            indexes, _ = await asyncio.gather(
+                asyncio.gather(*(_refresh_index(t, full) for t in tasks)),
+                asyncio.gather(*(r.job_ids() for r in repo_list if id(r) not in dones)),
+            )
+            if memo is not None and jobs is None:
+                every = _every_repository(tasks, repo_list)
+                listed = await asyncio.gather(*(r.job_ids() for r in every))
+                key = _unchanged_key(every, listed, indexes, tasks)
+                last = memo.get("key")
+                if key is not None and last is not None and _same_key(key, last):
+                    return PipelineStatus(tasks=memo["tasks"], controller=await controller_now)
+            else:
+                key = None
+            listings_list, ready_sets = await asyncio.gather(
+                asyncio.gather(*(r.job_ids() for r in repo_list)),
+                asyncio.gather(*(ready_of(t) for t in tasks)),
+            )
+        listings = {id(r): ids for r, ids in zip(repo_list, listings_list)}
+        if full:  # the next process's status can then take the large listings from side files
+            await asyncio.gather(*(r.keep_listing() for r in repo_list))
+        failed_or_blocked: dict[str, set[str]] = {}
+        by_name: dict[str, TaskStatus] = {}
+        for task, links, ready, index in zip(tasks, per_task, ready_sets, indexes):
+            link_rows = []
+            for name, link in links:
+                ids = listings[id(link.repo)]
+                present = None if jobs is None else [j for j in jobs if j in ids]
+                link_rows.append(LinkStatus(name=name, kind=link.kind, count=len(ids), jobs=present))
+            states = _task_states(task, pipeline, listings, ready, index, failed_or_blocked)
+            job_states = None if jobs is None else {j: states.state_of(j) for j in jobs}
+            by_name[task.name] = TaskStatus(
+                name=task.name, links=link_rows, disabled=task.disabled, job_states=job_states, **states.counts()
+            )
+        controller = await controller_now
+        result = PipelineStatus(tasks=[by_name[n] for n in pipeline.tasks], jobs=jobs, controller=controller)
+        if memo is not None:
+            memo["key"], memo["tasks"] = key, result.tasks
+        return result
     finally:
         if not controller_now.done():
             controller_now.cancel()
-
-
-async def _compute_status(
-    pipeline: Pipeline,
-    all_repos: bool,
-    jobs: list[str] | None,
-    ready_of: Callable[[Task], Awaitable[AbstractSet[str]]],
-    full: bool,
-    memo: dict[str, Any] | None,
-    controller_now: asyncio.Future[Holder | None],
-) -> PipelineStatus:
-    tasks = task_order(pipeline)
-    with listing_snapshot():
-        per_task, repo_list = _links_and_repositories(tasks, all_repos)
-        # The outcome indexes first: one kept in a side file can vouch for its done repository's
-        # listing (Repository.adopt_listing), which then need not be read again. The other
-        # repositories are listed meanwhile (one wait for a remote store, not two).
-        dones = {id(r) for t in tasks for r in _done_and_base(t)}
-        indexes, _ = await asyncio.gather(
-            asyncio.gather(*(_refresh_index(t, full) for t in tasks)),
-            asyncio.gather(*(r.job_ids() for r in repo_list if id(r) not in dones)),
-        )
-        if memo is not None and jobs is None:
-            every = _every_repository(tasks, repo_list)
-            listed = await asyncio.gather(*(r.job_ids() for r in every))
-            key = _unchanged_key(every, listed, indexes, tasks)
-            last = memo.get("key")
-            if key is not None and last is not None and _same_key(key, last):
-                return PipelineStatus(tasks=memo["tasks"], controller=await controller_now)
-        else:
-            key = None
-        listings_list, ready_sets = await asyncio.gather(
-            asyncio.gather(*(r.job_ids() for r in repo_list)),
-            asyncio.gather(*(ready_of(t) for t in tasks)),
-        )
-    listings = {id(r): ids for r, ids in zip(repo_list, listings_list)}
-    if full:  # the next process's status can then take the large listings from side files
-        await asyncio.gather(*(r.keep_listing() for r in repo_list))
-    failed_or_blocked: dict[str, set[str]] = {}
-    by_name: dict[str, TaskStatus] = {}
-    for task, links, ready, index in zip(tasks, per_task, ready_sets, indexes):
-        link_rows = []
-        for name, link in links:
-            ids = listings[id(link.repo)]
-            present = None if jobs is None else [j for j in jobs if j in ids]
-            link_rows.append(LinkStatus(name=name, kind=link.kind, count=len(ids), jobs=present))
-        states = _task_states(task, pipeline, listings, ready, index, failed_or_blocked)
-        job_states = None if jobs is None else {j: states.state_of(j) for j in jobs}
-        by_name[task.name] = TaskStatus(
-            name=task.name, links=link_rows, disabled=task.disabled, job_states=job_states, **states.counts()
-        )
-    controller = await controller_now
-    result = PipelineStatus(tasks=[by_name[n] for n in pipeline.tasks], jobs=jobs, controller=controller)
-    if memo is not None:
-        memo["key"], memo["tasks"] = key, result.tasks
-    return result
 
 
 def _done_and_base(task: Task) -> tuple[Repository, ...]:

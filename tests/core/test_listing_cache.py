@@ -94,16 +94,23 @@ async def test_a_directory_repository_discarding_empty_jobs_follows_their_conten
     assert await repo.job_ids() == {"j1"}
 
 
+async def keep_a_large_listing(directory):
+    """A directory of KEEP_AT_LEAST files listed by one repository, which keeps the listing (its
+    ``.pdtnb-meta/`` made on the way, which changes the stamp: it lists again to keep a current
+    one). Returns the side file."""
+    fill(directory, listing.KEEP_AT_LEAST)
+    await asyncio.sleep(TICK)
+    first = pdtnb.FileRepository(directory)
+    assert len(await first.job_ids()) == listing.KEEP_AT_LEAST
+    await first.keep_listing()
+    side = directory / ".pdtnb-meta" / "listing"
+    assert side.is_file()
+    return side
+
+
 async def test_the_next_process_takes_a_large_listing_from_the_side_file(tmp_path, scans):
     n = listing.KEEP_AT_LEAST
-    fill(tmp_path / "d", n)
-    (tmp_path / "d" / ".pdtnb-meta").mkdir()
-    await asyncio.sleep(TICK)
-    first = pdtnb.FileRepository(tmp_path / "d")
-    assert len(await first.job_ids()) == n
-    await first.keep_listing()
-    assert (tmp_path / "d" / ".pdtnb-meta" / "listing").is_file()
-
+    await keep_a_large_listing(tmp_path / "d")
     scans.clear()
     fresh = pdtnb.FileRepository(tmp_path / "d")  # a new process's repository
     assert len(await fresh.job_ids()) == n
@@ -121,19 +128,12 @@ async def test_the_next_process_takes_a_large_listing_from_the_side_file(tmp_pat
     [b"", b"{not json", b'{"format": 1, "stamp": [1, 2, 3, 4], "count": 1}\n["j1"]', None],
 )
 async def test_a_damaged_or_foreign_side_file_is_ignored(tmp_path, damage):
-    n = listing.KEEP_AT_LEAST
-    fill(tmp_path / "d", n)
-    (tmp_path / "d" / ".pdtnb-meta").mkdir()
-    await asyncio.sleep(TICK)
-    first = pdtnb.FileRepository(tmp_path / "d")
-    await first.job_ids()
-    await first.keep_listing()
-    side = tmp_path / "d" / ".pdtnb-meta" / "listing"
+    side = await keep_a_large_listing(tmp_path / "d")
     if damage is None:  # the right stamp, a wrong count
         head = side.read_bytes().split(b"\n", 1)[0]
         damage = head + b"\n" + b'["j1"]'
     side.write_bytes(damage)
-    assert len(await pdtnb.FileRepository(tmp_path / "d").job_ids()) == n
+    assert len(await pdtnb.FileRepository(tmp_path / "d").job_ids()) == listing.KEEP_AT_LEAST
 
 
 def test_whole_second_times_mean_a_coarse_clock_and_a_longer_wait():
