@@ -619,7 +619,7 @@ class FileRepositoryBase(Repository):
     async def sweep(self) -> None:
         """Remove the temporary files of interrupted writes whose writer is gone (see
         :func:`remove_stale_temporaries`). A pipeline sweeps each repository when it first takes
-        control, not when it opens: a ``status`` only looks. When the directory's last listing
+        control, not when it opens: a ``status`` deletes nothing. When the directory's last listing
         (still current by its stamp) saw no temporary file, there is nothing to scan."""
         kept = self._listing
         if kept is not None and not kept.temporaries and not self.offload and kept.stamp == self._stamp():

@@ -46,7 +46,7 @@ async def test_temporary_files_of_dead_writers_are_removed_when_a_pipeline_first
     t.link("out", repo, is_input=True)
     async with pdtnb.Pipeline([t], pdtnb.Session()) as pipeline:
         await pdtnb.pipeline_status(pipeline)
-        assert sorted(p.name for p in repo_dir.iterdir()) == everything, "a status only looks"
+        assert sorted(p.name for p in repo_dir.iterdir()) == everything, "a status deletes nothing"
         await pipeline.run()
         assert sorted(p.name for p in repo_dir.iterdir()) == survivors
     assert await repo.job_ids() == {"j1"}
