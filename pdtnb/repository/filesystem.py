@@ -480,7 +480,7 @@ class FileRepositoryBase(Repository):
     def _kept_listing(self, stamp: Any) -> listing.Listing | None:
         """The side file's listing, if it was taken at ``stamp`` (the directory's now)."""
         try:
-            with open(self.basedir / META_DIR / listing.SIDECAR, "rb") as fp:
+            with open(self._sidecar_path(listing.SIDECAR), "rb") as fp:
                 data = fp.read()
         except OSError:
             return None
@@ -582,8 +582,7 @@ class FileRepositoryBase(Repository):
                 return found.ids
         names, vouched, temporaries = await asyncio.to_thread(self._scan_stamped)
         ids = frozenset(self._valid_subset(names))
-        assert stamp is not None or not trusted
-        self._listing = listing.Listing(stamp, ids, temporaries) if vouched and trusted else None  # type: ignore[arg-type]
+        self._listing = listing.Listing(stamp, ids, temporaries) if vouched and trusted and stamp else None
         return ids
 
     async def contains(self, item: str) -> bool:
