@@ -1,14 +1,17 @@
-"""Core benchmark: pdtnb against pydatatask 0.4.7 on a 3-task plug chain of in-process tasks.
+"""Core benchmark: pdtnb against pydatatask 0.4.7 and plain asyncio on a 3-task plug chain.
 
-    .venv/bin/python bench/core.py [--sizes 1000,10000,100000] [--skip-pydatatask] [--repeat K]
-                                   [--measurements run,loop,status]
+    .venv/bin/python bench/core.py [--sizes 1000,10000,100000] [--skip-pydatatask] [--skip-floor]
+                                   [--repeat K] [--measurements run,loop,status]
 
-For each N and each measurement (``run``, the update ``loop``, ``status``) and each library, one
-fresh subprocess runs bench/_core_worker.py, which builds the pipeline, times the one call,
-checks the results and prints a JSON line. pdtnb runs under this repository's .venv; pydatatask
-runs under bench/.venv-pydatatask, which is created (``pip install pydatatask==0.4.7``) when
-missing. The script prints a table of both libraries' figures, the pdtnb/pydatatask ratios, and
-the issue's targets with whether pdtnb meets them. See bench/README.md.
+For each N and each measurement (``run``, the update ``loop``, ``status``) and each contender, one
+fresh subprocess times the one call, checks the results and prints a JSON line: for pdtnb and
+pydatatask, bench/_core_worker.py, which builds the pipeline of in-process tasks; for the
+**floor**, bench/_core_floor.py, the same work in the least plain asyncio Python (three stages over
+dicts in rounds, a 2-tuple record per job; its ``run`` and ``loop`` are the same thing). pdtnb and
+the floor run under this repository's .venv; pydatatask runs under bench/.venv-pydatatask, which
+is created (``pip install pydatatask==0.4.7``) when missing. The script prints a table of the
+figures, the pdtnb/pydatatask and pdtnb/floor ratios, and the issue's targets with whether pdtnb
+meets them (and what the floor takes at the million-job run target). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 WORKER = BENCH / "_core_worker.py"
+FLOOR = BENCH / "_core_floor.py"
 PYDATATASK_VENV = BENCH / ".venv-pydatatask"
 PYDATATASK_REQUIREMENT = "pydatatask==0.4.7"
 PYDATATASK_VERSION = "0.4.7"
 STAGES = 3
 MEASUREMENTS = ("run", "loop", "status")
-LIBRARIES = ("pdtnb", "pydatatask")
+LIBRARIES = ("pdtnb", "pydatatask", "floor")
 WORKER_TIMEOUT = 1800.0
 
 #: The issue's targets by N: (measured key, comparison, limit, wording).
@@ -102,7 +106,10 @@ def pydatatask_python() -> str:
 
 def run_worker(python: str, library: str, n: int, measurement: str) -> dict:
     """One measurement in a fresh process; exits loudly if the worker fails or checks fail."""
-    cmd = [python, str(WORKER), library, str(n), measurement]
+    if library == "floor":
+        cmd = [python, str(FLOOR), str(n), measurement]
+    else:
+        cmd = [python, str(WORKER), library, str(n), measurement]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=WORKER_TIMEOUT, cwd=str(BENCH))
     except subprocess.TimeoutExpired:
@@ -151,7 +158,8 @@ def figures(recs: dict[str, dict], n: int) -> dict[str, float]:
         out["loop_mem"] = recs["loop"]["mem_kib"] / 1024
     if "status" in recs:
         out["status_s"] = recs["status"]["seconds"]
-        out["status_text_s"] = recs["status"].get("print_status_seconds", recs["status"]["seconds"])
+        if recs["status"]["library"] != "floor":  # the floor renders no text
+            out["status_text_s"] = recs["status"].get("print_status_seconds", recs["status"]["seconds"])
         out["status_mem"] = recs["status"]["mem_kib"] / 1024
     return out
 
@@ -163,15 +171,23 @@ ROWS = (
     ("run_s", "run: wall time (s)", "{:.3f}", True),
     ("run_rounds", "run: rounds", "{:d}", False),
     ("run_mem", "run: memory (MiB)", "{:.1f}", True),
-    ("run_peak", "run: peak RSS of the process (MiB)", "{:.1f}", True),
+    ("run_peak", "run: peak RSS of process (MiB)", "{:.1f}", True),
     ("loop_s", "update loop: total (s)", "{:.3f}", True),
     ("loop_us", "update loop: us/job/stage", "{:.2f}", True),
     ("loop_rounds", "update loop: rounds", "{:d}", False),
     ("loop_mem", "update loop: memory (MiB)", "{:.1f}", True),
     ("status_s", "status (s)", "{:.4f}", True),
-    ("status_text_s", "status as text, print_status (s)", "{:.4f}", True),
+    ("status_text_s", "status, print_status (s)", "{:.4f}", True),
     ("status_mem", "status: memory (MiB)", "{:.1f}", True),
 )
+#: The table's columns after the figure's label: (library, heading, width, ratio heading, width).
+COLUMNS = (
+    ("pdtnb", "pdtnb", 10, "", 0),
+    ("pydatatask", "pydatatask", 12, "pdtnb/pdt", 11),
+    ("floor", "floor", 10, "pdtnb/floor", 13),
+)
+#: The run target the floor is shown against: (N, key).
+FLOOR_TARGET = (1_000_000, "run_s")
 
 
 def target_cells(key: str, n: int, value: float | None) -> tuple[str, str]:
@@ -189,28 +205,33 @@ def fmt(fmt_str: str, value: float | None) -> str:
     return fmt_str.format(int(value) if fmt_str == "{:d}" else value)
 
 
+def _ratio(mine: float | None, theirs: float | None) -> str:
+    return f"{mine / theirs:.3f}" if mine is not None and theirs else ""
+
+
 def print_report(results: dict[tuple[str, int], dict[str, float]], sizes: list[int], libraries: list[str]) -> None:
-    has_pdt = "pydatatask" in libraries
-    header = f"{'N':>9}  {'figure':<34}{'pdtnb':>11}"
-    if has_pdt:
-        header += f"{'pydatatask':>12}{'pdtnb/pdt':>11}"
-    header += f"  {'target':>8}  {'met':<3}"
-    print(header)
-    print("-" * len(header))
+    """One block of rows per N (headed by N, which keeps the table within about 100 columns)."""
+    columns = [c for c in COLUMNS if c[0] in libraries]
+    header = f"{'figure':<30}"
+    for _lib, heading, width, ratio_heading, ratio_width in columns:
+        header += f"{heading:>{width}}{ratio_heading:>{ratio_width}}"
+    header += f"  {'target':>7}  {'met':<3}"
     for n in sizes:
-        first = True
+        print(f"N = {n:,}")
+        print(header)
+        print("-" * len(header))
         for key, label, fmt_str, ratio in ROWS:
+            if all(results[(lib, n)].get(key) is None for lib, *_ in columns):
+                continue  # a measurement left out by --measurements
             mine = results[("pdtnb", n)].get(key)
-            line = f"{f'{n:,}' if first else '':>9}  {label:<34}{fmt(fmt_str, mine):>11}"
-            first = False
-            if has_pdt:
-                theirs = results[("pydatatask", n)].get(key)
-                r = ""
-                if ratio and mine is not None and theirs:
-                    r = f"{mine / theirs:.3f}"
-                line += f"{fmt(fmt_str, theirs):>12}{r:>11}"
+            line = f"{label:<30}"
+            for lib, _heading, width, _ratio_heading, ratio_width in columns:
+                value = results[(lib, n)].get(key)
+                line += f"{fmt(fmt_str, value):>{width}}"
+                if ratio_width:
+                    line += f"{_ratio(mine, value) if ratio else '':>{ratio_width}}"
             target, met = target_cells(key, n, mine)
-            line += f"  {target:>8}  {met:<3}"
+            line += f"  {target:>7}  {met:<3}"
             print(line.rstrip())
         print()
 
@@ -224,13 +245,29 @@ def print_report(results: dict[tuple[str, int], dict[str, float]], sizes: list[i
             _, met = target_cells(key, target_n, value)
             unit = {"loop_us": "us/job/stage", "run_peak": "MiB"}.get(key, "s")
             print(f"  {wording}: {value:.3f} {unit} -> {'met' if met == 'yes' else 'NOT MET'}")
+    floor_n, floor_key = FLOOR_TARGET
+    _op, floor_limit, _ = TARGETS_BY_N[floor_n][floor_key]
+    floor_value = results.get(("floor", floor_n), {}).get(floor_key)
+    if floor_value is None:
+        print(f"  the floor's run at N={floor_n:,}: not measured (needs the floor, {floor_n} in --sizes and run)")
+    else:
+        verdict = (
+            "below the floor: plain Python cannot meet it here"
+            if floor_value > floor_limit
+            else f"{floor_limit / floor_value:.2f}x the floor's time"
+        )
+        print(
+            f"  the floor's run at N={floor_n:,} on this machine: {floor_value:.3f} s "
+            f"-> the {floor_limit:g} s target is {verdict}"
+        )
     print(f"Reference: {PEERS_REFERENCE}.")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated job counts N")
-    parser.add_argument("--skip-pydatatask", action="store_true", help="measure pdtnb only")
+    parser.add_argument("--skip-pydatatask", action="store_true", help="do not measure pydatatask")
+    parser.add_argument("--skip-floor", action="store_true", help="do not measure the plain-asyncio floor")
     parser.add_argument("--repeat", type=int, default=1, metavar="K", help="best of K runs per figure (default 1)")
     parser.add_argument(
         "--measurements",
@@ -254,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     pythons = {"pdtnb": pdtnb_python()}
     if not args.skip_pydatatask:
         pythons["pydatatask"] = pydatatask_python()
+    if not args.skip_floor:
+        pythons["floor"] = pythons["pdtnb"]  # stdlib only; the same interpreter as pdtnb's
     libraries = [lib for lib in LIBRARIES if lib in pythons]
 
     started = time.perf_counter()
@@ -272,6 +311,13 @@ def main(argv: list[str] | None = None) -> int:
         f"pdtnb core benchmark: {STAGES}-task plug chain of InProcessSyncTask over "
         f"InProcessMetadataRepository {{str(i): i}}, body out.dump(job, inp.info(job) + 1)"
     )
+    if "floor" in libraries:
+        print(
+            "floor: bench/_core_floor.py, the same work in plain asyncio: 3 stages over dicts in rounds "
+            "(ready = input keys - done keys), the same body awaiting async info/dump, a (start_ns, end_ns) "
+            "record per job; its run and update loop are the same thing; its status counts the dicts "
+            "and the failed records"
+        )
     print(
         f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
         + "; ".join(f"{lib} {versions[lib]} ({pythons[lib]})" for lib in libraries)
@@ -289,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "status: pdtnb `await pdtnb.pipeline_status(pipeline)` / pydatatask "
         "`await main.print_status(pipeline, False)` into a StringIO, on the finished pipeline; "
-        "'status as text' is pdtnb's print_status (measured after the first call)"
+        "'status, print_status' is pdtnb's print_status (measured after the first call; the floor renders no text)"
     )
     print(
         "run: peak RSS of the process: the highest RSS of the worker process during the run "
@@ -304,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         + ") minus RSS just before it; about 0.5 MiB of noise"
     )
-    print("ratios: pdtnb / pydatatask (below 1: pdtnb is faster or smaller)")
+    print("ratios: pdtnb / pydatatask and pdtnb / floor (below 1: pdtnb is faster or smaller)")
     print()
     print_report(results, sizes, libraries)
     print(f"({time.perf_counter() - started:.0f} s in all; every run's output was checked: out3 == input + 3)")

@@ -26,6 +26,7 @@ from .cli import (
     shell,
     update,
 )
+from .declarative import DeclarationError, NotDeclarableError, check, dump, load
 from .errors import (
     InvalidJobIdError,
     JobLaunchError,
@@ -219,6 +220,11 @@ __all__ = [
     "load_ipython_extension",
     "unload_ipython_extension",
     "PdtnbError",
+    "load",
+    "check",
+    "dump",
+    "DeclarationError",
+    "NotDeclarableError",
     "InvalidJobIdError",
     "JobLaunchError",
     "SessionClosedError",

@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -236,10 +237,10 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
-def build_parser(instrument: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
+def build_parser(instrument: Callable[[Any], None] | None = None, prog: str | None = None) -> argparse.ArgumentParser:
     """The argument parser of :func:`main` (exposed for tests and for export), built from the
     command table :data:`pdtnb.commands.COMMANDS`; ``instrument(subparsers)`` may add commands."""
-    parser = argparse.ArgumentParser(description="Administer this pdtnb pipeline.")
+    parser = argparse.ArgumentParser(prog=prog, description="Administer this pdtnb pipeline.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO level)")
     names = [c.name for c in commands_for(CLI)]
@@ -257,20 +258,29 @@ def main(
     pipeline: Pipeline,
     instrument: Callable[[argparse._SubParsersAction], None] | None = None,
     argv: list[str] | None = None,
+    *,
+    prog: str | None = None,
 ) -> int:
     """Parse the command line and administer ``pipeline``.
 
     ``instrument(subparsers)`` may add commands: give each ``set_defaults(func=...)``; a coroutine
-    function runs inside the opened pipeline. Returns 0 on success; exits with status 1 on a
+    function runs inside the opened pipeline. ``prog`` is the program's name in the usage lines
+    (default: the script's). Returns 0 on success; exits with status 1 on a
     handled error, 75 when another controller holds the pipeline (``--wait`` waits instead), and
     ``128 + signal`` when interrupted (130 for Ctrl-C, 143 for SIGTERM; see :mod:`pdtnb.signals`).
     """
-    parser = build_parser(instrument)
+    parser = build_parser(instrument, prog)
     args = vars(parser.parse_args(argv))
     debug = args.pop("debug")
     verbose = args.pop("verbose")
     command = args.pop("command", None) or "command"
     acts = "wait" in args  # the acting commands are those that can wait for the lease
+    pod_job = os.environ.get("PDTNB_FUNCTION_JOB")
+    if command == "launch" and args.get("sync") and pod_job == f"{args.get('task_name')}/{args.get('job')}":
+        # A KubeFunctionTask's pod running its own job's body (the controller that created the
+        # pod holds the lease and set this variable in it): not a second controller.
+        acts = False
+        pipeline.act_without_lease()
     wait = args.pop("wait", None)
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,

@@ -174,6 +174,13 @@ COMMANDS: tuple[Command, ...] = (
         arg("name", metavar="NAME", help="the variable holding the pipeline"),
         where=NOTEBOOK,
     ),
+    command(
+        "load", "load a pipeline file (YAML, TOML or JSON) into variable NAME (default: pipeline) and drive it",
+        arg("file", metavar="FILE", help="the pipeline file (relative paths: from the kernel's working directory)"),
+        arg("binding", nargs="*", default=[], metavar="NAME", synopsis="[as NAME]",
+            help="as NAME: the variable to bind the pipeline to (default: pipeline)"),
+        where=NOTEBOOK,
+    ),
     command("open", "open the pipeline on the kernel's loop (any action opens it)", where=NOTEBOOK),
     command("close", "close the pipeline and its session", where=NOTEBOOK),
     command("update", "Keep the pipeline in motion", _WAIT, notebook_help="one update phase (reap finished jobs)"),

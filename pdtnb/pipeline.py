@@ -150,6 +150,8 @@ class Pipeline:
         self._indexes_ready = False
         #: How this program is named in the refusals other controllers print (``pipeline.py``).
         self.controller = controller or self.default_controller()
+        #: The pipeline file this pipeline was loaded from (:func:`pdtnb.load`), or None.
+        self.declared_in: Path | None = None
         self._resolve_require_success()
 
     def _resolve_require_success(self) -> None:
@@ -316,6 +318,11 @@ class Pipeline:
                     return place
         self._lease_choice = False
         return None
+
+    def act_without_lease(self) -> None:
+        """Take no lease from now on: for a process that is itself one job of the controller
+        holding it (a KubeFunctionTask's pod running its body, see :func:`pdtnb.cli.main`)."""
+        self._lease_choice = False
 
     @property
     def holds_lease(self) -> bool:

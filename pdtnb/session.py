@@ -35,6 +35,11 @@ class Session:
         """Whether the session's resources are live."""
         return self._open
 
+    def definitions(self) -> dict[str, Callable[[], AsyncGenerator[Any, None]]]:
+        """The resources registered with :meth:`resource`, by name, in registration order (the
+        async generator functions, not the live values)."""
+        return dict(self._defs)
+
     def resource(self, manager: Callable[[], AsyncGenerator[T, None]]) -> Callable[[], T]:
         """Register an async generator that yields exactly one live resource, then tears it down.
 

@@ -8,12 +8,19 @@ is needed.
     python examples/books/pipeline.py run       # process every book not yet processed
     python examples/books/pipeline.py status    # counts per task and link
     python examples/books/pipeline.py cat summary.reports river
+
+``pipeline.yaml`` declares the same pipeline as a file (``python -m pdtnb -f
+examples/books/pipeline.yaml run``); both take their task bodies from ``bodies.py``.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import pdtnb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bodies import count_book, index_report
 
 HERE = Path(__file__).resolve().parent
 BOOKS = Path(os.environ.get("PDTNB_EXAMPLE_BOOKS", HERE / "books"))
@@ -28,35 +35,12 @@ index_done = pdtnb.YamlMetadataFileRepository(WORK / "index-done")
 index_repo = pdtnb.YamlMetadataFileRepository(WORK / "index")
 
 
-@pdtnb.InProcessSyncTask("summary", done_repo)
-async def summary(job: str, books: pdtnb.FileRepository, reports: pdtnb.FileRepository) -> None:
-    paragraphs, lines, words, chars = 0, 0, 0, 0
-    async with await books.open(job, "r") as fp:
-        data = await fp.read()
-    for line in data.splitlines():
-        if line.strip() == "":
-            paragraphs += 1
-        lines += 1
-        words += len(line.split())
-        chars += len(line)
-    async with await reports.open(job, "w") as fp:
-        await fp.write(
-            f'The book "{job}" has {paragraphs} paragraphs, {lines} lines, {words} words, and {chars} characters.\n'
-        )
-
-
+# The bodies are in bodies.py, which pipeline.yaml (the same pipeline, declared) names too.
+summary = pdtnb.InProcessSyncTask("summary", done_repo, func=count_book)
 summary.link("books", books_repo, is_input=True)
 summary.link("reports", reports_repo, is_output=True)
 
-
-@pdtnb.InProcessSyncTask("index", index_done)
-async def index(job: str, reports: pdtnb.FileRepository, index: pdtnb.YamlMetadataFileRepository) -> None:
-    async with await reports.open(job, "r") as fp:
-        text = await fp.read()
-    numbers = [int(word) for word in text.split() if word.isdigit()]
-    await index.dump(job, dict(zip(["paragraphs", "lines", "words", "characters"], numbers)))
-
-
+index = pdtnb.InProcessSyncTask("index", index_done, func=index_report)
 index.plug(summary)  # waits for summary's reports and done records
 index.link("index", index_repo, is_output=True)
 

@@ -14,8 +14,10 @@ import argparse
 import asyncio
 import contextlib
 import inspect
+import os
 import shlex
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -40,6 +42,7 @@ from .job_views import (
     live_output,
 )
 from .kernel_loop import run_sync
+from .loading import load_target
 
 __all__ = ["PdtMagics", "JobList", "Text"]
 
@@ -226,6 +229,8 @@ class PdtMagics(Magics):
             raise UsageError("%%pdt takes a body only for inject: %%pdt inject TASK.LINK JOB")
         if command == "export":
             return self._export(args)
+        if command == "load":
+            return await self._load(args)
         resolved = self._resolve()
         assert resolved is not None
         controller = controller_for(resolved[1], resolved[0])
@@ -239,6 +244,42 @@ class PdtMagics(Magics):
                 raise
             except (PdtnbError, KeyError, ValueError, OSError, TimeoutError, RuntimeError) as e:
                 raise UsageError(f"%pdt {command}: {_one_line(e)}") from None
+
+    async def _load(self, args: argparse.Namespace) -> Message:
+        """``%pdt load FILE [as NAME]``: build the pipeline a file declares (:func:`pdtnb.load`,
+        which validates the whole file first and opens nothing), bind it to ``NAME`` and make it
+        the pipeline ``%pdt`` drives. A wrong file is one line, ``FILE:LINE:COL: what``, and
+        changes nothing. Loading into a variable that holds another Pipeline retires that one (its
+        background run stopped, its session closed, its widgets following the new one), unless
+        another variable still holds it."""
+        try:
+            target = load_target(args.file, args.binding)
+        except ValueError as e:
+            raise UsageError(f"%pdt load: {e}") from None
+        try:
+            pipeline = _load_file(target.file)
+        except (PdtnbError, OSError, ValueError, ImportError) as e:
+            raise UsageError(f"%pdt load: {_one_line(e)}") from None
+        name = target.name
+        controller = controller_for(pipeline, name)
+        old = self.shell.user_ns.get(name)
+        replaced = ""
+        if isinstance(old, Pipeline) and old is not pipeline:
+            elsewhere = any(p is old for n, p in self.pipelines().items() if n != name)
+            if not elsewhere:
+                was_open = old.is_open
+                try:
+                    await controller_for(old, name).retire(controller)
+                except Exception as e:  # the new pipeline must be bound all the same
+                    print(f"pipeline `{name}` was replaced; closing the old definition failed: {_one_line(e)}")
+                else:
+                    replaced = "; replaced the old definition" + (" (closed it)" if was_open else "")
+        self.shell.push({name: pipeline})
+        self._bound[name] = controller
+        self.selected = name
+        return Message(
+            f"loaded pipeline {name!r} from {target.file} (tasks: {', '.join(pipeline.tasks)}){replaced}"
+        )
 
     def _export(self, args: argparse.Namespace) -> Message:
         """``%pdt export``: needs no open pipeline, only the notebook's cells (see pdtnb.notebook.export)."""
@@ -484,6 +525,18 @@ class PdtMagics(Magics):
 
         await controller.open()
         return Dashboard(controller).start()
+
+
+def _load_file(file: str) -> Pipeline:
+    """:func:`pdtnb.load` of ``file`` (``~`` expanded), its ``declared_in`` made absolute: a
+    relative path is from the kernel's working directory now, whatever it is later. Reading a
+    pipeline file takes milliseconds: it is done on the kernel's loop."""
+    from ..declarative import load
+
+    pipeline: Pipeline = load(Path(file).expanduser())
+    if pipeline.declared_in is not None and not pipeline.declared_in.is_absolute():
+        pipeline.declared_in = Path(os.path.abspath(pipeline.declared_in))
+    return pipeline
 
 
 async def _rendered_job(task: Any, job: str) -> ProcessScript:

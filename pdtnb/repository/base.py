@@ -122,6 +122,13 @@ class Repository(ABC):
     #: Computed for every class when it is defined: set CHARSET in the class body.
     _pdtnb_default_ids: bool = True
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # Kept so that a Python-defined pipeline can be written as a file (pdtnb.dump): the
+        # arguments say what the repository is, whatever its attributes are named.
+        self = super().__new__(cls)
+        self.__dict__["constructed_with"] = (args, kwargs)
+        return self
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._pdtnb_default_ids = (

@@ -250,7 +250,7 @@ class RelatedItemRepository(_Computed):
                 cls = _RelatedItemBlobRepository
             elif meta:
                 cls = _RelatedItemMetadataRepository
-        return super().__new__(cls)
+        return super().__new__(cls, base_repository, *args, **kwargs)
 
     def __init__(
         self,

@@ -214,6 +214,12 @@ class Task(ABC):
     #: task's next :meth:`update` or :meth:`launch` (see :meth:`hold_storage_fault`).
     _storage_fault: StorageFaultError | None = None
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # Kept for pdtnb.dump, as Repository does: the arguments say what the task is.
+        self = super().__new__(cls)
+        self.__dict__["constructed_with"] = (args, kwargs)
+        return self
+
     def __init__(
         self, name: str, ready: Repository | None = None, disabled: bool = False, *, retry: Retry | None = None
     ):
@@ -226,6 +232,8 @@ class Task(ABC):
         self.retry = retry
         self._ready = ready
         self.links: dict[str, Link] = {}
+        #: Every :meth:`plug` call: (the upstream task's name, its options, the links it made).
+        self.plugs: list[tuple[str, dict[str, Any], list[str]]] = []
         self.synchronous = False
         self.metadata = True
         self.disabled = disabled
@@ -333,6 +341,11 @@ class Task(ABC):
         when ``output``'s attempt at it succeeded: a failed job is *blocked* downstream.
         """
         allow = None if output_links is None else set(output_links)
+        made: list[str] = []
+        options = {"output_links": None if output_links is None else list(output_links), "meta": meta,
+                   "translator": translator, "translate_allow_deletes": translate_allow_deletes,
+                   "translate_prefetch_lookup": translate_prefetch_lookup, "require_success": require_success}
+        self.plugs.append((output.name, options, made))
         for name, link in output.links.items():
             attrs: dict[str, bool] = {}
             if link.inhibits_output and meta:
@@ -355,6 +368,7 @@ class Task(ABC):
             if attrs.get("required_for_start") and link.repo is output.done_repository:
                 attrs["require_success"] = require_success
             self.link(link_name, repo, **attrs)
+            made.append(link_name)
 
     def _links_where(self, flag: str) -> dict[str, Repository]:
         return {name: link.repo for name, link in self.links.items() if getattr(link, flag)}

@@ -665,6 +665,11 @@ def _killed(pod: Any) -> bool:
     return bool((pod.metadata.annotations or {}).get(KILLED_ANNOTATION))
 
 
+#: Set in a KubeFunctionTask's pod to ``TASK/JOB``: the pod's ``launch --sync`` of that job is the
+#: job itself, not a second controller (see :func:`pdtnb.cli.main`).
+FUNCTION_JOB_ENV = "PDTNB_FUNCTION_JOB"
+
+
 class KubeFunctionTask(KubeTask, FunctionTask):
     """Runs a Python function in a pod (pydatatask 0.4's signature). Usable as a decorator.
 
@@ -710,6 +715,18 @@ class KubeFunctionTask(KubeTask, FunctionTask):
             log.warning(
                 "task %r has neither kube_done, func_done nor logs: a finished job is launched again", self.name
             )
+
+    async def render(self, job: str) -> dict[str, Any]:
+        """The pod manifest, each container given ``PDTNB_FUNCTION_JOB=TASK/JOB``: the pod's
+        ``launch TASK JOB --sync`` is then known to be this job's body, run for the controller
+        that created the pod, and does not wait for the lease that controller holds."""
+        manifest = await super().render(job)
+        for container in manifest["spec"]["containers"]:
+            env = container.setdefault("env", [])
+            named = {e.get("name") for e in env if isinstance(e, dict)} if isinstance(env, list) else {FUNCTION_JOB_ENV}
+            if FUNCTION_JOB_ENV not in named:
+                env.append({"name": FUNCTION_JOB_ENV, "value": f"{self.name}/{job}"})
+        return manifest
 
     async def _template_values(self, job: str) -> dict[str, Any]:
         import sys

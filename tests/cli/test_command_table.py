@@ -12,7 +12,7 @@ import pytest
 from pdtnb import cli
 from pdtnb.commands import BOTH, CLI, COMMANDS, NOTEBOOK, commands_for, help_text
 
-NOTEBOOK_ONLY = {"use", "open", "close", "step", "wait", "stop", "graph", "dashboard", "debug", "timeline",
+NOTEBOOK_ONLY = {"use", "load", "open", "close", "step", "wait", "stop", "graph", "dashboard", "debug", "timeline",
                  "export", "help"}
 
 

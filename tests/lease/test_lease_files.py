@@ -118,3 +118,22 @@ async def test_two_pipelines_in_one_process_exclude_each_other_only_while_acting
         one.gate.set()
         await running
         assert (await two.update()) is False  # nothing left, and the lease taken and given back
+
+
+def test_a_function_pods_own_launch_takes_no_lease_and_no_other_launch_escapes_it(tmp_path):
+    """A KubeFunctionTask's pod runs `launch TASK JOB --sync` for its own job while the controller
+    that created it holds the lease; the variable the pod gets (PDTNB_FUNCTION_JOB=TASK/JOB) lets
+    exactly that launch through."""
+    run = Runner(tmp_path, SLEEP="60")
+    first = run.start("run")
+    try:
+        run.wait_for_log()
+        own = run("launch", "work", "j1", "--force", "--sync", SLEEP="0", PDTNB_FUNCTION_JOB="work/j1")
+        assert own.returncode == 0, own.stderr
+        for other in ("work/j2", "other/j1"):  # another job, another task: a second controller
+            refused = run("launch", "work", "j1", "--force", "--sync", SLEEP="0", PDTNB_FUNCTION_JOB=other)
+            assert refused.returncode == LEASE_HELD_EXIT, refused.stderr
+        without_sync = run("launch", "work", "j1", "--force", SLEEP="0", PDTNB_FUNCTION_JOB="work/j1")
+        assert without_sync.returncode == LEASE_HELD_EXIT, without_sync.stderr
+    finally:
+        stop(first)

@@ -10,7 +10,9 @@ and the widget models nbclient saved in the notebook's metadata, and the text th
 * ``quickstart.ipynb`` on ipykernel 6 and 7;
 * ``processes.ipynb`` without an SSH host (the SSH part is skipped with an explanation) and over
   SSH to the real OpenSSH server of ``tests/process/sshd.py`` (the jobs run as its test user);
-* ``dashboard-tour.ipynb``: every widget, and the dashboard's buttons pressed from code.
+* ``dashboard-tour.ipynb``: every widget, and the dashboard's buttons pressed from code;
+* ``declarative.ipynb``: ``%pdt load`` of ``examples/books/pipeline.yaml`` (copied beside the
+  notebooks' copy), stepped, drawn, and exported as a script that keeps the load.
 
 :func:`execute` and :func:`check_quickstart` are also used by ``test_binder.py``.
 """
@@ -43,7 +45,7 @@ from nbrun import KernelInfo, status_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
-MINE = ("quickstart.ipynb", "processes.ipynb", "dashboard-tour.ipynb")
+MINE = ("quickstart.ipynb", "processes.ipynb", "dashboard-tour.ipynb", "declarative.ipynb")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 #: Seconds one cell may take before nbclient gives up.
@@ -552,6 +554,54 @@ def test_dashboard_tour(kernel: KernelInfo, tmp_path: Path) -> None:
     assert re.fullmatch(r"describe +\[#{24}\] 8/8 finished", text[2]), text
     check_graph(ex, "graph-end")
     assert ex.text("close") == "closed pipeline"
+
+
+# ---- a pipeline file ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kernel", ["ipykernel7"], indirect=True)
+def test_declarative(kernel: KernelInfo, tmp_path: Path) -> None:
+    """``%pdt load ../examples/books/pipeline.yaml``: the file's pipeline stepped, its status and
+    graph shown, a wrong file reported at its line and column, the export keeping the load."""
+    example = tmp_path / "examples" / "books"  # where ../examples/books is from the notebooks' copy
+    example.mkdir(parents=True)
+    for name in ("pipeline.yaml", "bodies.py"):
+        shutil.copy(ROOT / "examples" / "books" / name, example / name)
+    shutil.copytree(ROOT / "examples" / "books" / "books", example / "books")
+    books = sorted(path.stem for path in (example / "books").glob("*.txt"))
+    n = len(books)
+    ex = execute("declarative.ipynb", kernel.name, tmp_path / "notebooks")
+
+    shown_file = ex.stdout("show-file")
+    assert shown_file.startswith("repositories:") and "func: bodies:count_book" in shown_file
+    assert len(shown_file.splitlines()) < 40
+    assert ex.text("load") == "loaded pipeline 'pipeline' from ../examples/books/pipeline.yaml (tasks: summary, index)"
+    assert counts(ex.text("status-start")) == {"summary": state(ready=n), "index": state()}
+    check_graph(ex, "graph")
+    assert ex.text("step-1").endswith(f"launch phase: {n} ready, {n} launched, 0 failed to launch, 0 held back")
+    assert counts(ex.text("status-stepped")) == {"summary": state(done=n), "index": state(ready=n)}
+    assert ex.text("step-2").endswith(f"launch phase: {n} ready, {n} launched, 0 failed to launch, 0 held back")
+    assert counts(ex.text("status-end")) == {"summary": state(done=n), "index": state(done=n)}
+    river = (example / "books" / "river.txt").read_text()
+    assert yaml.safe_load(ex.text("cat"))["words"] == len(river.split())
+
+    broken = ex.dir / "data-declarative" / "broken.yaml"
+    line = next(i for i, text in enumerate(broken.read_text().splitlines(), 1) if "novels" in text)
+    mistake = ex.stdout("mistake").strip()
+    assert re.fullmatch(rf"data-declarative/broken\.yaml:{line}:\d+: task 'summary': link books: repository 'novels' "
+                        r"is not a declared repository \(.*\)", mistake), mistake
+
+    assert ex.text("export").startswith(f"wrote {ex.dir / 'data-declarative' / 'declarative.py'}: pipeline 'pipeline'")
+    script = (ex.dir / "data-declarative" / "declarative.py").read_text()
+    assert "pipeline = pdtnb.load(_pdtnb_file('../../examples/books/pipeline.yaml', " in script
+    assert script.rstrip().endswith('if __name__ == "__main__":\n    pdtnb.main(pipeline)')
+    assert counts(ex.stdout("script-status")) == {"summary": state(done=n), "index": state(done=n)}
+    assert ex.text("close") == "closed pipeline"
+
+    work = ex.dir / "data-declarative"  # ${PDTNB_EXAMPLE_DIR} in the file
+    assert sorted(path.stem for path in (work / "reports").glob("*.txt")) == books
+    assert sorted(path.stem for path in (work / "index").glob("*.yaml")) == books
+    assert not (example / "work").exists(), "the results went next to the file, not to DATA_DIR"
 
 
 @pytest.mark.parametrize("name", MINE)

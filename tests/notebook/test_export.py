@@ -503,7 +503,7 @@ def test_shell_command_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
         "in cell 3; the script would not have it: compute it in Python, or tag this cell pdtnb-skip\n"
     unknown = pdtnb_cli("frobnicate", cwd=tmp_path)
     assert unknown.returncode == 2 and "error: unknown command 'frobnicate'" in unknown.stderr
-    assert "usage: python -m pdtnb export" in unknown.stderr
+    assert "usage: python -m pdtnb" in unknown.stderr and "python -m pdtnb export NOTEBOOK.ipynb" in unknown.stderr
 
     # The other cases in this process: the same code, without the interpreter start-up.
     monkeypatch.chdir(tmp_path)
@@ -517,7 +517,7 @@ def test_shell_command_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
         (["export", "notjson.ipynb", "-o", "x.py"], "error: notebook notjson.ipynb cannot be read"),
         (["export", "notanotebook.ipynb", "-o", "x.py"], "error: notebook notanotebook.ipynb cannot be read"),
         (["export", "bad.ipynb", "-o", "-", "--pipeline", "pipeline"], "error: cell 4 (`print(jobs)`)"),
-        ([], "usage: python -m pdtnb export"),
+        ([], "python -m pdtnb export NOTEBOOK.ipynb -o SCRIPT.py"),
     ]
     for args, expected in cases:
         with pytest.raises(SystemExit) as exited:

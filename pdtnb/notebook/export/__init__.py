@@ -16,6 +16,9 @@ export keeps the notebook's imports and pipeline-defining code and ends the scri
   statement or plain assignment that uses a name only the notebook provides (``display``,
   ``get_ipython``, ``In``/``Out``/``_``, anything imported from ``IPython``, ``ipywidgets``,
   ``ipykernel`` or ``pdtnb.notebook``, ``pdtnb.notebook.*``, and names assigned from those);
+* ``%pdt load FILE [as NAME]`` is the one magic kept: it becomes ``NAME = pdtnb.load(...)``, the
+  file found relative to the script's directory as it was at export time, else at the absolute
+  path the export resolved (see :func:`~pdtnb.notebook.export.analysis.analyse`);
 * each top-level ``name = literal`` in a cell tagged ``parameters`` (papermill's convention)
   becomes a parameter: ``--param name=VALUE`` before the subcommand, or the environment
   variable ``PDTNB_PARAM_NAME`` (the name upper-cased), parsed with the type of the default.

@@ -4,9 +4,11 @@ notebook: the rules are in the package docstring (:mod:`pdtnb.notebook.export`).
 from __future__ import annotations
 
 import ast
+import os
 import symtable
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ...script import env_name
@@ -44,6 +46,8 @@ class ExportPlan:
     future_imports: list[str] = field(default_factory=list)
     #: What was left out and why, one line each (``cell 3: %%capture cell magic``).
     dropped: list[str] = field(default_factory=list)
+    #: The ``%pdt load FILE [as NAME]`` lines turned into ``NAME = pdtnb.load(...)``: (NAME, FILE).
+    loads: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -60,6 +64,10 @@ class _Scope:
     pipeline_classes: set[str] = field(default_factory=set)
     pipelines: dict[str, str] = field(default_factory=dict)
     pdtnb_taken: bool = False
+    #: Where a relative ``%pdt load FILE`` was found (see :func:`analyse`), and the script's directory.
+    load_base: Path = field(default_factory=Path.cwd)
+    script_dir: Path = field(default_factory=Path.cwd)
+    loads: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in IPYTHON_NAMES:
@@ -100,16 +108,33 @@ def analyse(
     pipeline: str | None = None,
     pipeline_flag: str = "--pipeline",
     known_pipelines: Collection[str] = (),
+    load_base: str | os.PathLike[str] | None = None,
+    script_dir: str | os.PathLike[str] | None = None,
 ) -> ExportPlan:
     """Decide what of ``cells`` goes into the script; raise :class:`ExportError` naming the cell at
     fault when the result would not run like the notebook.
 
     ``pipeline`` names the Pipeline variable (``pipeline_flag`` is how the caller spelled the
-    option, for messages); otherwise it is the only top-level assignment from ``Pipeline(...)``,
-    or the only name in ``known_pipelines`` (the Pipeline variables of a live kernel) that the
-    kept code binds.
+    option, for messages); otherwise it is the only top-level assignment from ``Pipeline(...)``
+    or ``%pdt load``, or the only name in ``known_pipelines`` (the Pipeline variables of a live
+    kernel) that the kept code binds.
+
+    ``%pdt load FILE [as NAME]`` becomes ``NAME = pdtnb.load(...)``. The magic read a relative
+    ``FILE`` from the kernel's working directory; ``load_base`` is that directory (``%pdt
+    export`` passes the kernel's, ``python -m pdtnb export`` the notebook's, where Jupyter starts
+    its kernels; default: the current directory). The script finds the file **relative to its
+    own location** (``script_dir``, default the current directory), as the two were placed at
+    export time, and else at the absolute path the export resolved:
+    ``pdtnb.load(_pdtnb_file("../pipelines/books.yaml", "/home/me/project/pipelines/books.yaml"))``.
+    So it runs from any working directory, keeps working when the script and the pipeline file
+    move together (a repository checked out elsewhere, a container image), and also when only the
+    script is written elsewhere. An absolute ``FILE`` (or ``~/...``) is written as it was given.
     """
     scope = _Scope()
+    if load_base is not None:
+        scope.load_base = Path(load_base)
+    if script_dir is not None:
+        scope.script_dir = Path(script_dir)
     chunks: list[tuple[str, str]] = []
     parameters: list[Parameter] = []
     future: list[str] = []
@@ -129,7 +154,7 @@ def analyse(
     _check_parameters(parameters)
     chosen = _choose_pipeline(scope, pipeline, pipeline_flag, known_pipelines)
     alias = "pdtnb" if "pdtnb" in scope.pdtnb_aliases else min(scope.pdtnb_aliases, default=None)
-    return ExportPlan(origin, chunks, parameters, chosen, alias, scope.pdtnb_taken, future, dropped)
+    return ExportPlan(origin, chunks, parameters, chosen, alias, scope.pdtnb_taken, future, dropped, scope.loads)
 
 
 def _transform(cell: SourceCell) -> str:
@@ -444,6 +469,13 @@ def _decide(
     if kind is not None:
         assert isinstance(value, ast.Call)
         description = _magic_description(value)
+        loaded = _pdt_load(value, cell, line, scope)
+        if loaded is not None:
+            if not isinstance(stmt, ast.Expr):
+                targets = _simple_targets(stmt) or []
+                scope.bind_unavailable(targets, f"assigned by `{description}` in {cell.label}")
+                dropped.append(f"{cell.label} line {line}: {', '.join(targets)} = {description} (the load is kept)")
+            return loaded
         if isinstance(stmt, ast.Expr):
             scope.bind_unavailable(_magic_bindings(value), f"assigned by `{description}` in {cell.label}")
             dropped.append(f"{cell.label} line {line}: {description.split(chr(10))[0]}")
@@ -537,6 +569,53 @@ def _decide(
                 return f"{name}: {ast.unparse(stmt.annotation)} = _pdtnb_param({name!r}, {literal})"
             return f"{name} = _pdtnb_param({name!r}, {literal})"
     return True
+
+
+def _pdt_load(call: ast.Call, cell: SourceCell, line: int, scope: _Scope) -> str | None:
+    """The statement replacing ``%pdt load FILE [as NAME]`` (None for any other magic), binding
+    NAME in ``scope`` as a pipeline; see :func:`analyse` for where the file is looked for."""
+    if _ipython_call(call) != "run_line_magic":
+        return None
+    args = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    if len(args) < 2 or args[0] != "pdt" or args[1].split()[:1] != ["load"]:
+        return None
+    from ..loading import parse_load_line
+
+    text = args[1]
+    where = f"{cell.where()}: line {line}"
+    if "$" in text or "{" in text:
+        raise ExportError(
+            f"{where}: `%pdt {_short(text)}` uses IPython's variable expansion ($name or {{expression}}), whose "
+            "value the export cannot know: write the file's path in the line, or load it in Python: "
+            "NAME = pdtnb.load(path)"
+        )
+    try:
+        target = parse_load_line(text)
+    except ValueError as e:
+        raise ExportError(f"{where}: %pdt load: {_one_line(e)}") from None
+    file = target.file
+    if file.startswith("~"):
+        where_from = f"_PdtnbPath({file!r}).expanduser()"
+    elif os.path.isabs(file):
+        where_from = repr(file)
+    else:
+        found = os.path.normpath(os.path.join(os.path.abspath(scope.load_base), file))
+        relative = Path(os.path.relpath(found, os.path.abspath(scope.script_dir))).as_posix()
+        where_from = f"_pdtnb_file({relative!r}, {Path(found).as_posix()!r})"
+    importing = ""
+    if "pdtnb" in scope.pdtnb_aliases:
+        module = "pdtnb"
+    elif scope.pdtnb_aliases:
+        module = min(scope.pdtnb_aliases)
+    else:
+        module = "_pdtnb" if scope.pdtnb_taken or "pdtnb" in scope.bound else "pdtnb"
+        importing = f"import pdtnb as {module}\n" if module != "pdtnb" else "import pdtnb\n"
+        scope.bind_kept([module], cell.label)
+        scope.pdtnb_aliases.add(module)
+    scope.bind_kept([target.name], cell.label)
+    scope.pipelines[target.name] = cell.label
+    scope.loads.append((target.name, file))
+    return f"{importing}{target.name} = {module}.load({where_from})  # %pdt load {_short(file)}"
 
 
 def _assemble(body: list[ast.stmt], decisions: list[bool | str | None], lines: list[str]) -> str:

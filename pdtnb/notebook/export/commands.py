@@ -54,7 +54,10 @@ def export_in_kernel(
             "cell tags are unavailable there, so no cell is skipped and there are no parameters"
         )
     requested, flag = (pipeline, "--pipeline") if pipeline else (selected, "%pdt use")
-    plan = analyse(cells, origin=origin, pipeline=requested, pipeline_flag=flag, known_pipelines=list(live))
+    script_path = Path.cwd() / Path(output).expanduser()
+    # `%pdt load FILE` read a relative FILE from this kernel's working directory.
+    plan = analyse(cells, origin=origin, pipeline=requested, pipeline_flag=flag, known_pipelines=list(live),
+                   load_base=Path.cwd(), script_dir=script_path.parent)
     recorded: list[Any] | None = None
     if actions:
         target = live.get(plan.pipeline)
@@ -65,7 +68,7 @@ def export_in_kernel(
             )
         recorded = list(controller_for(target, plan.pipeline).actions)
     text = render_script(plan, recorded, Path(output).name)
-    written = write_script(text, Path.cwd() / Path(output).expanduser(), notebook=located[0] if located else None)
+    written = write_script(text, script_path, notebook=located[0] if located else None)
     line = f"wrote {written}: {summary(plan, recorded)}"
     if recorded is not None:
         line += f" (python {written.name} replay)"
@@ -107,7 +110,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m pdtnb expo
             )
         notebook = Path(args.notebook)
         cells = cells_from_notebook(notebook)
-        plan = analyse(cells, origin=notebook.name, pipeline=args.pipeline)
+        # `%pdt load FILE`: a relative FILE is taken from the notebook's directory (where Jupyter
+        # starts its kernels), and written relative to the script's (the current one for '-').
+        script_dir = Path.cwd() if args.output == "-" else Path(args.output).expanduser().absolute().parent
+        plan = analyse(cells, origin=notebook.name, pipeline=args.pipeline,
+                       load_base=notebook.absolute().parent, script_dir=script_dir)
         name = "SCRIPT" if args.output == "-" else Path(args.output).name
         text = render_script(plan, None, name)
         if args.output == "-":

@@ -23,6 +23,19 @@ from pdtnb.script import Parameters as _PdtnbParameters
 _pdtnb_param = _PdtnbParameters({parameters}, main=__name__ == "__main__")
 """
 
+_LOADS = """\
+# ---- added by pdtnb export: the `%pdt load` files, found where they were relative to this script
+# at export time, or else at the absolute path the notebook read them from
+from pathlib import Path as _PdtnbPath
+
+_PDTNB_HERE = _PdtnbPath(__file__).resolve().parent
+
+
+def _pdtnb_file(relative, exported_from):
+    beside = _PDTNB_HERE / relative
+    return beside if beside.exists() or not _PdtnbPath(exported_from).exists() else _PdtnbPath(exported_from)
+"""
+
 _REPLAY = """\
 # ---- added by pdtnb export --actions: `python {script} replay` performs these, in order ----------
 _PDTNB_ACTIONS = [
@@ -98,6 +111,8 @@ def render_script(plan: ExportPlan, actions: Sequence[Any] | None = None, script
     lines.extend(plan.future_imports)
     lines.append("")
     lines.append(_PRELUDE.format(parameters="{" + params + "}", env_prefix=ENV_PREFIX))
+    if plan.loads:
+        lines.append(_LOADS)
     for header, code in plan.chunks:
         lines.append(f"# %% {header}")
         lines.append(code)
