@@ -11,7 +11,9 @@ Part of the core: imports neither IPython nor ipywidgets.
 
 from __future__ import annotations
 
-from .build import Document, check, load
+from .build import load
+from .checks import check
+from .document import Document
 from .dump import NotDeclarableError, dump, to_document
 from .source import DeclarationError, Where
 

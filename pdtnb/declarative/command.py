@@ -15,7 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .build import build, check, load
+from .build import build, load
+from .checks import check
 from .source import DeclarationError
 
 __all__ = ["main"]

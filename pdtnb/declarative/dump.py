@@ -283,7 +283,7 @@ class _Dumper:
 
     def document(self) -> dict[str, Any]:
         tasks = {name: self.task(task) for name, task in self.pipeline.tasks.items()}
-        from ..declarative.build import TaskPriorities
+        from .build import TaskPriorities
 
         priority = getattr(self.pipeline, "priority", None)
         for manager in getattr(self.pipeline, "resources", []) or []:

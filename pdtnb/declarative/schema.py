@@ -8,7 +8,7 @@ constructor parameter cannot be left out of either. ``python -m pdtnb schema`` p
 
 The schema checks the shape of a file; what it cannot say (a name that must be declared
 elsewhere, a cycle, an import path that must import, a template that must compile) is checked
-by :mod:`pdtnb.declarative.build` before anything is built.
+by :mod:`pdtnb.declarative.checks` before anything is built.
 """
 
 from __future__ import annotations

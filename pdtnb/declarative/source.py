@@ -1,6 +1,6 @@
 """Reading pipeline files: YAML, TOML or JSON (by extension), with the line and column of every
 value kept, duplicate keys refused, and ``${ENV}``, ``${ENV:-default}`` and ``$$`` interpolated
-(``include:`` is followed by :mod:`pdtnb.declarative.build`).
+(``include:`` is followed by :mod:`pdtnb.declarative.document`).
 
 Why positions are kept beside the values rather than in them: the values go to the JSON Schema
 validator and to the classes unchanged (plain dicts, lists and scalars), while every error, from
