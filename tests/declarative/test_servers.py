@@ -40,8 +40,12 @@ for _helpers in ("storage", "process", "kube"):  # the server helpers, imported 
     if str(TESTS / _helpers) not in sys.path:
         sys.path.append(str(TESTS / _helpers))
 
+from server_fixtures import mongo_url, registry_domain, s3  # noqa: E402  (the storage servers' fixtures)
+
 import pdtnb  # noqa: E402
 from pdtnb import FileRepository, YamlMetadataFileRepository  # noqa: E402
+
+__all__ = ["s3", "mongo_url", "registry_domain"]  # fixtures used by name below
 
 SERVERS = Path(__file__).resolve().parent / "servers"
 KUBE_CONTEXT = os.environ.get("PDTNB_TEST_KUBE_CONTEXT")
@@ -64,57 +68,6 @@ async def read_text(repo: Any, job: str) -> str:
 
 
 # ---- the servers -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def s3(service_unavailable: Any) -> Iterator[Any]:
-    from s3server import s3_endpoint
-
-    try:
-        ctx = s3_endpoint()
-        endpoint = ctx.__enter__()
-    except RuntimeError as e:
-        service_unavailable("S3 (moto_server)", str(e))
-    try:
-        yield endpoint
-    finally:
-        ctx.__exit__(None, None, None)
-
-
-@pytest.fixture(scope="module")
-def mongo_url(service_unavailable: Any) -> Iterator[str]:
-    from mongoserver import mongo_server
-
-    try:
-        ctx = mongo_server()
-        url = ctx.__enter__()
-    except RuntimeError as e:
-        service_unavailable("SecantusDB", str(e))
-    try:
-        yield url
-    finally:
-        ctx.__exit__(None, None, None)
-
-
-@pytest.fixture(scope="module")
-def registry_domain(tmp_path_factory: pytest.TempPathFactory, service_unavailable: Any) -> Iterator[str]:
-    from registryserver import RegistryServer, registry_from_env
-
-    env = registry_from_env()
-    if env:
-        yield env
-        return
-    if not shutil.which("docker-registry"):
-        service_unavailable("docker-registry", "the Debian docker-registry package is not installed")
-    server = RegistryServer(tmp_path_factory.mktemp("registry"))
-    try:
-        server.start()
-    except RuntimeError as e:
-        service_unavailable("docker-registry", str(e))
-    try:
-        yield server.domain
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

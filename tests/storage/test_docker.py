@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
 import time
 
 import pytest
-from registryserver import RegistryServer, free_port, push_image, registry_from_env
+from registryserver import free_port, push_image
 
 from pdtnb.errors import PdtnbError
 from pdtnb.repository.docker import DockerRegistryError, DockerRepository
@@ -18,25 +17,6 @@ from pdtnb.repository.docker import DockerRegistryError, DockerRepository
 drca = pytest.importorskip("docker_registry_client_async", reason="could not import docker_registry_client_async")
 
 _names = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def registry_domain(tmp_path_factory: pytest.TempPathFactory, service_unavailable) -> str:
-    env = registry_from_env()
-    if env:
-        yield env
-        return
-    if not shutil.which("docker-registry"):
-        service_unavailable("docker-registry", "the Debian docker-registry package is not installed")
-    server = RegistryServer(tmp_path_factory.mktemp("registry"))
-    try:
-        server.start()
-    except RuntimeError as e:
-        service_unavailable("docker-registry", str(e))
-    try:
-        yield server.domain
-    finally:
-        server.stop()
 
 
 @pytest.fixture
