@@ -108,6 +108,8 @@ class _Builder:
                 return factory(**args)
 
             open_resource.__name__ = open_resource.__qualname__ = name
+            # What the file declared, for pdtnb.dump: the kind and the arguments as built.
+            open_resource.declared = (entry.value["kind"], args)  # type: ignore[attr-defined]
             self.getters[name] = self.session.resource(open_resource)
         return self.getters[name]
 

@@ -28,7 +28,6 @@ from typing import Any
 import yaml
 
 from .kinds import REPOSITORY_KINDS, TASK_KINDS, Kind, load_kinds, params_of
-from .resources import RESOURCE_KINDS
 from .schema import LINK_KINDS
 from .source import Dumper
 
@@ -160,11 +159,9 @@ class _Dumper:
         return name
 
     def resource(self, name: str, factory: Any) -> dict[str, Any]:
-        defaults = getattr(factory, "__defaults__", None) or ()
-        inner = defaults[0] if len(defaults) == 2 else None
-        kinds = {f: k for k, f in RESOURCE_KINDS.items()}
-        if inner in kinds:  # built from a file: the kind's factory and its arguments
-            kind, args = kinds[inner], dict(defaults[1])
+        declared = getattr(factory, "declared", None)
+        if declared is not None:  # built from a file (build.py records the kind and arguments)
+            kind, args = declared[0], dict(declared[1])
             doc: dict[str, Any] = {"kind": kind}
             for key, value in args.items():
                 if any(word in key for word in _SECRET_WORDS) and value is not None:

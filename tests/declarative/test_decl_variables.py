@@ -34,7 +34,7 @@ def test_a_whole_variable_gives_a_number_or_a_boolean_where_one_is_wanted(path):
     assert pipeline.declared_in == path and pipeline.declared_in.is_absolute()
     # The ssh resource got the port as a number, and its key paths relative to the file.
     factory = pipeline.session.definitions()["conn"]
-    _, args = factory.__defaults__
+    _, args = factory.declared  # what the file declared, as built
     assert args["port"] == 2222
     assert args["known_hosts"] == str(path.parent / "keys" / "known_hosts")
     assert args["client_keys"] == [str(path.parent / "keys" / "id")]
