@@ -2,7 +2,7 @@
 
 Everything a pipeline script needs is importable from here, under pydatatask 0.4's names, so a
 pydatatask script is ported by changing ``import pydatatask`` to ``import pdtnb as pydatatask``.
-Optional back ends (S3, MongoDB, Docker, SSH, Kubernetes) load on first use and need their
+Optional back ends (S3, MongoDB, Docker, SSH, Kubernetes, Dask) load on first use and need their
 extra (``pip install 'pdtnb[s3]'`` ...).
 """
 
@@ -51,6 +51,7 @@ from .failures import (
     show_job,
     why_job,
 )
+from .hooks import Hook, JsonLinesLog, Webhook
 from .lease import FileLease, Lease, LeaseHeldError, LeaseLostError, MongoLease, S3Lease
 from .managers import AbstractProcessManager, LocalLinuxManager
 from .pipeline import LaunchReport, Pipeline, RunSummary
@@ -101,6 +102,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "KubeTask": ("pdtnb.task.kube", "kube"),
     "KubeFunctionTask": ("pdtnb.task.kube", "kube"),
     "LiveKubeRepository": ("pdtnb.repository.kube", "kube"),
+    "DaskTask": ("pdtnb.task.dask", "dask"),
+    "DaskExecutor": ("pdtnb.task.dask", "dask"),
+    "DaskJobLost": ("pdtnb.task.dask", "dask"),
 }
 
 
@@ -170,6 +174,9 @@ __all__ = [
     "Outcome",
     "Frame",
     "Retry",
+    "Hook",
+    "JsonLinesLog",
+    "Webhook",
     "LaunchOptions",
     "TaskStatus",
     "JOB_STATES",

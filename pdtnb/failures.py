@@ -263,7 +263,8 @@ class Explanation:
 
 async def why_job(pipeline: Pipeline, task_name: str, job: str) -> Explanation:
     """Why ``job`` of ``task_name`` is in its state: which required links lack it, which inhibiting
-    links hold it, which upstream job failed, which quota holds it, when its retry is due."""
+    links hold it, which upstream job failed, which quota holds it, which hook skips it, when its
+    retry is due."""
     task = resolve_task(pipeline, task_name)
     _check_job(task, job)
     if not await _known_anywhere(pipeline, job):
@@ -307,11 +308,29 @@ async def why_job(pipeline: Pipeline, task_name: str, job: str) -> Explanation:
         reasons.extend(_quota_reasons(task))
         if pipeline.priority is not None:
             reasons.append(f"its priority is {pipeline.priority(task.name, job)}: higher priorities launch first")
-        if not any(r.startswith("quota") for r in reasons):
+        veto = await _veto_reason(pipeline, task, job)
+        if veto is not None:
+            reasons.append(veto)
+        elif not any(r.startswith("quota") for r in reasons):
             reasons.append("it will be launched in the next launch phase (`update`, `run`, or Step launch)")
     if not reasons:
         reasons.append(f"it is {state}")
     return Explanation(task.name, job, state, reasons)
+
+
+async def _veto_reason(pipeline: Pipeline, task: Task, job: str) -> str | None:
+    """Why a hook skips the ready ``job`` (:mod:`pdtnb.hooks`): the veto this pipeline object met
+    at its last launch phase, else (another process runs the pipeline: ``why`` from a terminal)
+    the answer the hooks' ``before_launch`` give now; None when they let it go."""
+    last = pipeline.last_veto(task.name, job)
+    if last is not None:
+        reason, when = last
+        return f"skipped by a hook at the launch phase of {when.isoformat(timespec='seconds')}: {reason}"
+    hooks = pipeline.hooks_for(task)
+    if hooks is None or not hooks.gates:
+        return None
+    reason = await hooks.admit(task, job)
+    return None if reason is None else f"a hook skips it (asked now): {reason}"
 
 
 async def _upstream_failures(pipeline: Pipeline, task: Task, job: str, depth: int = 0) -> list[str]:

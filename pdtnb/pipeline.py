@@ -16,11 +16,14 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import networkx
 
 from .errors import PipelineStateError, StorageFaultError, storage_fault
+from .hooks import HookSet, check_hooks, close_hooks
 from .lease import Holder, Lease
 from .outcomes import base_of, outcome_index
 from .record import Outcome, read_record
@@ -48,12 +51,17 @@ class LaunchReport:
     ready: int = 0
     #: Failed jobs launched again because their retry was due.
     retried: int = 0
+    #: Ready jobs a hook's ``before_launch`` skipped this round (see :mod:`pdtnb.hooks`).
+    vetoed: int = 0
+    #: Due retries a hook skipped this round (asked again after ``poll_interval``, not at once).
+    vetoed_retries: int = 0
 
     @property
     def pending(self) -> int:
         """Ready jobs held back this round by a quota or by priority (not counting jobs whose
-        launch failed recently and are backing off: those alone do not keep ``run`` going)."""
-        return self.ready - self.launched - self.failed - self.deferred
+        launch failed recently and are backing off, nor jobs a hook vetoed: those alone do not
+        keep ``run`` going)."""
+        return self.ready - self.launched - self.failed - self.deferred - self.vetoed
 
 
 @dataclass
@@ -110,6 +118,8 @@ class Pipeline:
     (a file beside local records, an object beside S3 ones, a document beside MongoDB ones); a
     :class:`~pdtnb.lease.Lease` to choose the place; ``False`` for none (only when nothing else
     will ever act on these repositories). ``controller`` names this program in a refusal.
+
+    ``hooks`` are called around every task's jobs (after each task's own): see :mod:`pdtnb.hooks`.
     """
 
     def __init__(
@@ -123,6 +133,7 @@ class Pipeline:
         launch_concurrency: int = 16,
         lease: Lease | bool | None = None,
         controller: str | None = None,
+        hooks: Iterable[Any] = (),
     ):
         self.tasks: dict[str, Task] = {}
         for task in tasks:
@@ -152,6 +163,11 @@ class Pipeline:
         self.controller = controller or self.default_controller()
         #: The pipeline file this pipeline was loaded from (:func:`pdtnb.load`), or None.
         self.declared_in: Path | None = None
+        #: Hooks called around the jobs of every task (:mod:`pdtnb.hooks`).
+        self.hooks: list[Any] = check_hooks(hooks)
+        self._hook_errors: set[tuple[int, str]] = set()
+        #: (task, job) -> (reason, when) of the last veto of a hook, until the job is launched.
+        self._vetoes: dict[tuple[str, str], tuple[str, datetime]] = {}
         self._resolve_require_success()
 
     def _resolve_require_success(self) -> None:
@@ -228,6 +244,7 @@ class Pipeline:
         for task in self.tasks.values():
             task._attach(wake)
             task._on_record = self._count_outcome
+            task._hook_set = self.hooks_for(task)
         self._opened = True
 
     async def _load_outcome_indexes(self) -> None:
@@ -294,7 +311,11 @@ class Pipeline:
         for task in self.tasks.values():
             task._attach(None)
             task._on_record = None
-        await self.session.close()
+            task._hook_set = task.own_hook_set()
+        try:
+            await close_hooks([*(h for t in self.tasks.values() for h in t.hooks), *self.hooks], self._hook_errors)
+        finally:
+            await self.session.close()
 
     # ---- one controller at a time ---------------------------------------------------------
 
@@ -424,6 +445,35 @@ class Pipeline:
         done = task.done_repository
         return done is not None and job in outcome_index(done).retrying
 
+    # ---- hooks -----------------------------------------------------------------------------
+
+    def hooks_for(self, task: Task) -> HookSet | None:
+        """The hooks around ``task``'s jobs: its own, then the pipeline's (None: none)."""
+        return task.own_hook_set(self.hooks, self._hook_errors)
+
+    def last_veto(self, task_name: str, job: str) -> tuple[str, datetime] | None:
+        """The reason a hook gave for skipping ``job`` of ``task_name`` in this pipeline's last
+        launch phase that asked, and when; None if it was not skipped (or was launched since)."""
+        return self._vetoes.get((task_name, job))
+
+    async def _admit(self, task: Task, hooks: HookSet, job: str, report: LaunchReport, attempt: int = 1) -> bool:
+        """Ask the hooks whether to launch ``job`` now; a veto is counted and remembered for
+        ``why``. Tell them of the launch when it goes ahead."""
+        if hooks.gates:
+            reason = await hooks.admit(task, job)
+            if reason is not None:
+                self._vetoes[(task.name, job)] = (reason, utcnow())
+                if attempt > 1:
+                    report.vetoed_retries += 1
+                else:
+                    report.vetoed += 1
+                return False
+            if self._vetoes:
+                self._vetoes.pop((task.name, job), None)
+        if hooks.launches:
+            await hooks.launching(task, job, attempt)
+        return True
+
     # ---- the two phases --------------------------------------------------------------------
 
     async def update(self) -> bool:
@@ -536,6 +586,9 @@ class Pipeline:
                 if not previous.retrying:
                     continue
                 options = LaunchOptions(previous=previous)
+                hooks = task._hook_set
+                if hooks is not None and not await self._admit(task, hooks, job, report, options.attempt):
+                    continue
                 try:
                     started = await launch_with(task, job, options)
                 except Exception as e:
@@ -578,8 +631,9 @@ class Pipeline:
             task_refused = False
             # A task that can launch a stream of jobs in one call (in-process bodies) gets the
             # jobs this loop would launch one by one, minus the same checks (without a lease to
-            # confirm: that needs an await between jobs).
-            stream = task.stream_launcher() if lease is None else None
+            # confirm: that needs an await between jobs), unless hooks must see each job.
+            hooks = task._hook_set
+            stream = task.stream_launcher() if lease is None and hooks is None else None
 
             def admitted() -> Iterator[str]:
                 for job in it:  # noqa: B023
@@ -617,6 +671,8 @@ class Pipeline:
                             continue
                         if lease is not None and not lease.valid():
                             await lease.confirm()  # raises LeaseLostError: stop before acting
+                        if hooks is not None and not await self._admit(task, hooks, job, report):  # noqa: B023
+                            continue
                         try:
                             started = await launch(job)
                         except Exception as e:
@@ -805,6 +861,8 @@ class Pipeline:
                 continue
             waiting = report.pending > 0
             retry_in = self.next_retry() if do_launch else None
+            if retry_in is not None and report.vetoed_retries:
+                retry_in = max(retry_in, self.poll_interval)  # a hook holds a due retry: ask again later
             if deadline is not None and retry_in is not None and loop.time() + retry_in > deadline:
                 retry_in = None  # not due within this run's lifetime
             if not busy_tasks and not waiting and retry_in is None and not forever:

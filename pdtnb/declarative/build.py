@@ -88,6 +88,9 @@ class _Builder:
             return Resources.parse(**given)
         if param.convert == "retry":
             return retry_policy(given, entry, entry.where(param.name))
+        if param.convert == "hooks":
+            return [import_object(spec, entry.where(param.name, i), f"{entry.label}: hook")
+                    for i, spec in enumerate(given or [])]
         if param.convert == "seconds":
             return timedelta(seconds=given) if param.name == "window" else float(given)
         if param.convert == "executor":
@@ -169,6 +172,9 @@ class _Builder:
             options["priority"] = import_object(options["priority"], Where(str(document.path), 1, 1), "priority")
         elif priorities:
             options["priority"] = TaskPriorities(priorities)
+        if options.get("hooks"):
+            at = Where(str(document.path), 1, 1)
+            options["hooks"] = [import_object(spec, at, "pipeline: hook") for spec in options["hooks"]]
         try:
             pipeline = Pipeline(list(self.tasks.values()), self.session, list(self.quotas.values()), **options)
         except Exception as e:

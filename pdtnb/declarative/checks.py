@@ -122,6 +122,9 @@ def check(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -
             if given:
                 raise DeclarationError(f"{given[0].label}: give task priorities or a pipeline priority function, "
                                        "not both", given[0].where("priority"))
+        if options.get("hooks") and document.options_source is not None:
+            for i, spec in enumerate(options["hooks"]):
+                import_object(spec, document.options_source.where(("pipeline", "hooks", i)), "pipeline: hook")
         _check_cycles(document)
     return document
 
@@ -168,6 +171,9 @@ def _check_params(document: Document, entry: Entry, kind: Kind) -> None:
                 raise DeclarationError(f"{entry.label}: {param.name} {given!r} is not callable", where)
         elif param.convert == "retry" and given is not None:
             retry_policy(given, entry, where)
+        elif param.convert == "hooks" and given:
+            for i, spec in enumerate(given):
+                import_object(spec, entry.where(param.name, i), f"{entry.label}: hook")
         elif param.convert == "resources" and isinstance(given, dict):
             _check_quantities(entry, given, param.name)
     if entry.section == "repositories" and kind.name not in REPOSITORY_KINDS:

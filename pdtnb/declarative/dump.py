@@ -41,6 +41,28 @@ class NotDeclarableError(ValueError):
     """Part of a pipeline cannot be written in a pipeline file (the message says which and why)."""
 
 
+def _hook_paths(hooks: Any, what: str) -> list[str]:
+    """``module:name`` of each hook object: a module-level object of the module of its class (or
+    a function or class); a hook made inside a script or a function cannot be named."""
+    import sys
+
+    out = []
+    for hook in hooks:
+        if inspect.isfunction(hook) or inspect.isclass(hook):
+            out.append(_import_path(hook, what))
+            continue
+        module_name = type(hook).__module__
+        module = sys.modules.get(module_name)
+        found = None if module is None or module_name == "__main__" else next(
+            (name for name, value in vars(module).items() if value is hook), None)
+        if found is None:
+            raise NotDeclarableError(
+                f"{what}: hook {hook!r} is not a module-level object of {module_name}; a pipeline file names "
+                "hooks by import path (module:name)")
+        out.append(f"{module_name}:{found}")
+    return out
+
+
 def _import_path(obj: Any, what: str) -> str:
     """``module:qualname`` for a function or class that can be imported back."""
     module = getattr(obj, "__module__", None)
@@ -111,6 +133,8 @@ class _Dumper:
             return self.retry(value, what)
         if isinstance(value, timedelta):
             return value.total_seconds()
+        if param is not None and param.convert == "hooks":
+            return _hook_paths(value, f"{what}.{name}") or None
         if isinstance(value, Executor):
             if isinstance(value, (ThreadPoolExecutor, ProcessPoolExecutor)):
                 kind_name = "threads" if isinstance(value, ThreadPoolExecutor) else "processes"
@@ -292,6 +316,8 @@ class _Dumper:
                 tasks[name]["priority"] = value
         elif priority is not None:
             options["priority"] = _import_path(priority, "pipeline.priority")
+        if getattr(self.pipeline, "hooks", None):
+            options["hooks"] = _hook_paths(self.pipeline.hooks, "pipeline.hooks")
         if options:
             doc["pipeline"] = options
         if self.resources:

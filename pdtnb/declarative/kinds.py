@@ -44,7 +44,7 @@ class Param:
     path: bool = False  # a path, relative to the pipeline file
     imported: bool = False  # an import path resolved to the object
     many_refs: bool = False  # a mapping of names to references (``**children``)
-    convert: str | None = None  # "resources" | "retry" | "executor" | "seconds"
+    convert: str | None = None  # "resources" | "retry" | "executor" | "seconds" | "hooks"
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,10 @@ def param_for(name: str, annotation: Any, default: Any, kind: inspect._Parameter
     text = text.replace("typing.", "")
     required = default is inspect.Parameter.empty
     optional = default is None or "None" in [part.strip() for part in text.split("|")]
+    if name == "hooks":  # pdtnb.hooks: import paths of hook objects
+        schema = {"type": "array", "items": {"type": "string", "pattern": IMPORT_PATH},
+                  "description": "import paths (module:name) of hook objects (docs/hooks.md)"}
+        return Param(name, schema, False, convert="hooks")
     if kind is inspect.Parameter.VAR_KEYWORD and "Repository" in text:
         return Param(name, {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1},
                      required=True, ref=REPOSITORIES, many_refs=True)

@@ -34,6 +34,7 @@ import ipywidgets
 
 from ..pipeline import Pipeline, RunSummary
 from ..status import PipelineStatus, TaskStatus
+from ..task.executor import dask_dashboard_link
 from .controller import JobEntry, PipelineController, controller_for
 from .feed import StatusFeed
 from .kernel_loop import submit
@@ -127,6 +128,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
         self._suggest_key: Any = None
         self._run_pending = False
         self._list_key: tuple[str, str] | None = None
+        self._dask_links: dict[int, tuple[Any, str | None]] = {}  # task id: (task, Dask dashboard)
         self._job_key: tuple[str, str] | None = None
         self._job_state: str | None = None
         self.actions_done = 0
@@ -362,11 +364,27 @@ class Dashboard(LiveView, ipywidgets.VBox):
                 self.task_picker.value = current
         self._mark_selected()
 
+    def _dask_link(self, name: str) -> str:
+        """A link to the Dask dashboard of the cluster running task ``name``'s bodies ("" if none)."""
+        task = self.controller.pipeline.tasks.get(name)
+        if task is None:
+            return ""
+        cache = self._dask_links
+        if id(task) not in cache:
+            cache[id(task)] = (task, dask_dashboard_link(task))  # the task is kept: its id stays its own
+        url = cache[id(task)][1]
+        if not url:
+            return ""
+        return (
+            f' · <a class="pdtnb-dask-link" href="{html.escape(url, quote=True)}" target="_blank" '
+            f'rel="noopener" title="this task runs on a Dask cluster: its dashboard">Dask dashboard</a>'
+        )
+
     def _render_row(self, t: TaskStatus) -> None:
         self.progress_cells[t.name].value = progress_html(t, self._rates, self._feed_state, width=130)
         self.link_cells[t.name].value = (
             '<span style="color:#555">' + html.escape(", ".join(f"{link.name} {link.count}" for link in t.links))
-            + "</span>"
+            + "</span>" + self._dask_link(t.name)
         )
         self.task_buttons[t.name].description = t.name + (" (disabled)" if t.disabled else "")
         for state in STATES:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..errors import StorageFaultError, TaskConfigError, short_job_id, storage_fault
+from ..hooks import HookSet, check_hooks
 from ..outcomes import OutcomeIndex, outcome_index, succeeded_view
 from ..record import (
     LIMITS,
@@ -221,7 +222,13 @@ class Task(ABC):
         return self
 
     def __init__(
-        self, name: str, ready: Repository | None = None, disabled: bool = False, *, retry: Retry | None = None
+        self,
+        name: str,
+        ready: Repository | None = None,
+        disabled: bool = False,
+        *,
+        retry: Retry | None = None,
+        hooks: Iterable[Any] = (),
     ):
         if not isinstance(name, str) or not name:
             raise ValueError(f"a task name must be a non-empty string, not {name!r}")
@@ -246,6 +253,19 @@ class Task(ABC):
         #: Successful attempts recorded by this task object (a counter, so that the hot path calls
         #: nothing: the pipeline's run summary takes the difference).
         self.successes = 0
+        #: This task's own hooks (:mod:`pdtnb.hooks`); a pipeline adds its own when it opens.
+        self.hooks: list[Any] = check_hooks(hooks)
+        #: The hooks in effect, dispatched (None when there are none: nothing on the job path).
+        self._hook_set: HookSet | None = self.own_hook_set()
+
+    def own_hook_set(self, pipeline_hooks: Iterable[Any] = (), reported: set | None = None) -> HookSet | None:
+        """The :class:`~pdtnb.hooks.HookSet` of this task's hooks then ``pipeline_hooks``; None
+        when none of them has a method a job's life calls."""
+        hooks = [*self.hooks, *pipeline_hooks]
+        if not hooks:
+            return None
+        dispatch = HookSet(hooks, reported)
+        return dispatch if dispatch.active else None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -512,17 +532,21 @@ class Task(ABC):
                 index.note(job, data)
         if record.succeeded:
             self.successes += 1
-            return
-        listener = self._on_record
-        if listener is not None:
-            listener(self, job, record.outcome)
+        else:
+            listener = self._on_record
+            if listener is not None:
+                listener(self, job, record.outcome)
+        hooks = self._hook_set
+        if hooks is not None and repo is None:  # a record of the task's own done (not a pod's body)
+            await hooks.job_ended(self, job, record)
 
     async def write_success(
         self, job: str, start: datetime | None, end: datetime | None, options: LaunchOptions = DEFAULT_LAUNCH
     ) -> None:
         """:meth:`write_record` of a successful attempt, without building the record object when
         there is no history to carry (the hot path of in-process pipelines)."""
-        if options is not DEFAULT_LAUNCH and options.previous is not None:
+        if (options is not DEFAULT_LAUNCH and options.previous is not None) or self._hook_set is not None:
+            # Hooks get the record object; without them the hot path builds none.
             record = JobRecord(Outcome.SUCCESS, start_time=start, end_time=end, host=host_name())
             await self.write_record(job, record, None, options)
             return

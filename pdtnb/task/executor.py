@@ -3,6 +3,16 @@
 For CPU-bound or blocking bodies that must not stall the pipeline's event loop. Each job runs in
 a worker thread; an ``async def`` body gets its own event loop there. Completion is signalled to
 the pipeline at once (no polling), so ``run`` reaps a job the moment it ends.
+
+The executor may also be a Dask cluster's: ``distributed.Client.get_executor()`` (or a
+:class:`~pdtnb.task.dask.DaskExecutor`), whose bodies run in worker processes, perhaps on other
+machines. Such an executor is driven through :class:`~pdtnb.task.dask.DaskExecutor`, which makes
+every attempt a fresh Dask task and turns a future Dask itself cancelled (its scheduler went away)
+into that job's failure instead of a silent cancellation; :mod:`pdtnb.task.dask` says why.
+
+Quotas: with ``resource_manager`` and ``job_resources`` a job's resources are reserved before it is
+submitted (a full quota leaves it ready, as for process tasks) and count while it is in flight, so
+the quota bounds what is handed to the executor, not merely what runs.
 """
 
 from __future__ import annotations
@@ -11,7 +21,7 @@ import asyncio
 import collections
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
 from datetime import datetime
 from typing import Any
@@ -20,8 +30,9 @@ from ..errors import StorageFaultError
 from ..record import JobRecord, Outcome, host_name, record_from_exception
 from ..repository.base import MetadataRepository, Repository
 from ..repository.live import ExecutorLiveRepo
+from ..resources import ResourceManager, Resources
 from ..retry import Retry
-from .base import DEFAULT_LAUNCH, LaunchOptions, utcnow
+from .base import DEFAULT_LAUNCH, LaunchOptions, check_type, utcnow
 from .function import FunctionBinding, FunctionTask
 
 __all__ = ["ExecutorTask"]
@@ -47,11 +58,36 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
+def _is_dask_executor(executor: Executor) -> bool:
+    """Whether ``executor`` is ``distributed.Client.get_executor()``'s (checked without importing
+    distributed, which only a Dask user has)."""
+    return type(executor).__module__ == "distributed.cfexecutor" and hasattr(executor, "_client")
+
+
+def dask_dashboard_link(task: Any) -> str | None:
+    """The Dask dashboard of the cluster running ``task``'s bodies, or None (not a Dask executor,
+    no dashboard, not connected)."""
+    executor = getattr(task, "executor", None)
+    if executor is None:
+        return None
+    if _is_dask_executor(executor):
+        client = getattr(executor, "_client", None)
+    elif type(executor).__module__ == "pdtnb.task.dask":
+        client = getattr(executor, "_client", None)
+    else:
+        return None
+    from .dask import dashboard_link_of
+
+    return dashboard_link_of(client)
+
+
 class ExecutorTask(FunctionTask):
-    """Runs the body in ``executor`` (tested with ThreadPoolExecutor).
+    """Runs the body in ``executor`` (tested with ThreadPoolExecutor and with a Dask cluster's
+    ``Client.get_executor()``, see :mod:`pdtnb.task.dask`).
 
     Links ``live`` (the running jobs) and ``done`` (outcomes, as for
-    :class:`~pdtnb.InProcessSyncTask`). The executor bounds the concurrency. A job that meets a
+    :class:`~pdtnb.InProcessSyncTask`). The executor bounds the concurrency; ``resource_manager``
+    with ``job_resources`` (CPU and memory per job) also bounds what is submitted. A job that meets a
     storage fault (disk full, quota, read-only or I/O error) is not recorded: it stays ready, and
     the next :meth:`update` raises :class:`~pdtnb.StorageFaultError`, which stops the run.
     """
@@ -68,9 +104,21 @@ class ExecutorTask(FunctionTask):
         func: Callable[..., Any] | None = None,
         *,
         retry: Retry | None = None,
+        resource_manager: ResourceManager | None = None,
+        job_resources: Resources | None = None,
+        hooks: Iterable[Any] = (),
     ):
-        super().__init__(name, ready=ready, retry=retry)
+        super().__init__(name, ready=ready, retry=retry, hooks=hooks)
+        check_type(name, "resource_manager", resource_manager, ResourceManager, "a ResourceManager")
+        check_type(name, "job_resources", job_resources, Resources, "a Resources")
+        if (resource_manager is None) != (job_resources is None):
+            raise TypeError(f"task {name!r}: resource_manager and job_resources go together")
         self.executor = executor
+        self.resource_manager = resource_manager
+        self.job_resources = job_resources
+        if resource_manager is not None:
+            resource_manager.register(self._get_load)
+        self._dask: Executor | None = None  # the DaskExecutor driving a Client.get_executor()
         self.done = done
         self._binding = FunctionBinding(self, func)
         self.jobs: dict[Future, tuple[str, datetime, LaunchOptions]] = {}
@@ -80,6 +128,29 @@ class ExecutorTask(FunctionTask):
         self.live = ExecutorLiveRepo(self)
         self.link("live", self.live, is_status=True, inhibits_output=True, inhibits_start=True)
         self.link("done", done, is_status=True, required_for_output=True, inhibits_start=True)
+
+    async def _get_load(self) -> Resources:
+        """What this task holds of its quota: every submitted job not yet reaped (a rate quota's
+        ``launches`` is not counted over time here: executor tasks have no launch window)."""
+        jr = self.job_resources
+        if jr is None:
+            return Resources(launches=0)
+        n = len(self.jobs)
+        return Resources(jr.cpu * n, jr.mem * n, 0)
+
+    def _submit(self, kwargs: dict[str, Any]) -> Future:
+        executor = self.executor
+        if _is_dask_executor(executor):
+            if self._dask is None:
+                from .dask import DaskExecutor
+
+                options = {k: v for k, v in getattr(executor, "_kwargs", {}).items() if k != "pure"}
+                self._dask = DaskExecutor(executor._client, **options)  # type: ignore[attr-defined]
+            executor = self._dask
+        submit_named = getattr(executor, "submit_named", None)
+        if submit_named is not None and type(executor).__module__ == "pdtnb.task.dask":
+            return submit_named(self.name, _run_body, self._binding.func, kwargs)
+        return executor.submit(_run_body, self._binding.func, kwargs)  # type: ignore[arg-type]
 
     def _on_done(self, future: Future) -> None:
         # Runs in the worker thread (or here, if already finished): hand over and wake the loop.
@@ -131,18 +202,32 @@ class ExecutorTask(FunctionTask):
             return fault
         return None
 
-    async def launch(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> None:
+    async def launch(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> bool | None:
         self.raise_storage_fault()
         if job in self.rev_jobs:
             return
         kwargs = self._binding.kwargs(job)
+        rm, jr = self.resource_manager, self.job_resources
+        if rm is not None and jr is not None:
+            limit = await rm.reserve(jr)
+            if limit is not None:
+                log.debug("task %s: not submitting %s: %s quota reached", self.name, job, limit.name)
+                return False  # stays ready; the pipeline tries it again in a later round
         start = utcnow()
-        future = self.executor.submit(_run_body, self._binding.func, kwargs)  # type: ignore[arg-type]
+        try:
+            future = self._submit(kwargs)
+        except BaseException:
+            if rm is not None and jr is not None:
+                await rm.relinquish(jr)
+            raise  # recorded by the pipeline: a launch-error naming, say, what could not be pickled
         if self.synchronous or options.sync:
             try:
                 await asyncio.wrap_future(future)
             except BaseException:
                 pass  # recorded below
+            finally:
+                if rm is not None and jr is not None:
+                    await rm.relinquish(jr)
             fault = await self._record(future, job, start, options)
             if fault is not None:
                 raise fault
@@ -165,7 +250,9 @@ class ExecutorTask(FunctionTask):
     async def interrupt(self) -> None:
         """Drop the queued jobs (they stay ready, with no record). Bodies already running in a
         thread cannot be stopped: they stay live here, and are reaped if this process goes on (a
-        notebook); a command-line run exits without waiting for them, and they are ready again."""
+        notebook); a command-line run exits without waiting for them, and they are ready again.
+        A Dask future can always be cancelled, so on Dask every outstanding job is dropped (a body
+        already running on a worker finishes there, unrecorded) and is ready again."""
         for future, (job, _start, _options) in list(self.jobs.items()):
             if future.cancel():
                 self.jobs.pop(future, None)
@@ -188,7 +275,12 @@ class ExecutorTask(FunctionTask):
         await self.cancel(job)
         start, options = (entry[1], entry[2]) if entry is not None else (None, DEFAULT_LAUNCH)
         started = not future.cancelled()
-        reason = "killed by request" + (" (its thread was abandoned)" if started else " before it started")
+        if getattr(future, "dask_key", None) is not None:
+            # A Dask future can always be cancelled: a queued job never starts, a running body
+            # finishes on its worker and its outcome is dropped.
+            reason = f"killed by request (Dask future {future.dask_key} cancelled)"  # type: ignore[attr-defined]
+        else:
+            reason = "killed by request" + (" (its thread was abandoned)" if started else " before it started")
         record = JobRecord(Outcome.KILLED, start_time=start, end_time=utcnow(), host=host_name(), reason=reason)
         await self.write_record(job, record, None, options)
         self.notify()

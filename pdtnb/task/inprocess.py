@@ -65,8 +65,9 @@ class InProcessSyncTask(FunctionTask):
         func: Callable[..., Any] | None = None,
         *,
         retry: Retry | None = None,
+        hooks: Iterable[Any] = (),
     ):
-        super().__init__(name, ready=ready, retry=retry)
+        super().__init__(name, ready=ready, retry=retry, hooks=hooks)
         self.done = done
         self._binding = FunctionBinding(self, func)
         # The jobs whose body is running now (kill finds the asyncio task running each one).
@@ -109,7 +110,10 @@ class InProcessSyncTask(FunctionTask):
                 return
             # write_success, inlined for the common case: the per-job hot path of in-process pipelines.
             sink = self._sink
-            if sink is not None and options is DEFAULT_LAUNCH and sink[0] is not None and self.metadata:
+            if (
+                sink is not None and options is DEFAULT_LAUNCH and sink[0] is not None and self.metadata
+                and self._hook_set is None  # hooks get the record: write_success builds it
+            ):
                 writer = sink[2]
                 if writer is not None:  # an in-memory done repository: stored compactly
                     writer(job, start, _time_ns())

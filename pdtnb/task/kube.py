@@ -30,7 +30,7 @@ import asyncio
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -129,8 +129,11 @@ class KubeTask(ExternalJobTask):
         ready: Repository | None = None,
         *,
         retry: Retry | None = None,
+        hooks: Iterable[Any] = (),
     ):
-        super().__init__(name, ready=ready, retry=retry, window=as_window(window), timeout=as_timeout(name, timeout))
+        super().__init__(
+            name, ready=ready, retry=retry, hooks=hooks, window=as_window(window), timeout=as_timeout(name, timeout)
+        )
         if not callable(podman):
             raise TypeError(f"task {name!r}: podman must be a callable returning a PodManager")
         check_type(name, "resources", resources, ResourceManager, "a ResourceManager", optional=False)
@@ -700,8 +703,11 @@ class KubeFunctionTask(KubeTask, FunctionTask):
         *,
         script: str | None = None,
         retry: Retry | None = None,
+        hooks: Iterable[Any] = (),
     ):
-        super().__init__(name, podman, resources, template, logs, kube_done, env=env, ready=ready, retry=retry)
+        super().__init__(
+            name, podman, resources, template, logs, kube_done, env=env, ready=ready, retry=retry, hooks=hooks
+        )
         check_type(name, "func_done", func_done, MetadataRepository, "a MetadataRepository")
         self.func_done = func_done
         if func_done is not None:

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,8 +124,11 @@ class ProcessTask(ExternalJobTask):
         *,
         timeout: timedelta | float | None = None,
         retry: Retry | None = None,
+        hooks: Iterable[Any] = (),
     ):
-        super().__init__(name, ready=ready, retry=retry, window=as_window(window), timeout=as_timeout(name, timeout))
+        super().__init__(
+            name, ready=ready, retry=retry, hooks=hooks, window=as_window(window), timeout=as_timeout(name, timeout)
+        )
         if not callable(manager):
             raise TypeError(f"task {name!r}: manager must be a callable returning a process manager")
         check_type(name, "resource_manager", resource_manager, ResourceManager, "a ResourceManager", optional=False)
