@@ -51,9 +51,11 @@ from .failures import (
     show_job,
     why_job,
 )
+from .fingerprint import Fingerprint
 from .hooks import Hook, JsonLinesLog, Webhook
 from .lease import FileLease, Lease, LeaseHeldError, LeaseLostError, MongoLease, S3Lease
 from .managers import AbstractProcessManager, LocalLinuxManager
+from .outdated import outdated_jobs, outdated_reasons, reset_outdated
 from .pipeline import LaunchReport, Pipeline, RunSummary
 from .record import Frame, JobRecord, Outcome
 from .repository import (
@@ -139,6 +141,10 @@ def unload_ipython_extension(ipython: object) -> None:
     unload(ipython)
 
 __all__ = [
+    "Fingerprint",
+    "outdated_jobs",
+    "outdated_reasons",
+    "reset_outdated",
     "Lease",
     "FileLease",
     "S3Lease",

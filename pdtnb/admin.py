@@ -238,12 +238,31 @@ def _repo_labels(pipeline: Pipeline) -> dict[int, str]:
 
 @dataclass
 class LaunchOutcome:
-    """What a manual launch did: ``started`` (or ``refused`` by a quota, or ``not_ready``)."""
+    """What a manual launch did: ``started``, or ``refused`` by a quota, ``not_ready``, or
+    ``vetoed`` by a hook's ``before_launch`` (``reason`` says why)."""
 
     task: str
     job: str
     state: str
     done: Any = None
+    reason: str | None = None
+
+    def refusal(self) -> str | None:
+        """Why the job was not started, one line for every front end (None when it was); the
+        caller adds how to force it (``--force``, a checkbox) where that applies."""
+        where = f"{self.task}:{self.job}"
+        if self.state == "not_ready":
+            return f"{where} is not ready to launch"
+        if self.state == "refused":
+            return f"{where} was refused by a resource quota"
+        if self.state == "vetoed":
+            return f"{where} was skipped by {self.reason}"
+        return None
+
+    @property
+    def forcible(self) -> bool:
+        """Whether launching with ``force`` would start it anyway (not ready, or vetoed)."""
+        return self.state in ("not_ready", "vetoed")
 
 
 @acting("launch")
@@ -272,6 +291,14 @@ async def launch_job(
         return LaunchOutcome(task_name, job, "not_ready")
     previous = await task.previous_record(job) if meta else None
     options = LaunchOptions(sync=sync, metadata=meta, force=force, previous=previous)
+    hooks = pipeline.hooks_for(task)
+    if hooks is not None and hooks.gates and not force:  # a launch by hand is asked as the phase asks
+        reason = await hooks.admit(task, job)
+        if reason is not None:
+            return LaunchOutcome(task_name, job, "vetoed", reason=reason)
+    if hooks is not None and hooks.launches:
+        await hooks.launching(task, job, options.attempt)
+    task.stamp_fingerprint()  # the code as it is now is what this job runs
     if options == DEFAULT_LAUNCH:
         options = DEFAULT_LAUNCH
     try:

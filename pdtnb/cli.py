@@ -142,9 +142,14 @@ async def print_why(pipeline: Pipeline, task_name: str, job: str, as_json: bool 
     sys.stdout.write(explanation.to_text())
 
 
-async def print_retry(pipeline: Pipeline, task_name: str, job: list[str], failed: bool, recursive: bool) -> None:
-    """Make failed jobs ready again (``--failed``: all of the task's; ``-r``: clear downstream too)."""
-    result = await failures.retry_jobs(pipeline, task_name, job, failed=failed, recursive=recursive)
+async def print_retry(
+    pipeline: Pipeline, task_name: str, job: list[str], failed: bool, recursive: bool, outdated: bool = False
+) -> None:
+    """Make failed jobs ready again (``--failed``: all of the task's; ``--outdated``: those done by
+    code changed since; ``-r``: clear downstream too)."""
+    result = await failures.retry_jobs(
+        pipeline, task_name, job, failed=failed, outdated=outdated, recursive=recursive
+    )
     sys.stdout.write(result.to_text())
 
 
@@ -189,11 +194,10 @@ async def inject_data(pipeline: Pipeline, data: str, job: str) -> None:
 async def launch(pipeline: Pipeline, task_name: str, job: str, sync: bool, meta: bool, force: bool) -> int:
     """Start a job by hand; without ``force`` it must be ready."""
     outcome = await admin.launch_job(pipeline, task_name, job, sync=sync, meta=meta, force=force)
-    if outcome.state == "not_ready":
-        print(f"error: {task_name}:{job} is not ready to launch; use --force to launch anyway", file=sys.stderr)
-        return 1
-    if outcome.state == "refused":
-        print(f"error: {task_name}:{job} was refused by a resource quota", file=sys.stderr)
+    refusal = outcome.refusal()
+    if refusal is not None:
+        hint = "; use --force to launch anyway" if outcome.forcible else ""
+        print(f"error: {refusal}{hint}", file=sys.stderr)
         return 1
     if outcome.done is not None and is_failure_record(outcome.done):
         print(f"error: {task_name}:{job} failed: {read_record(outcome.done).reason_line()}", file=sys.stderr)

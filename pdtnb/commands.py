@@ -232,13 +232,16 @@ COMMANDS: tuple[Command, ...] = (
         notebook_help="why a job is or is not running",
     ),
     command(
-        "retry", "Make failed jobs ready again",
+        "retry", "Make failed (or outdated) jobs ready again",
         _TASK,
         arg("job", nargs="*", help="Jobs to retry"),
         arg("--failed", action="store_true", help="Retry every failed job of the task"),
+        arg("--outdated", action="store_true",
+            help="Run again the jobs done by code that has changed since (all of the task's, or the jobs given)"),
         arg("--recursive", "-r", action="store_true", help="Also clear what they fed downstream", synopsis="[-r]"),
         _WAIT,
-        notebook_help="make failed jobs ready again (--failed: all of the task's; -r: clear downstream too)",
+        notebook_help="make failed jobs ready again (--failed: all of the task's; --outdated: those done by "
+        "code changed since; -r: clear downstream too)",
     ),
     command(
         "kill", "Stop a live job and record it as killed (via the controller running the pipeline, if any)",

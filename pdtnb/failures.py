@@ -16,6 +16,7 @@ from .admin import delete_jobs, resolve_task
 from .errors import PdtnbError, TaskConfigError, short_job_id
 from .lease import LeaseHeldError, acting
 from .outcomes import base_of, outcome_index
+from .outdated import outdated_jobs, outdated_reasons
 from .record import JobRecord, Outcome, read_record
 from .repository.base import Repository
 from .status import pipeline_trace
@@ -125,6 +126,8 @@ class JobDetails:
     record: JobRecord | None
     inputs: list[tuple[str, bool]] = field(default_factory=list)
     live: Any = None
+    #: For an outdated job: what changed in its task's code since it ran, one phrase per part.
+    changed: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +137,7 @@ class JobDetails:
             "record": self.record.to_dict() if self.record is not None else None,
             "inputs": {name: present for name, present in self.inputs},
             "live": self.live,
+            "changed": self.changed,
         }
 
     def user_frames_first(self) -> tuple[list[Any], list[Any]]:
@@ -148,6 +152,8 @@ class JobDetails:
         r = self.record
         if self.live is not None:
             lines.append(f"  running: {self.live}")
+        if self.changed:
+            lines.append(f"  outdated: since it ran, {'; '.join(self.changed)}")
         if r is not None:
             lines.extend(_record_lines(r))
         if self.inputs:
@@ -239,7 +245,8 @@ async def show_job(pipeline: Pipeline, task_name: str, job: str) -> JobDetails:
             live = "yes"
         if isinstance(live, dict):
             live = ", ".join(f"{k} {v}" for k, v in live.items())
-    return JobDetails(task.name, job, state, record, inputs, live)
+    changed = outdated_reasons(task, record) if state == "outdated" and record is not None else None
+    return JobDetails(task.name, job, state, record, inputs, live, changed)
 
 
 # ---- why -------------------------------------------------------------------------------------
@@ -285,6 +292,15 @@ async def why_job(pipeline: Pipeline, task_name: str, job: str) -> Explanation:
     elif record is not None and record.succeeded and state == "done":
         when = f" at {record.end_time.isoformat(timespec='seconds')}" if record.end_time else ""
         reasons.append(f"attempt {record.attempt} succeeded{when}; `rm {task.name}.{task.done_link} {job}` re-runs it")
+    elif record is not None and record.succeeded and state == "outdated":
+        when = f" at {record.end_time.isoformat(timespec='seconds')}" if record.end_time else ""
+        changes = outdated_reasons(task, record) or ["the task's code changed"]
+        reasons.append(f"attempt {record.attempt} succeeded{when}, but the task's code has changed since: "
+                       + "; ".join(changes))
+        again = "it runs again at the next launch phase (rerun_outdated)" if task.rerun_outdated else (
+            f"`retry {task.name} {job} --outdated` runs it again (`-r`: and what was made from it downstream)"
+        )
+        reasons.append(again)
     elif record is not None and record.failed:
         reasons.append(f"attempt {record.attempt} ended: {record.outcome}: {record.reason_line()}")
         if record.retrying and record.retry_at is not None:
@@ -399,20 +415,31 @@ async def retry_jobs(
     jobs: list[str] | None = None,
     *,
     failed: bool = False,
+    outdated: bool = False,
     recursive: bool = False,
 ) -> RetryResult:
     """Make failed jobs of ``task_name`` ready again by clearing their records (``failed``: every
-    failed, retrying or unreadable one); ``recursive`` also clears what the jobs' records fed
-    downstream. A job that is live, succeeded, or has no record is refused with its reason."""
+    failed, retrying or unreadable one); ``outdated``: the jobs done by code that has changed
+    since (:mod:`pdtnb.outdated`), every one, or those of ``jobs`` when given; ``recursive``
+    also clears what the jobs' records fed downstream. A job that is live, succeeded (and, with
+    ``outdated``, is not outdated), or has no record is refused with its reason."""
     task = resolve_task(pipeline, task_name)
     done = task.done_repository
     if done is None:
         raise PdtnbError(f"task {task.name!r} has no done repository: its failures are not recorded")
     chosen = list(jobs or [])
+    stale: set[str] = set(await outdated_jobs(task)) if outdated else set()
+    if outdated and not chosen:
+        chosen = sorted(stale)
+        if not chosen:
+            return RetryResult(task.name, [], [])
     if failed:
         chosen += [f.job for f in await failed_jobs(pipeline, [task.name]) if f.job not in chosen]
     elif not chosen:
-        raise PdtnbError("retry: give one or more jobs, or --failed for every failed job of the task")
+        raise PdtnbError(
+            "retry: give one or more jobs, --failed for every failed job of the task, "
+            "or --outdated for every job done by code that has changed since"
+        )
     live_repo = task.live_repository
     for job in chosen:
         _check_job(task, job)
@@ -424,7 +451,11 @@ async def retry_jobs(
             record = read_record(await done.info(job))
         except Exception:
             continue  # an unreadable record: clearing it is the fix
-        if record.succeeded:
+        if record.succeeded and job not in stale:
+            if outdated:
+                raise PdtnbError(
+                    f"{task.name} {short_id(job)} succeeded with the task's code as it is now: it is not outdated"
+                )
             raise PdtnbError(
                 f"{task.name} {short_id(job)} succeeded; use `rm {task.name}.{task.done_link} {job}` to run it again"
             )

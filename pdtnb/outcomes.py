@@ -48,7 +48,7 @@ log = logging.getLogger("pdtnb.outcomes")
 
 #: The side file (see :meth:`Repository.read_sidecar`) keeping an index between processes.
 CACHE_NAME = "outcomes"
-_CACHE_FORMAT = 2
+_CACHE_FORMAT = 3
 _ABSENT: Any = object()
 
 
@@ -67,6 +67,11 @@ class OutcomeIndex:
         self.retrying: dict[str, datetime | None] = {}
         #: Jobs whose records could not be read (corrupt YAML, wrong type): failures too.
         self.corrupt: dict[str, str] = {}
+        #: The fingerprint digest (:mod:`pdtnb.fingerprint`) of the first success classified,
+        #: "" for none: the successes that carry it are not listed one by one.
+        self.common_print: str | None = None
+        #: The successes whose digest is not :attr:`common_print` ("" for a record without one).
+        self.prints: dict[str, str] = {}
         self._noted: set[str] = set()
         self._lock = asyncio.Lock()
         #: Identity of the classified value of each job (repositories with identities only).
@@ -98,7 +103,10 @@ class OutcomeIndex:
             self.failed.discard(job)
             self.retrying.pop(job, None)
             self.corrupt.pop(job, None)
+            self._note_print(job, value.get("fingerprint"))
             return
+        if self.prints:
+            self.prints.pop(job, None)
         if type(value) is not dict and not isinstance(value, dict):
             # A list, a bare string, an empty file: nobody wrote this record correctly. It is a
             # corrupt record, reported as such (like malformed YAML), not an attempt that failed.
@@ -111,6 +119,7 @@ class OutcomeIndex:
         if record.succeeded:
             self.failed.discard(job)
             self.retrying.pop(job, None)
+            self._note_print(job, record.fingerprint)
         elif record.retrying:
             self.failed.discard(job)
             self.retrying[job] = record.retry_at
@@ -118,7 +127,37 @@ class OutcomeIndex:
             self.retrying.pop(job, None)
             self.failed.add(job)
 
+    def _note_print(self, job: str, digest: Any) -> None:
+        """``job`` succeeded by the code whose fingerprint's digest is ``digest``."""
+        if not isinstance(digest, str):
+            digest = ""
+        common = self.common_print
+        if common is None:
+            self.common_print = common = digest
+        if digest == common:
+            if self.prints and self.prints.pop(job, None) is not None:
+                self.version += 1
+        elif self.prints.get(job) != digest:
+            self.prints[job] = digest
+            self.version += 1
+
+    def outdated(self, current: str | None, done: AbstractSet[str]) -> set[str]:
+        """The jobs of ``done`` whose last attempt succeeded by code whose fingerprint was not
+        ``current`` (records without a fingerprint are not outdated: nothing says what made
+        them). Costs nothing while every success carries ``current``."""
+        common = self.common_print
+        if current is None or common is None:
+            return set()
+        prints = self.prints
+        found = {j for j, d in prints.items() if d and d != current and j in done} if prints else set()
+        if common and common != current:
+            bad = self.bad
+            found.update(j for j in done if j not in prints and j not in bad)
+        return found
+
     def _drop(self, job: str) -> None:
+        if self.prints and self.prints.pop(job, None) is not None:
+            self.version += 1
         if job in self.failed or job in self.retrying or job in self.corrupt:
             self.version += 1
         if self._idents is not None and self._idents.pop(job, _ABSENT) is not _ABSENT:
@@ -137,9 +176,12 @@ class OutcomeIndex:
             self._idents[job] = None
             self.dirty = True
 
-    def note_success(self, job: str) -> None:
-        """:meth:`note` of a success record, for the hot path of in-process pipelines."""
+    def note_success(self, job: str, digest: str | None = None) -> None:
+        """:meth:`note` of a success record (by the code whose fingerprint's digest is
+        ``digest``), for the hot path of in-process pipelines."""
         self._noted.add(job)
+        if digest != self.common_print or self.prints:
+            self._note_print(job, digest)
         if self._idents is not None:
             self._idents[job] = None
             self.dirty = True
@@ -189,6 +231,8 @@ class OutcomeIndex:
             self.failed = set()
             self.retrying = {}
             self.corrupt = {}
+            self.common_print = None
+            self.prints = {}
             self.version += 1
             await self._read_all(repo, ids)
         else:
@@ -318,6 +362,8 @@ class OutcomeIndex:
             failed = header["failed"]
             retrying = {job: datetime.fromisoformat(at) if at else None for job, at in header["retrying"].items()}
             corrupt = {job: str(why) for job, why in header["corrupt"].items()}
+            common = header.get("common_print")
+            prints = {str(job): str(d) for job, d in (header.get("prints") or {}).items()}
             if not (
                 isinstance(jobs, list)
                 and isinstance(idents, list)
@@ -326,11 +372,15 @@ class OutcomeIndex:
             ):
                 raise ValueError("inconsistent lengths")
             table = dict(zip(jobs, idents))
-            if len(table) != len(jobs) or not failed_are_known(table, failed, retrying, corrupt):
+            if len(table) != len(jobs) or not failed_are_known(table, failed, retrying, corrupt, prints):
                 raise ValueError("inconsistent entries")
         except Exception:
             log.info("%r: its outcome cache is unreadable: it will be rebuilt", repo)
             return None
+        if not (isinstance(common, str) or common is None) or (
+            common is not None and self.common_print not in (None, common)
+        ):
+            return None  # kept against another common fingerprint: read again what it says
         assert self._idents is not None
         if self._idents:
             self._idents.update(table)
@@ -340,6 +390,9 @@ class OutcomeIndex:
         self.failed.update(failed)
         self.retrying.update(retrying)
         self.corrupt.update(corrupt)
+        if common is not None:
+            self.common_print = common
+            self.prints.update(prints)
         return header.get("stamp")
 
     async def save(self, repo: Repository) -> None:
@@ -374,6 +427,8 @@ class OutcomeIndex:
             "failed": [job for job in self.failed if job in kept],
             "retrying": {job: at.isoformat() if at else None for job, at in self.retrying.items() if job in kept},
             "corrupt": {job: why for job, why in self.corrupt.items() if job in kept},
+            "common_print": self.common_print,
+            "prints": {job: d for job, d in self.prints.items() if job in kept},
         }
         data = b"\n".join(
             json.dumps(part, separators=(",", ":")).encode() for part in (header, list(kept), list(kept.values()))

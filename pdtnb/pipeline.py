@@ -26,6 +26,7 @@ from .errors import PipelineStateError, StorageFaultError, storage_fault
 from .hooks import HookSet, check_hooks, close_hooks
 from .lease import Holder, Lease
 from .outcomes import base_of, outcome_index
+from .outdated import reset_outdated
 from .record import Outcome, read_record
 from .repository.base import Repository, listing_snapshot
 from .resources import ResourceManager
@@ -245,6 +246,7 @@ class Pipeline:
             task._attach(wake)
             task._on_record = self._count_outcome
             task._hook_set = self.hooks_for(task)
+            task.stamp_fingerprint()
         self._opened = True
 
     async def _load_outcome_indexes(self) -> None:
@@ -525,6 +527,10 @@ class Pipeline:
     async def _launch_phase(self) -> LaunchReport:
         self._check_open()
         tasks = list(self.tasks.values())
+        for task in tasks:
+            task.stamp_fingerprint()  # a notebook may have redefined what a body calls since
+            if task.rerun_outdated and not task.disabled:
+                await reset_outdated(self, task)
         with listing_snapshot():
             ready_sets = await asyncio.gather(*(self.gather_ready_jobs(t) for t in tasks))
         report = LaunchReport(ready=sum(map(len, ready_sets)))

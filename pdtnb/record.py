@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from .fingerprint import Fingerprint, parts_of
+
 __all__ = [
     "Outcome",
     "Frame",
@@ -224,6 +226,10 @@ class JobRecord:
     retry_at: datetime | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The digest of what produced the attempt (:mod:`pdtnb.fingerprint`); None: not known.
+    fingerprint: str | None = None
+    #: The hash of each part of that fingerprint, by part name (what ``why`` compares).
+    fingerprint_parts: dict[str, str] = field(default_factory=dict)
 
     # ---- verdicts ----------------------------------------------------------------------------
 
@@ -294,6 +300,10 @@ class JobRecord:
             value = getattr(self, key)
             if value:
                 data[key] = value
+        if self.fingerprint:  # "": known to be unknown (a job launched by code that kept none)
+            data["fingerprint"] = self.fingerprint
+            if self.fingerprint_parts:
+                data["fingerprint_parts"] = dict(self.fingerprint_parts)
         for key, value in self.extra.items():
             data.setdefault(key, value)
         if self.history:
@@ -303,7 +313,7 @@ class JobRecord:
     def summary(self) -> dict[str, Any]:
         """The record as one entry of a later attempt's history (no frames, tails or history)."""
         data = self.to_dict()
-        for key in ("frames", "history", "traceback", "stdout_tail", "stderr_tail", "return_code"):
+        for key in ("frames", "history", "traceback", "stdout_tail", "stderr_tail", "return_code", "fingerprint_parts"):
             data.pop(key, None)
         return data
 
@@ -335,7 +345,7 @@ class JobRecord:
         known = {
             "result", "attempt", "start_time", "end_time", "host", "exit_code", "return_code",
             "error_type", "message", "reason", "retry_at", "traceback", "frames", "stdout_tail", "stderr_tail",
-            "history", "exception",
+            "history", "exception", "fingerprint", "fingerprint_parts",
         }
         attempt = data.get("attempt")
         history = data.get("history")
@@ -356,7 +366,23 @@ class JobRecord:
             retry_at=as_time(data.get("retry_at")),
             history=[h for h in history if isinstance(h, dict)] if isinstance(history, list) else [],
             extra={k: v for k, v in data.items() if k not in known},
+            fingerprint=_fingerprint_of(data),
+            fingerprint_parts=_parts_of(data),
         )
+
+
+def _fingerprint_of(data: dict[str, Any]) -> str | None:
+    value = data.get("fingerprint")
+    return value if isinstance(value, str) and value else None
+
+
+def _parts_of(data: dict[str, Any]) -> dict[str, str]:
+    parts = data.get("fingerprint_parts")
+    if isinstance(parts, dict):
+        return {str(k): str(v) for k, v in parts.items()}
+    digest = _fingerprint_of(data)
+    known = parts_of(digest) if digest is not None else None  # a compact in-memory record's
+    return dict(known) if known else {}
 
 
 def _outcome_of(data: dict[str, Any]) -> Outcome:
@@ -461,16 +487,23 @@ def host_name() -> str:
     return _HOST
 
 
-def success_dict(start: datetime | None, end: datetime | None, attempt: int = 1, host: str | None = None) -> dict:
+def success_dict(
+    start: datetime | None, end: datetime | None, attempt: int = 1, host: str | None = None,
+    fingerprint: Fingerprint | None = None,
+) -> dict:
     """``JobRecord(outcome=SUCCESS, ...).to_dict()``, built directly: the per-job hot path of
     in-process pipelines writes millions of these."""
-    return {
+    data = {
         "result": "success",
         "attempt": attempt,
         "start_time": start,
         "end_time": end,
         "host": host or _HOST,
     }
+    if fingerprint is not None:
+        data["fingerprint"] = fingerprint.digest
+        data["fingerprint_parts"] = dict(fingerprint.parts)
+    return data
 
 
 def time_from_ns(ns: int) -> datetime:
@@ -480,14 +513,25 @@ def time_from_ns(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
-def success_dict_ns(start_ns: int, end_ns: int) -> dict:
-    """:func:`success_dict` of a first attempt on this host, from ``time.time_ns()`` readings."""
-    return {
+def success_dict_ns(start_ns: int, end_ns: int, fingerprint: Fingerprint | str | None = None) -> dict:
+    """:func:`success_dict` of a first attempt on this host, from ``time.time_ns()`` readings
+    (``fingerprint`` may be given by its digest alone, when this process combined it)."""
+    data = {
         "result": "success",
         "attempt": 1,
         "start_time": _EPOCH + timedelta(microseconds=start_ns // 1000),
         "end_time": _EPOCH + timedelta(microseconds=end_ns // 1000),
         "host": _HOST,
     }
+    if fingerprint is not None:
+        if isinstance(fingerprint, str):
+            data["fingerprint"] = fingerprint
+            parts = parts_of(fingerprint)
+            if parts:
+                data["fingerprint_parts"] = dict(parts)
+        else:
+            data["fingerprint"] = fingerprint.digest
+            data["fingerprint_parts"] = dict(fingerprint.parts)
+    return data
 
 

@@ -6,6 +6,8 @@ for that task (:data:`JOB_STATES`):
 
 - ``live``: running now;
 - ``done``: its last attempt succeeded;
+- ``outdated``: its last attempt succeeded, but by code that has changed since (its record's
+  fingerprint is not the task's now: :mod:`pdtnb.outdated`);
 - ``failed``: its last attempt failed, and no retry is scheduled;
 - ``retrying``: its last attempt failed and another is scheduled (``retry_at`` in its record);
 - ``blocked``: a job it depends on failed upstream (through a ``require_success`` link), so it
@@ -56,7 +58,7 @@ __all__ = [
 ]
 
 #: The states a job can be in for one task, in the order status shows them.
-JOB_STATES = ("waiting", "ready", "live", "done", "failed", "retrying", "blocked")
+JOB_STATES = ("waiting", "ready", "live", "done", "outdated", "failed", "retrying", "blocked")
 
 
 @dataclass
@@ -88,11 +90,15 @@ class TaskStatus:
     waiting: int = 0
     retrying: int = 0
     blocked: int = 0
+    outdated: int = 0
 
     @property
     def total(self) -> int:
         """Every job of the task, in whatever state."""
-        return self.waiting + self.ready + self.live + self.done + self.failed + self.retrying + self.blocked
+        return (
+            self.waiting + self.ready + self.live + self.done + self.outdated + self.failed + self.retrying
+            + self.blocked
+        )
 
     def count(self, state: str) -> int:
         """The number of jobs in ``state``."""
@@ -138,12 +144,14 @@ class PipelineStatus:
 
     def summary_lines(self) -> list[str]:
         """One ``# TASK: ready R, live L, done D, failed F, retrying T, blocked B, waiting W`` line
-        per task (commented, so parsers of the pydatatask format can ignore them)."""
+        per task (commented, so parsers of the pydatatask format can ignore them), with
+        ``outdated O`` after ``done`` when some are."""
         out = []
         for t in self.tasks:
             extra = " (disabled)" if t.disabled else ""
+            outdated = f", outdated {t.outdated}" if t.outdated else ""
             out.append(
-                f"# {t.name}: ready {t.ready}, live {t.live}, done {t.done}, failed {t.failed}, "
+                f"# {t.name}: ready {t.ready}, live {t.live}, done {t.done}{outdated}, failed {t.failed}, "
                 f"retrying {t.retrying}, blocked {t.blocked}, waiting {t.waiting}{extra}"
             )
         if self.controller is not None:
@@ -253,6 +261,7 @@ class _States:
     blocked: set[str]
     #: The listings of the task's required links: every job they hold is one of the task's.
     required: list[AbstractSet[str]]
+    outdated: set[str] = field(default_factory=set)
 
     def _waiting(self, ready: int) -> int:
         live, done_ids, blocked = self.live, self.done_ids, self.blocked
@@ -273,7 +282,8 @@ class _States:
         return {
             "ready": ready,
             "live": len(live),
-            "done": recorded - len(self.failed) - len(self.retrying),
+            "done": recorded - len(self.failed) - len(self.retrying) - len(self.outdated),
+            "outdated": len(self.outdated),
             "failed": len(self.failed),
             "retrying": len(self.retrying),
             "blocked": len(self.blocked),
@@ -287,6 +297,8 @@ class _States:
             return "failed"
         if job in self.retrying:
             return "retrying"
+        if job in self.outdated:
+            return "outdated"
         if job in self.done_ids:
             return "done"
         if job in self.blocked:
@@ -303,8 +315,10 @@ def _task_states(
     ready: AbstractSet[str],
     index: OutcomeIndex | None,
     failed_or_blocked: dict[str, set[str]],
+    current: str | None = None,
 ) -> _States:
-    """The one rule that puts each of ``task``'s jobs in one state."""
+    """The one rule that puts each of ``task``'s jobs in one state (``current``: the digest of
+    the task's fingerprint now)."""
     done_repo, live_repo = task.done_repository, task.live_repository
     done_ids = listings[id(done_repo)] if done_repo is not None else frozenset()
     live = listings[id(live_repo)] if live_repo is not None else frozenset()
@@ -314,6 +328,11 @@ def _task_states(
         bad_failed = index.failed | index.corrupt.keys() if index.corrupt else index.failed
         failed = {j for j in bad_failed if j in done_ids and j not in live}
         retrying = {j for j in index.retrying if j in done_ids and j not in live}
+    outdated: set[str] = set()
+    if index is not None and current is not None:
+        outdated = index.outdated(current, done_ids)
+        if outdated and live:
+            outdated -= set(live)
     blocked: set[str] = set()
     for name, upstream in pipeline.upstream_tasks(task):
         if base_of(task.links[name].repo) is not task.links[name].repo:
@@ -327,7 +346,7 @@ def _task_states(
         listings.get(id(link.repo), frozenset()) for link in task.links.values() if link.required_for_start
     ]
     failed_or_blocked[task.name] = failed | blocked
-    return _States(ready, live, done_ids, failed, retrying, blocked, required)
+    return _States(ready, live, done_ids, failed, retrying, blocked, required, outdated)
 
 
 async def controller_of(pipeline: Pipeline) -> Holder | None:
@@ -385,6 +404,9 @@ async def _status(
     controller_now = asyncio.ensure_future(controller_of(pipeline))  # a read of its own: meanwhile
     try:
         tasks = task_order(pipeline)
+        # What each task's code is now (a notebook may have redefined a body since the last look).
+        prints = {t.name: t.fingerprint() for t in tasks}
+        digests = {name: (p.digest if p is not None else None) for name, p in prints.items()}
         with listing_snapshot():
             per_task, repo_list = _links_and_repositories(tasks, all_repos)
             # The outcome indexes first: one kept in a side file can vouch for its done repository's
@@ -398,7 +420,7 @@ async def _status(
             if memo is not None and jobs is None:
                 every = _every_repository(tasks, repo_list)
                 listed = await asyncio.gather(*(r.job_ids() for r in every))
-                key = _unchanged_key(every, listed, indexes, tasks)
+                key = _unchanged_key(every, listed, indexes, tasks, digests)
                 last = memo.get("key")
                 if key is not None and last is not None and _same_key(key, last):
                     return PipelineStatus(tasks=memo["tasks"], controller=await controller_now)
@@ -419,7 +441,7 @@ async def _status(
                 ids = listings[id(link.repo)]
                 present = None if jobs is None else [j for j in jobs if j in ids]
                 link_rows.append(LinkStatus(name=name, kind=link.kind, count=len(ids), jobs=present))
-            states = _task_states(task, pipeline, listings, ready, index, failed_or_blocked)
+            states = _task_states(task, pipeline, listings, ready, index, failed_or_blocked, digests[task.name])
             job_states = None if jobs is None else {j: states.state_of(j) for j in jobs}
             by_name[task.name] = TaskStatus(
                 name=task.name, links=link_rows, disabled=task.disabled, job_states=job_states, **states.counts()
@@ -449,7 +471,8 @@ def _every_repository(tasks: list[Task], shown: list[Repository]) -> list[Reposi
 
 
 def _unchanged_key(
-    repos: list[Repository], listed: list[AbstractSet[str]], indexes: list[OutcomeIndex | None], tasks: list[Task]
+    repos: list[Repository], listed: list[AbstractSet[str]], indexes: list[OutcomeIndex | None], tasks: list[Task],
+    digests: dict[str, str | None],
 ) -> tuple[Any, ...] | None:
     """What a status depends on, comparable with :func:`_same_key`; None when some part cannot
     be compared (a repository without a change token whose listing is not an immutable set, a
@@ -466,7 +489,7 @@ def _unchanged_key(
     for task in tasks:
         if not task.ready_is_derived:
             return None
-        parts.append((task.name, task.disabled))
+        parts.append((task.name, task.disabled, digests.get(task.name)))
     parts.extend((id(i), i.version) if i is not None else None for i in indexes)
     return tuple(parts)
 

@@ -82,6 +82,9 @@ def param_for(name: str, annotation: Any, default: Any, kind: inspect._Parameter
                      required=True, ref=REPOSITORIES, many_refs=True)
     if "Repository" in text and "Callable" not in text:
         return Param(name, _schema_or_null({"type": "string"}, optional), required, ref=REPOSITORIES)
+    if "Client" in text and "str" in text:  # DaskTask's client_or_address: a scheduler's address
+        return Param(name, {"type": "string", "description": "the Dask scheduler's address, e.g. tcp://host:8786"},
+                     required)
     if text.startswith("Callable[[], "):
         return Param(name, _schema_or_null({"type": "string"}, optional), required, ref=RESOURCES)
     if text.startswith("Callable"):
@@ -180,6 +183,11 @@ def _task_kinds() -> dict[str, Kind]:
             kinds[name] = Kind(name, cls, params_of(cls, _TASK_SKIP), _first_line(cls), dict(template_extra))
         else:
             kinds[name] = Kind(name, where, {}, "(needs the kube extra)", dict(template_extra))
+    dask = _import_optional("pdtnb.task.dask:DaskTask")
+    if dask is not None:
+        kinds["dask"] = Kind("dask", dask, params_of(dask, _TASK_SKIP), _first_line(dask))
+    else:
+        kinds["dask"] = Kind("dask", "pdtnb.task.dask:DaskTask", {}, "(needs the dask extra)")
     return kinds
 
 

@@ -20,8 +20,9 @@ from typing import Any
 
 from .. import admin, failures
 from ..errors import PdtnbError
+from ..outdated import outdated_jobs, outdated_reasons
 from ..pipeline import LaunchReport, Pipeline, RunSummary
-from ..record import JobRecord
+from ..record import JobRecord, read_record
 from ..status import JOB_STATES, PipelineStatus, StatusTracker, pipeline_status, pipeline_trace
 from .kernel_loop import remember_loop_thread
 
@@ -70,7 +71,7 @@ class RetiredError(PdtnbError):
 @dataclass
 class JobEntry:
     """One job of one task in one state, with a one-line reason when there is one (a failure's,
-    or the upstream failure that blocks it)."""
+    the upstream failure that blocks it, or what changed in the code of an outdated one)."""
 
     task: str
     job: str
@@ -112,6 +113,9 @@ class PipelineController:
     #: rebound to a new Pipeline), or None while this one is current. Widgets of a retired
     #: controller must not act: they re-point to the successor or show that they are stale.
     successor: PipelineController | None = None
+    #: Whether this definition was retired by the live views at the end of the cell that
+    #: rebound its variable (:mod:`pdtnb.notebook.live`), and no ``%pdt`` line has said so yet.
+    retired_unannounced: bool = False
 
     @property
     def retired(self) -> bool:
@@ -301,12 +305,16 @@ class PipelineController:
         return await failures.why_job(self.pipeline, task, job)
 
     async def retry(
-        self, task: str, jobs: list[str] | None = None, *, failed: bool = False, recursive: bool = False
+        self, task: str, jobs: list[str] | None = None, *, failed: bool = False, outdated: bool = False,
+        recursive: bool = False,
     ) -> failures.RetryResult:
-        """Make failed jobs ready again (:func:`pdtnb.failures.retry_jobs`). Recorded for the
-        export replay as what it does: deleting the jobs' records from the task's done link."""
+        """Make failed (or outdated) jobs ready again (:func:`pdtnb.failures.retry_jobs`).
+        Recorded for the export replay as what it does: deleting the jobs' records from the
+        task's done link."""
         await self.open()
-        result = await failures.retry_jobs(self.pipeline, task, jobs, failed=failed, recursive=recursive)
+        result = await failures.retry_jobs(
+            self.pipeline, task, jobs, failed=failed, outdated=outdated, recursive=recursive
+        )
         if result.jobs:
             done = admin.resolve_task(self.pipeline, task).done_link
             self._record("rm", data=f"{result.task}.{done}", jobs=list(result.jobs), recursive=recursive)
@@ -323,7 +331,7 @@ class PipelineController:
 
     async def jobs(self, task: str, state: str, limit: int | None = None) -> list[JobEntry]:
         """The jobs of ``task`` in ``state`` (one of :data:`pdtnb.JOB_STATES`), sorted, the first
-        ``limit``; failed, retrying and blocked ones with their one-line reasons."""
+        ``limit``; failed, retrying, blocked and outdated ones with their one-line reasons."""
         if state not in JOB_STATES:
             raise ValueError(f"unknown job state {state!r}; states: {', '.join(JOB_STATES)}")
         await self.open()
@@ -336,6 +344,8 @@ class PipelineController:
             return entries if limit is None else entries[:limit]
         if state == "blocked":
             return await self._blocked(name, limit)
+        if state == "outdated":
+            return await self._outdated(name, limit)
         if state == "ready":
             jobs = await self.ready_jobs(name)
         else:
@@ -361,6 +371,27 @@ class PipelineController:
         trace = await pipeline_trace(self.pipeline, sorted(candidates))
         states = trace.task(task).job_states or {}
         return sorted(j for j, s in states.items() if s == state)
+
+    async def _outdated(self, task: str, limit: int | None) -> list[JobEntry]:
+        """The outdated jobs of ``task``, each with what changed in its task's code since it ran
+        (``its body changed``; ``the function helper it calls changed``)."""
+        the_task = self.pipeline.tasks[task]
+        jobs = await outdated_jobs(the_task)
+        jobs = jobs if limit is None else jobs[:limit]
+        done = the_task.done_repository
+        out = []
+        for job in jobs:
+            reason, attempt = "", 0
+            if done is not None:
+                try:
+                    record = read_record(await done.info(job))
+                except Exception:
+                    record = None
+                if record is not None:
+                    attempt = record.attempt
+                    reason = "; ".join(outdated_reasons(the_task, record) or [])
+            out.append(JobEntry(task, job, "outdated", reason or "the task's code changed since it ran", attempt))
+        return out
 
     async def _blocked(self, task: str, limit: int | None) -> list[JobEntry]:
         """The jobs of ``task`` held behind an upstream failure, each with that failure."""

@@ -5,9 +5,10 @@ it and forwards clicks. Everything it shows comes from one snapshot of the contr
 feed at a time (table, caption, counts, the job field's hint), so no part lags another.
 
 The failure loop: every count in the table is a button; a click lists that task's jobs in that
-state, failed, retrying and blocked ones with their one-line reasons; a click on a job shows it
-(``%pdt show``) with **Retry**, **Kill** (live jobs), **Why** and the ``%pdt debug`` line to run;
-**Retry failed** resets every failed job of the task.
+state, failed, retrying, blocked and outdated ones with their one-line reasons; a click on a job
+shows it (``%pdt show``) with **Retry**, **Kill** (live jobs), **Why** and the ``%pdt debug`` line
+to run; **Retry failed** resets every failed job of the task, and **Retry outdated** (offered only
+while the task has some) every job done by code that has changed since, so that it runs again.
 
 A click may arrive on the kernel's main thread or, with ipykernel 7 comm subshells, on another
 thread: every callback hands its coroutine to the pipeline's loop with
@@ -41,7 +42,7 @@ from .kernel_loop import submit
 from .live import LiveView, redefined_note
 from .progress import progress_html
 from .status_view import _CSS, caption_html, render_status_html, status_text
-from .style import STATE_COLOURS, STATES
+from .style import DARK_TEXT_STATES, STATE_COLOURS, STATE_TEXT_COLOURS, STATES
 
 __all__ = ["Dashboard"]
 
@@ -138,7 +139,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
 
         # ---- the table: one row of widgets per task; every count is a button ----
         self.table = ipywidgets.GridBox(layout=ipywidgets.Layout(
-            grid_template_columns="max-content 300px repeat(7, max-content) minmax(8em, 1fr)",
+            grid_template_columns=f"max-content 300px repeat({len(STATES)}, max-content) minmax(8em, 1fr)",
             align_items="center", width="100%",
         ))
         self.table.add_class("pdtnb-table")
@@ -175,11 +176,14 @@ class Dashboard(LiveView, ipywidgets.VBox):
             ("Stop", "pdtnb-stop", self._on_stop, "stop the background run after its round"),
             ("Retry failed", "pdtnb-retry-failed", self._on_retry_failed,
              "make every failed job of this task ready again"),
+            ("Retry outdated", "pdtnb-retry-outdated", self._on_retry_outdated,
+             "run again every job of this task done by code that has changed since"),
         ):
             button = ipywidgets.Button(description=label, tooltip=tip, layout=ipywidgets.Layout(width="auto"))
             button.add_class(css)
             button.on_click(handler)
             self.buttons[label] = button
+        self.buttons["Retry outdated"].layout.display = "none"  # offered while the task has some
         self.result = ipywidgets.HTML(value="")
         self.result.add_class("pdtnb-result")
         self.task_picker.observe(self._task_changed, names="value")
@@ -199,6 +203,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
         self.list_buttons: dict[str, ipywidgets.Button] = {}
         for label, css, handler in (
             ("Retry failed", "pdtnb-list-retry-failed", self._on_retry_failed),
+            ("Retry outdated", "pdtnb-list-retry-outdated", self._on_retry_outdated),
             ("Close", "pdtnb-list-close", self._on_close_list),
         ):
             button = ipywidgets.Button(description=label, layout=ipywidgets.Layout(width="auto"))
@@ -216,7 +221,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
         self.job_view.add_class("pdtnb-job-view")
         self.job_buttons: dict[str, ipywidgets.Button] = {}
         for label, css, handler, tip in (
-            ("Retry", "pdtnb-job-retry", self._on_retry_job, "make this failed job ready again"),
+            ("Retry", "pdtnb-job-retry", self._on_retry_job, "make this failed (or outdated) job ready again"),
             ("Kill", "pdtnb-job-kill", self._on_kill_job, "stop this live job and record it as killed"),
             ("Why", "pdtnb-job-why", self._on_why_job, "why is this job in its state"),
             ("Refresh", "pdtnb-job-refresh", self._on_refresh_job, "show the job again"),
@@ -396,7 +401,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
             if n and not self.stale:
                 button.disabled = False
                 button.style.button_color = STATE_COLOURS[state]
-                button.style.text_color = "#222" if state in ("ready", "waiting") else "white"
+                button.style.text_color = "#222" if state in DARK_TEXT_STATES else "white"
                 button.style.font_weight = "bold"
             else:
                 button.disabled = True
@@ -410,6 +415,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
         status, task, state = self._status, self.task_picker.value, self.state_picker.value
         if status is None or task not in self._rows_for:
             return
+        self._offer_outdated(status.task(task))
         n = status.task(task).count(state)
         if n == 0:
             hint = f"no {state} job of {task}: type a job id"
@@ -419,6 +425,21 @@ class Dashboard(LiveView, ipywidgets.VBox):
                                                                 if n > _MAX_SUGGESTIONS else "")
         if self.job_field.placeholder != hint:
             self.job_field.placeholder = hint
+
+    def _offer_outdated(self, t: TaskStatus) -> None:
+        """Show **Retry outdated** in the launch panel only while the chosen task has outdated
+        jobs, saying how many."""
+        button = self.buttons["Retry outdated"]
+        n = t.outdated
+        display = None if n and not self.stale else "none"
+        if n:
+            label = f"Retry {n} outdated"
+            if button.description != label:
+                button.description = label
+            noun = "job" if n == 1 else "jobs"
+            button.tooltip = f"run again the {n} {noun} of {t.name} done by code that has changed since"
+        if button.layout.display != display:
+            button.layout.display = display
 
     async def _suggest(self) -> None:
         task, state = self.task_picker.value, self.state_picker.value
@@ -623,7 +644,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
         total = status.task(task).count(state) if status is not None and task in self._rows_for else len(entries)
         self._listed_count = total
         self._list_key = (task, state)
-        colour = STATE_COLOURS.get(state, "#666")
+        colour = STATE_TEXT_COLOURS.get(state) or STATE_COLOURS.get(state, "#666")
         noun = "job" if total == 1 else "jobs"
         shown = f" (the first {len(entries)} shown)" if total > len(entries) else ""
         if entries:
@@ -643,6 +664,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
             self._picking = False
         self.list_buttons["Retry failed"].layout.display = None if state in ("failed", "retrying") and entries \
             else "none"
+        self.list_buttons["Retry outdated"].layout.display = None if state == "outdated" and entries else "none"
         self.job_list.rows = max(2, min(8, len(entries)))
         self.job_list.layout.display = None if entries else "none"
         self.jobs_panel.layout.display = None
@@ -679,11 +701,14 @@ class Dashboard(LiveView, ipywidgets.VBox):
             markup = f"<pre>{html.escape(details.to_text())}</pre>"
         self.job_view.value = markup
         failed = details.state in ("failed", "retrying", "corrupt")
-        self.job_buttons["Retry"].disabled = not failed or self.stale
+        retryable = failed or details.state == "outdated"
+        self.job_buttons["Retry"].disabled = not retryable or self.stale
         self.job_buttons["Kill"].disabled = details.state != "live" or self.stale
         self.job_buttons["Kill"].layout.display = None if details.state == "live" else "none"
         killed = details.record is not None and str(details.record.outcome) == "killed"
-        if failed and not killed:
+        if details.state == "outdated":
+            self.debug_hint.value = _outdated_hint(self.controller, task, details.record)
+        elif failed and not killed:
             self.debug_hint.value = (
                 f'<span style="color:#555">to debug it, run <code>%pdt debug {html.escape(task)} '
                 f"{html.escape(job)}</code> in a cell</span>"
@@ -714,7 +739,9 @@ class Dashboard(LiveView, ipywidgets.VBox):
         if self._job_key is None:
             return
         task, job = self._job_key
-        self._request(f"retry {task} {job}", lambda c: c.retry(task, [job]), after=self._after_job_action)
+        outdated = self._job_state == "outdated"
+        self._request(f"retry {task} {job}", lambda c: c.retry(task, [job], outdated=outdated),
+                      after=self._after_job_action)
 
     def _on_kill_job(self, _button: Any = None) -> None:
         if self._job_key is None:
@@ -735,6 +762,14 @@ class Dashboard(LiveView, ipywidgets.VBox):
             self._show_error("choose a task")
             return
         self._request(f"retry failed {task}", lambda c: c.retry(task, failed=True), after=self._after_job_action)
+
+    def _on_retry_outdated(self, _button: Any = None) -> None:
+        task = self._list_key[0] if self._list_key is not None and _button in self.list_buttons.values() \
+            else self.task_picker.value
+        if not task:
+            self._show_error("choose a task")
+            return
+        self._request(f"retry outdated {task}", lambda c: c.retry(task, outdated=True), after=self._after_job_action)
 
     async def _after_job_action(self) -> None:
         await self.controller.feed.refresh()
@@ -888,6 +923,24 @@ async def _kill(controller: PipelineController, task: str, job: str) -> Any:
     return f"{task} {job}: killed"
 
 
+def _outdated_hint(controller: PipelineController, task: str, record: Any) -> str:
+    """The line over an outdated job's view: what changed in its task's code since it ran."""
+    from ..outdated import outdated_reasons
+
+    changes = None
+    the_task = controller.pipeline.tasks.get(task)
+    if the_task is not None and record is not None:
+        try:
+            changes = outdated_reasons(the_task, record)
+        except Exception:
+            changes = None
+    what = "; ".join(changes or ["the task's code changed"])
+    return (
+        f'<span style="color:#555">done by code that has changed since: <b>{html.escape(what)}</b>; '
+        "Retry runs it again with the code as it is now</span>"
+    )
+
+
 def _entry_label(e: JobEntry) -> str:
     text = e.line() if e.reason else e.job
     if e.attempt > 1:
@@ -903,10 +956,9 @@ def _describe(label: str, outcome: Any) -> tuple[str, bool]:
 
     if isinstance(outcome, LaunchOutcome):
         where = f"{outcome.task}:{outcome.job}"
-        if outcome.state == "not_ready":
-            return f"{where} is not ready (tick force to launch anyway)", True
-        if outcome.state == "refused":
-            return f"{where} was refused by a resource quota", True
+        refusal = outcome.refusal()
+        if refusal is not None:
+            return refusal + (" (tick force to launch anyway)" if outcome.forcible else ""), True
         done = outcome.done
         if isinstance(done, dict) and done.get("result") not in (None, "success"):
             return f"{where} failed: {done.get('exception', done)}", True

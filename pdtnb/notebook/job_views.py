@@ -232,6 +232,7 @@ _STATE_COLOUR = {
     "retrying": "yellow",
     "live": "blue",
     "done": "green",
+    "outdated": "yellow",
     "ready": "yellow",
     "blocked": "magenta",
     "waiting": "grey",

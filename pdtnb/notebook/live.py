@@ -7,7 +7,10 @@ renders each snapshot; it runs no refresh loop of its own.
 **Redefinition.** When the notebook redefines the pipeline, the old controller is retired
 (:meth:`PipelineController.retire`) and the feed says so: a view made with ``follow=True`` (the
 default) moves to :meth:`PipelineController.current`, one made with ``follow=False`` greys out,
-says that it shows an old definition, and refuses to act.
+says that it shows an old definition, and refuses to act. The old definition is retired at the
+end of the cell that rebinds the pipeline's variable (IPython's ``post_run_cell``), as the next
+``%pdt`` action or click would: so a view shows at once what the new definition's status is (the
+jobs its changed code made outdated, say), never the replaced definition's counts as current.
 
 **Display.** A view is displayed as one output carrying three representations: the widget view,
 a ``text/html`` snapshot and a ``text/plain`` rendering of the status. JupyterLab picks the widget
@@ -25,6 +28,7 @@ saves. While it lives, the HTML carries a CSS timer that, when no update has arr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import uuid
@@ -315,8 +319,67 @@ def _register(view: LiveView) -> None:
         shell.observe(_on_exit_now, names=["exit_now"])
         events = getattr(shell, "events", None)
         if events is not None:
-            events.register("post_run_cell", _refresh_stale_snapshots)
+            events.register("post_run_cell", _after_cell)
         _hook_installed = True
+
+
+def _after_cell(*_: Any) -> None:
+    try:
+        _follow_redefinitions()
+    except Exception:
+        log.debug("following a redefined pipeline failed", exc_info=True)
+    _refresh_stale_snapshots()
+
+
+def _follow_redefinitions() -> None:
+    """Retire every definition a live view shows whose notebook variable now holds another
+    Pipeline (the user re-ran its cell), in favour of the new one (:meth:`PipelineController.latest`,
+    what the next action would do): following views move to it, the others grey out."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    seen: set[int] = set()
+    for view in list(_views):
+        if view.ended or view.stale or not view._started:
+            continue
+        controller = view.controller.current()
+        if id(controller) in seen:
+            continue
+        seen.add(id(controller))
+        if controller.rebound() is None or _held_elsewhere(controller):
+            continue
+        loop = controller.loop or running
+        if loop is None or loop.is_closed():
+            continue
+        from .kernel_loop import submit
+
+        submit(_retire_quietly(controller), loop)
+
+
+def _held_elsewhere(controller: PipelineController) -> bool:
+    """Whether another notebook variable still holds the controller's pipeline (``old = pipeline``
+    before redefining it): then it was not replaced, as ``%pdt`` also judges."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    shell = get_ipython()
+    namespace = getattr(shell, "user_ns", {}) if shell is not None else {}
+    return any(v is controller.pipeline for k, v in list(namespace.items()) if k != controller.name
+               and not k.startswith("_"))
+
+
+async def _retire_quietly(controller: PipelineController) -> None:
+    if controller.retired:
+        return  # a %pdt line or a click did it meanwhile (and said so)
+    try:
+        newest = await controller.latest()
+    except Exception:
+        log.debug("retiring a redefined pipeline failed", exc_info=True)
+        return
+    if newest is not controller and controller.retired:
+        controller.retired_unannounced = True  # the next %pdt line says so
 
 
 def _refresh_stale_snapshots(*_: Any) -> None:

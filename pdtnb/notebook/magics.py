@@ -200,6 +200,11 @@ class PdtMagics(Magics):
         definition's controller (closing its pipeline) in favour of ``controller``; say so."""
         old = self._bound.get(name)
         self._bound[name] = controller
+        if old is not None and old.retired and old.retired_unannounced and old.current() is controller:
+            # The live views retired it as the cell that redefined it ended: say so now.
+            old.retired_unannounced = False
+            print(f"pipeline `{name}` was redefined: closed the old definition")
+            return
         if old is None or old is controller or old.pipeline is controller.pipeline or old.retired:
             return
         if any(p is old.pipeline for p in self.pipelines().values()):
@@ -386,10 +391,10 @@ class PdtMagics(Magics):
             cause = e.__cause__ if e.__cause__ is not None else e
             raise JobFailed(task, job, record_from_exception(cause, outcome=Outcome.LAUNCH_ERROR)) from None
         where = f"{task}:{job}"
-        if outcome.state == "not_ready":
-            raise UsageError(f"%pdt launch: {where} is not ready to launch; use --force to launch anyway")
-        if outcome.state == "refused":
-            raise UsageError(f"%pdt launch: {where} was refused by a resource quota")
+        refusal = outcome.refusal()
+        if refusal is not None:
+            hint = "; use --force to launch anyway" if outcome.forcible else ""
+            raise UsageError(f"%pdt launch: {refusal}{hint}")
         if outcome.done is not None and is_failure_record(outcome.done):
             raise JobFailed(task, job, read_record(outcome.done))
         return Message(f"{where} launched" + (" and finished" if outcome.done is not None else ""))
@@ -453,7 +458,8 @@ class PdtMagics(Magics):
     async def _do_retry(self, controller: PipelineController, args: argparse.Namespace, cell: str | None) -> Any:
         await controller.open()
         result = await failures.retry_jobs(
-            controller.pipeline, args.task_name, args.job, failed=args.failed, recursive=args.recursive
+            controller.pipeline, args.task_name, args.job, failed=args.failed, outdated=args.outdated,
+            recursive=args.recursive,
         )
         return RetryView(result)
 

@@ -19,9 +19,9 @@ from .style import STATE_COLOURS
 __all__ = ["SEGMENTS", "progress_html", "progress_text", "progress_lines", "progress_table_html", "rate_note"]
 
 #: The states a bar shows, in order from the left; what is left of the total is waiting.
-SEGMENTS: tuple[str, ...] = ("done", "failed", "retrying", "blocked", "live", "ready")
+SEGMENTS: tuple[str, ...] = ("done", "outdated", "failed", "retrying", "blocked", "live", "ready")
 
-_TEXT_MARKS = {"done": "#", "failed": "!", "retrying": "r", "blocked": "x", "live": ">", "ready": "."}
+_TEXT_MARKS = {"done": "#", "outdated": "~", "failed": "!", "retrying": "r", "blocked": "x", "live": ">", "ready": "."}
 
 
 def _finished(t: TaskStatus) -> int:
@@ -44,8 +44,8 @@ def rate_note(t: TaskStatus, rates: RateTracker | None, state: RunState | None) 
 def progress_html(
     t: TaskStatus, rates: RateTracker | None = None, state: RunState | None = None, width: int = 160
 ) -> str:
-    """One task's bar: coloured segments (done, failed, retrying, blocked, live, ready; the rest
-    is waiting) on ``width`` pixels, ``done/total`` and, while jobs move, the rate and time left."""
+    """One task's bar: coloured segments (done, outdated, failed, retrying, blocked, live, ready;
+    the rest is waiting) on ``width`` pixels, ``done/total`` and, while jobs move, the rate and time left."""
     total = t.total
     parts = []
     if total:
@@ -85,7 +85,7 @@ def progress_text(t: TaskStatus, rates: RateTracker | None = None, state: RunSta
             used += k
     bar = "[" + cells.ljust(width) + "]"
     bits = [f"{_finished(t)}/{total} finished" if total else "no jobs"]
-    for s in ("failed", "live"):
+    for s in ("outdated", "failed", "live"):
         if t.count(s):
             bits.append(f"{t.count(s)} {s}")
     note = rate_note(t, rates, state)

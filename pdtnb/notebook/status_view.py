@@ -44,9 +44,10 @@ _CSS = """
 def _count(state: str, n: int) -> str:
     if not n:
         return '<span class="zero" style="color:#aaa">0</span>'
+    text = "#222" if state == "outdated" else "white"  # white is not legible on the olive
     return (
-        f'<span class="badge" style="background-color:{STATE_COLOURS[state]};color:white;'
-        f'border-radius:3px;padding:0 4px">{n}</span>'
+        f'<span class="badge badge-{state}" style="background-color:{STATE_COLOURS[state]};color:{text};'
+        f'border-radius:3px;padding:0 4px" title="{n} {state}">{n}</span>'
     )
 
 

@@ -48,13 +48,14 @@ _COMPACT: Any = object()
 
 
 def _is_compact(value: Any) -> bool:
-    return type(value) is tuple and len(value) == 2 and value[1] is _COMPACT
+    return type(value) is tuple and 2 <= len(value) <= 3 and value[1] is _COMPACT
 
 
-def _record_of(value: tuple[int, Any]) -> dict[str, Any]:
-    """The dict of a compact record, as :func:`pdtnb.record.success_dict` builds it."""
+def _record_of(value: tuple[Any, ...]) -> dict[str, Any]:
+    """The dict of a compact record, as :func:`pdtnb.record.success_dict` builds it (a third
+    item is the digest of the task's fingerprint, :mod:`pdtnb.fingerprint`)."""
     packed = value[0]
-    return success_dict_ns(packed >> 64, packed & _NS_MASK)
+    return success_dict_ns(packed >> 64, packed & _NS_MASK, value[2] if len(value) == 3 else None)
 
 
 _NS_MASK = (1 << 64) - 1
@@ -373,23 +374,25 @@ class InProcessMetadataRepository(_DictListing, MetadataRepository):
         else:
             store[job] = data
 
-    def record_success_ns(self, job: str, start_ns: int, end_ns: int) -> None:
-        """Store ``success_dict_ns(start_ns, end_ns)`` for ``job`` (a first attempt that succeeded
-        on this host between two ``time.time_ns()`` readings), compactly when the dict is this
-        repository's own (see the module's docstring). Synchronous: nothing here waits."""
+    def record_success_ns(self, job: str, start_ns: int, end_ns: int, fingerprint: str | None = None) -> None:
+        """Store ``success_dict_ns(start_ns, end_ns, fingerprint)`` for ``job`` (a first attempt
+        that succeeded on this host between two ``time.time_ns()`` readings, by the code whose
+        fingerprint's digest is given), compactly when the dict is this repository's own (see the
+        module's docstring). Synchronous: nothing here waits."""
         if job not in _VALID_IDS or not self._pdtnb_default_ids:
             self.check_job_id(job)
         store = self.data
         if type(store) is JobDict and 0 <= start_ns <= _NS_MASK and 0 <= end_ns <= _NS_MASK:
             store.compact = True
-            _dict_setitem(store, job, (start_ns << 64 | end_ns, _COMPACT))
+            packed = start_ns << 64 | end_ns
+            _dict_setitem(store, job, (packed, _COMPACT) if fingerprint is None else (packed, _COMPACT, fingerprint))
             store.version += 1  # JobDict.note, inlined
             log = store.log
             log.append(job)
             if len(log) > store.log_cap:
                 store.trim()
         else:
-            self._store(job, success_dict_ns(start_ns, end_ns))
+            self._store(job, success_dict_ns(start_ns, end_ns, fingerprint))
 
 
 def success_writer(repo: Any) -> Any:

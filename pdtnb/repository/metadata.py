@@ -19,7 +19,9 @@ from ..errors import InvalidJobIdError, MetadataParseError
 from .base import NO_RECORD, SUCCESS, BlobRepository, MetadataRepository
 from .filesystem import FileRepository, atomic_write_bytes
 
-__all__ = ["YamlMetadataRepository", "YamlMetadataFileRepository", "yaml_load", "yaml_dump", "plain_success"]
+__all__ = [
+    "YamlMetadataRepository", "YamlMetadataFileRepository", "yaml_load", "yaml_dump", "plain_success", "quick_success",
+]
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -66,9 +68,15 @@ _SUCCESS_LINES = {
 }
 _TIMES = (_SUCCESS_LINES[b"start_time"], _SUCCESS_LINES[b"end_time"])
 #: pdtnb's own layout, matched at once (the lines are checked one by one otherwise).
+#: A hex digest that YAML reads as a string: at least one letter (the dumper quotes all-digit ones).
+_HEX = rb"(?=[0-9]*[a-f])[0-9a-f]{%d}"
+#: A fingerprint part's name as the dumper writes it plain: ``body``, ``calls clean_title``.
+_PART = rb"[A-Za-z_][A-Za-z0-9_.<>]*(?: [A-Za-z_][A-Za-z0-9_.<>]*)?"
 _PDTNB_SUCCESS = re.compile(
     rb"result: success\nattempt: [1-9][0-9]{0,8}\nstart_time: " + _TIME + rb"\nend_time: " + _TIME
     + rb"\nhost: (?:" + _HOST + rb")\n"
+    + rb"(?:fingerprint: (" + _HEX % 16 + rb")\n"
+    + rb"(?:fingerprint_parts:\n(?:  " + _PART + rb": " + _HEX % 12 + rb"\n)+)?)?"
 )
 _DATES: dict[bytes, bool] = {}
 
@@ -86,6 +94,20 @@ def _real_date(text: bytes) -> bool:
             _DATES.clear()
         _DATES[text] = known
     return known
+
+
+def quick_success(text: bytes) -> Any:
+    """What the YAML loader would make of a success record, as far as the outcome index needs
+    (its result and its fingerprint's digest), without parsing it: :data:`SUCCESS`, a dict with
+    the digest (pdtnb's layout with a fingerprint), or None when the parser must read it."""
+    if len(text) > 4000 or not text.endswith(b"\n"):
+        return None
+    match = _PDTNB_SUCCESS.fullmatch(text)
+    if match is not None:
+        if not (_real_date(match[1]) and _real_date(match[2])):
+            return None
+        return {"result": "success", "fingerprint": match[3].decode()} if match[3] else SUCCESS
+    return SUCCESS if plain_success(text) else None
 
 
 def plain_success(text: bytes) -> bool:
@@ -153,7 +175,8 @@ class YamlMetadataRepository(BlobRepository, MetadataRepository):
                         text = await fp.read()
                 except (FileNotFoundError, KeyError):
                     return NO_RECORD
-            return SUCCESS if plain_success(text) else yaml_load(text, f"{self!r} job {job!r}")
+            quick = quick_success(text)
+            return quick if quick is not None else yaml_load(text, f"{self!r} job {job!r}")
 
         return list(await asyncio.gather(*(one(j) for j in jobs), return_exceptions=True))
 
@@ -226,8 +249,9 @@ class YamlMetadataFileRepository(YamlMetadataRepository, FileRepository):
             return NO_RECORD
         except Exception as e:
             return e
-        if plain_success(text):
-            return SUCCESS
+        quick = quick_success(text)
+        if quick is not None:
+            return quick
         try:
             return yaml_load(text, str(path))
         except Exception as e:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..errors import StorageFaultError, TaskConfigError, short_job_id, storage_fault
+from ..fingerprint import Fingerprint, combine
 from ..hooks import HookSet, check_hooks
 from ..outcomes import OutcomeIndex, outcome_index, succeeded_view
 from ..record import (
@@ -214,6 +215,8 @@ class Task(ABC):
     #: A storage fault met while reaping a job in the background, raised to the pipeline by the
     #: task's next :meth:`update` or :meth:`launch` (see :meth:`hold_storage_fault`).
     _storage_fault: StorageFaultError | None = None
+    #: The fingerprint the records of jobs launched now carry (:meth:`stamp_fingerprint`).
+    launch_print: Fingerprint | None = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # Kept for pdtnb.dump, as Repository does: the arguments say what the task is.
@@ -229,6 +232,7 @@ class Task(ABC):
         *,
         retry: Retry | None = None,
         hooks: Iterable[Any] = (),
+        rerun_outdated: bool = False,
     ):
         if not isinstance(name, str) or not name:
             raise ValueError(f"a task name must be a non-empty string, not {name!r}")
@@ -257,6 +261,34 @@ class Task(ABC):
         self.hooks: list[Any] = check_hooks(hooks)
         #: The hooks in effect, dispatched (None when there are none: nothing on the job path).
         self._hook_set: HookSet | None = self.own_hook_set()
+        #: Whether the pipeline runs this task's outdated jobs again by itself (:mod:`pdtnb.fingerprint`):
+        #: a done job whose task's code changed since is reset at the next launch phase, as
+        #: ``retry TASK --outdated`` would. Off by default: code changes re-run nothing unasked.
+        self.rerun_outdated = bool(rerun_outdated)
+
+    # ---- what produced a job's result ------------------------------------------------------
+
+    def fingerprint_parts(self) -> dict[str, str] | None:
+        """The hashed parts of this task's code as it is now (:mod:`pdtnb.fingerprint`); None for
+        a task kind whose records carry no fingerprint (its jobs are never outdated)."""
+        return None
+
+    def fingerprint(self) -> Fingerprint | None:
+        """This task's fingerprint as its code is now (looked up afresh: a notebook may have
+        redefined a function the body calls). A task whose code cannot be inspected has none,
+        and is logged: its records then carry no fingerprint rather than a wrong one."""
+        try:
+            parts = self.fingerprint_parts()
+        except Exception as e:
+            log.warning("task %s: cannot fingerprint its code: %s", self.name, e)
+            return None
+        return combine(parts) if parts else None
+
+    def stamp_fingerprint(self) -> Fingerprint | None:
+        """Take :meth:`fingerprint` as the one the records of the jobs launched from now on carry
+        (the pipeline does at each launch phase); returns it."""
+        self.launch_print = printed = self.fingerprint()
+        return printed
 
     def own_hook_set(self, pipeline_hooks: Iterable[Any] = (), reported: set | None = None) -> HookSet | None:
         """The :class:`~pdtnb.hooks.HookSet` of this task's hooks then ``pipeline_hooks``; None
@@ -523,6 +555,11 @@ class Task(ABC):
             record.history = [*previous.history, previous.summary()][-LIMITS["history"]:]
         if record.failed and self.retry is not None:
             self.retry.schedule(record, exc, utcnow())
+        if record.fingerprint is None:
+            printed = self.launch_print
+            if printed is not None:
+                record.fingerprint = printed.digest
+                record.fingerprint_parts = dict(printed.parts)
         target = repo if repo is not None else self.done_repository
         if target is not None and options.metadata and self.metadata:
             data = record.to_dict()
@@ -552,9 +589,10 @@ class Task(ABC):
             return
         target, index, _ = self.record_sink()
         if target is not None and options.metadata and self.metadata:
-            await target.dump(job, success_dict(start, end))
+            printed = self.launch_print
+            await target.dump(job, success_dict(start, end, fingerprint=printed))
             if index.loaded:  # type: ignore[union-attr]
-                index.note_success(job)  # type: ignore[union-attr]
+                index.note_success(job, printed.digest if printed is not None else None)  # type: ignore[union-attr]
         self.successes += 1
 
     def record_sink(self) -> tuple[MetadataRepository | None, OutcomeIndex | None, Any]:

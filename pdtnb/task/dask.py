@@ -56,7 +56,7 @@ import concurrent.futures as cf
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import distributed
@@ -230,7 +230,7 @@ class DaskTask(ExecutorTask):
     ``client_or_address`` is a ``distributed.Client`` or a scheduler address (connected to when the
     pipeline opens). Everything else is ExecutorTask's: links ``live`` and ``done``, the body's
     link arguments, ``retry``, and the quota (``resource_manager`` and ``job_resources``, reserved
-    per submitted job); other keyword arguments go to ExecutorTask as they are. ``submit_options``
+    per submitted job), ``hooks`` and ``rerun_outdated``. ``submit_options``
     (a dict) go to every ``Client.submit``: ``workers``, ``resources`` (Dask's worker resources),
     ``allow_other_workers``, ``priority``. See :mod:`pdtnb.task.dask` for what each failure
     becomes and what a controller restart does. Use it as a decorator like the other function
@@ -252,12 +252,13 @@ class DaskTask(ExecutorTask):
         resource_manager: ResourceManager | None = None,
         job_resources: Resources | None = None,
         submit_options: dict[str, Any] | None = None,
-        **task_options: Any,
+        hooks: Iterable[Any] = (),
+        rerun_outdated: bool = False,
     ):
         executor = DaskExecutor(client_or_address, **(submit_options or {}))
         super().__init__(
             name, executor, done, ready=ready, func=func, retry=retry,
-            resource_manager=resource_manager, job_resources=job_resources, **task_options,
+            resource_manager=resource_manager, job_resources=job_resources, hooks=hooks, rerun_outdated=rerun_outdated,
         )
 
     async def validate(self) -> None:

@@ -107,8 +107,9 @@ class ExecutorTask(FunctionTask):
         resource_manager: ResourceManager | None = None,
         job_resources: Resources | None = None,
         hooks: Iterable[Any] = (),
+        rerun_outdated: bool = False,
     ):
-        super().__init__(name, ready=ready, retry=retry, hooks=hooks)
+        super().__init__(name, ready=ready, retry=retry, hooks=hooks, rerun_outdated=rerun_outdated)
         check_type(name, "resource_manager", resource_manager, ResourceManager, "a ResourceManager")
         check_type(name, "job_resources", job_resources, Resources, "a Resources")
         if (resource_manager is None) != (job_resources is None):

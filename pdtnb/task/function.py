@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import TaskConfigError
+from ..fingerprint import function_parts
 from .base import Task
 
 __all__ = ["FunctionBinding", "FunctionTask"]
@@ -137,3 +138,9 @@ class FunctionTask(Task):
     async def validate(self) -> None:
         await super().validate()
         self._binding.bind()
+
+    def fingerprint_parts(self) -> dict[str, str] | None:
+        """The body's source and that of the functions of its module it calls (see
+        :func:`pdtnb.fingerprint.function_parts`)."""
+        func = self.func
+        return None if func is None else function_parts(func)

@@ -66,8 +66,9 @@ class InProcessSyncTask(FunctionTask):
         *,
         retry: Retry | None = None,
         hooks: Iterable[Any] = (),
+        rerun_outdated: bool = False,
     ):
-        super().__init__(name, ready=ready, retry=retry, hooks=hooks)
+        super().__init__(name, ready=ready, retry=retry, hooks=hooks, rerun_outdated=rerun_outdated)
         self.done = done
         self._binding = FunctionBinding(self, func)
         # The jobs whose body is running now (kill finds the asyncio task running each one).
@@ -87,6 +88,7 @@ class InProcessSyncTask(FunctionTask):
     async def launch(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> None:
         try:
             start = _time_ns()  # a clock reading; a datetime only when a record needs one
+            printed = self.launch_print  # the code this job runs, whatever is redefined meanwhile
             binding = self._binding
             in_body = self._in_body
             in_body.add(job)
@@ -115,13 +117,14 @@ class InProcessSyncTask(FunctionTask):
                 and self._hook_set is None  # hooks get the record: write_success builds it
             ):
                 writer = sink[2]
+                digest = printed.digest if printed is not None else None
                 if writer is not None:  # an in-memory done repository: stored compactly
-                    writer(job, start, _time_ns())
+                    writer(job, start, _time_ns(), digest)
                 else:
-                    await sink[0].dump(job, success_dict_ns(start, _time_ns()))
+                    await sink[0].dump(job, success_dict_ns(start, _time_ns(), printed))
                 self.successes += 1
                 if sink[1].loaded:  # type: ignore[union-attr]
-                    sink[1].note_success(job)  # type: ignore[union-attr]
+                    sink[1].note_success(job, digest)  # type: ignore[union-attr]
                 return
             await self.write_success(job, time_from_ns(start), utcnow(), options)
         except OSError as e:  # writing the record: a full disk is not the job's failure
@@ -180,6 +183,8 @@ class InProcessSyncTask(FunctionTask):
         call = binding.call
         in_body, killed = self._in_body, self._killed
         time_ns = _time_ns
+        printed = self.launch_print
+        digest = printed.digest if printed is not None else None
         launched = 0
         for job in jobs:
             try:
@@ -205,16 +210,16 @@ class InProcessSyncTask(FunctionTask):
                     continue
                 sink = self._sink
                 if sink is not None and sink[2] is not None and self.metadata:
-                    sink[2](job, start, time_ns())  # an in-memory done repository: stored compactly
+                    sink[2](job, start, time_ns(), digest)  # an in-memory done repository: stored compactly
                     self.successes += 1
                     index = sink[1]
                     if index.loaded:  # type: ignore[union-attr]
-                        index.note_success(job)  # type: ignore[union-attr]
+                        index.note_success(job, digest)  # type: ignore[union-attr]
                 elif sink is not None and sink[0] is not None and self.metadata:
-                    await sink[0].dump(job, success_dict_ns(start, time_ns()))
+                    await sink[0].dump(job, success_dict_ns(start, time_ns(), printed))
                     self.successes += 1
                     if sink[1].loaded:  # type: ignore[union-attr]
-                        sink[1].note_success(job)  # type: ignore[union-attr]
+                        sink[1].note_success(job, digest)  # type: ignore[union-attr]
                 else:
                     await self.write_success(job, time_from_ns(start), utcnow())
                 launched += 1

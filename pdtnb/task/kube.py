@@ -27,6 +27,7 @@ Lifecycle of a job
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -68,6 +69,9 @@ ATTEMPT_ANNOTATION = "pdtnb/attempt"
 METADATA_ANNOTATION = "pdtnb/metadata"
 #: ``"request"`` on a pod being killed: whoever finds it records the job as ``killed``.
 KILLED_ANNOTATION = "pdtnb/killed"
+#: The fingerprint of what the pod runs (:mod:`pdtnb.fingerprint`), and its parts as JSON.
+FINGERPRINT_ANNOTATION = "pdtnb/fingerprint"
+FINGERPRINT_PARTS_ANNOTATION = "pdtnb/fingerprint-parts"
 _SAFE_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 #: Records of the same pod carry its launch time; stores may keep it to the millisecond only.
 _SAME_START = timedelta(milliseconds=1)
@@ -130,9 +134,11 @@ class KubeTask(ExternalJobTask):
         *,
         retry: Retry | None = None,
         hooks: Iterable[Any] = (),
+        rerun_outdated: bool = False,
     ):
         super().__init__(
-            name, ready=ready, retry=retry, hooks=hooks, window=as_window(window), timeout=as_timeout(name, timeout)
+            name, ready=ready, retry=retry, hooks=hooks, window=as_window(window), timeout=as_timeout(name, timeout),
+            rerun_outdated=rerun_outdated,
         )
         if not callable(podman):
             raise TypeError(f"task {name!r}: podman must be a callable returning a PodManager")
@@ -166,6 +172,10 @@ class KubeTask(ExternalJobTask):
         return self._podman()
 
     # ---- template ----------------------------------------------------------------------------
+
+    def fingerprint_parts(self) -> dict[str, str] | None:
+        """The manifest template without its comments, and ``env``."""
+        return self._template.fingerprint_parts(self.env)
 
     async def _template_values(self, job: str) -> dict[str, Any]:
         """What the template gets besides the links' values."""
@@ -281,6 +291,10 @@ class KubeTask(ExternalJobTask):
         annotations = meta.setdefault("annotations", {})
         annotations[START_ANNOTATION] = start.isoformat()
         annotations[ATTEMPT_ANNOTATION] = str(options.attempt)
+        printed = self.launch_print
+        if printed is not None:
+            annotations[FINGERPRINT_ANNOTATION] = printed.digest
+            annotations[FINGERPRINT_PARTS_ANNOTATION] = json.dumps(dict(printed.parts), separators=(",", ":"))
         if not options.metadata:
             annotations[METADATA_ANNOTATION] = "false"
         self._starting.append(request)
@@ -517,6 +531,13 @@ class KubeTask(ExternalJobTask):
         }
         if reason is not None and found_reason is not None and found_reason != reason:
             extra["pod_reason"] = found_reason  # the reason given overrides it; Retry(on=...) still sees it
+        annotations = (pod.metadata.annotations if pod.metadata is not None else None) or {}
+        # The code the pod was launched with ("" when its launcher kept none: not today's).
+        fingerprint = str(annotations.get(FINGERPRINT_ANNOTATION) or "")
+        try:
+            parts = json.loads(annotations.get(FINGERPRINT_PARTS_ANNOTATION) or "{}")
+        except ValueError:
+            parts = {}
         return JobRecord(
             outcome,
             start_time=start_time,
@@ -527,6 +548,8 @@ class KubeTask(ExternalJobTask):
             message=message,
             stdout_tail=tail_text(logs),
             extra=extra,
+            fingerprint=fingerprint,
+            fingerprint_parts={str(k): str(v) for k, v in parts.items()} if isinstance(parts, dict) else {},
         )
 
     async def _collect_logs(self, job: str, pod: Any, quiet: bool = False) -> str | None:
@@ -704,9 +727,11 @@ class KubeFunctionTask(KubeTask, FunctionTask):
         script: str | None = None,
         retry: Retry | None = None,
         hooks: Iterable[Any] = (),
+        rerun_outdated: bool = False,
     ):
         super().__init__(
-            name, podman, resources, template, logs, kube_done, env=env, ready=ready, retry=retry, hooks=hooks
+            name, podman, resources, template, logs, kube_done, env=env, ready=ready, retry=retry, hooks=hooks,
+            rerun_outdated=rerun_outdated,
         )
         check_type(name, "func_done", func_done, MetadataRepository, "a MetadataRepository")
         self.func_done = func_done
@@ -714,6 +739,12 @@ class KubeFunctionTask(KubeTask, FunctionTask):
             self.link("func_done", func_done, is_status=True, required_for_output=True, inhibits_start=True)
         self._binding = FunctionBinding(self, func)
         self.script = script
+
+    def fingerprint_parts(self) -> dict[str, str] | None:
+        """The function's parts and the pod template's (:mod:`pdtnb.fingerprint`)."""
+        parts = dict(KubeTask.fingerprint_parts(self) or {})
+        parts.update(FunctionTask.fingerprint_parts(self) or {})
+        return parts
 
     async def validate(self) -> None:
         await super().validate()  # FunctionTask's: binds the function's parameters to links

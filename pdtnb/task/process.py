@@ -125,9 +125,11 @@ class ProcessTask(ExternalJobTask):
         timeout: timedelta | float | None = None,
         retry: Retry | None = None,
         hooks: Iterable[Any] = (),
+        rerun_outdated: bool = False,
     ):
         super().__init__(
-            name, ready=ready, retry=retry, hooks=hooks, window=as_window(window), timeout=as_timeout(name, timeout)
+            name, ready=ready, retry=retry, hooks=hooks, window=as_window(window), timeout=as_timeout(name, timeout),
+            rerun_outdated=rerun_outdated,
         )
         if not callable(manager):
             raise TypeError(f"task {name!r}: manager must be a callable returning a process manager")
@@ -224,6 +226,10 @@ class ProcessTask(ExternalJobTask):
         except SessionClosedError:
             return
         await manager.mkdir(self.basedir)
+
+    def fingerprint_parts(self) -> dict[str, str]:
+        """The template without its comments, and the environment the processes get."""
+        return self._template.fingerprint_parts(self.environ)
 
     async def render(self, job: str) -> str:
         """The script for ``job``. Raises TaskConfigError (naming the task, the job and the cause)
@@ -525,8 +531,15 @@ class ProcessTask(ExternalJobTask):
             host = self.manager.host
         except Exception:
             host = None
-        return JobRecord(outcome, start_time=entry.get("start_time"), end_time=fields.pop("end_time", None) or utcnow(),
-                         host=host, **fields)
+        record = JobRecord(outcome, start_time=entry.get("start_time"),
+                           end_time=fields.pop("end_time", None) or utcnow(), host=host, **fields)
+        printed = entry.get("fingerprint")
+        # The code the job was launched with ("" when its launcher kept none: not today's).
+        record.fingerprint = printed if isinstance(printed, str) else ""
+        parts = entry.get("fingerprint_parts")
+        if isinstance(parts, dict):
+            record.fingerprint_parts = {str(k): str(v) for k, v in parts.items()}
+        return record
 
     async def _write(self, job: str, entry: dict[str, Any], record: JobRecord) -> None:
         """Write a reaped job's record through the one writer, with the attempt it was."""
@@ -717,6 +730,7 @@ class ProcessTask(ExternalJobTask):
         made_dir = False
         manager: AbstractProcessManager | None = None
         try:
+            printed = self.launch_print
             script = await self.render(job)  # before anything exists on the target
             manager = self.manager
             jobdir = self.jobdir(job)
@@ -756,6 +770,9 @@ class ProcessTask(ExternalJobTask):
                     stderr_path,
                 ))
                 entry: dict[str, Any] = {"pid": spawned[0], "start_time": start}
+                if printed is not None:  # what the job runs: its record carries it when reaped
+                    entry["fingerprint"] = printed.digest
+                    entry["fingerprint_parts"] = dict(printed.parts)
                 if options.attempt > 1:
                     entry["attempt"] = options.attempt
                 if not options.metadata:

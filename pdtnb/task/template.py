@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,7 @@ import jinja2
 import jinja2.meta
 
 from ..errors import TaskConfigError
+from ..fingerprint import environment_text, hash_text
 
 __all__ = ["JobTemplate", "render_environment"]
 
@@ -35,6 +37,7 @@ def render_environment() -> jinja2.Environment:
 
 
 _ENV = render_environment()
+_CREDENTIAL = re.compile(r"pass|secret|token|key|credential|auth", re.IGNORECASE)
 
 
 class JobTemplate:
@@ -81,6 +84,22 @@ class JobTemplate:
             self._names = frozenset(names) - set(_ENV.globals)
             self._compiled = compiled
         return self._compiled
+
+    def fingerprint_parts(self, environment: Mapping[str, Any]) -> dict[str, str]:
+        """The parts of a template task's fingerprint (:mod:`pdtnb.fingerprint`): ``template``,
+        the text without its ``{# #}`` comments, blank lines and trailing blanks, and
+        ``environment``, the values the task renders
+        it with for every job (the names of credentials, whose change alters no result, left out:
+        a hash of a weak secret could be guessed)."""
+        tokens = _ENV.lex(self._text())
+        text = "".join(value for _, kind, value in tokens if not kind.startswith("comment"))
+        # Blank lines and trailing blanks mean nothing to a shell or to YAML: not a change.
+        text = "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
+        parts = {"template": hash_text(text)}
+        kept = {k: v for k, v in environment.items() if not _CREDENTIAL.search(str(k))}
+        if kept:
+            parts["environment"] = hash_text(environment_text(kept))
+        return parts
 
     @property
     def names(self) -> frozenset[str]:

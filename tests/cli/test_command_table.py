@@ -74,7 +74,8 @@ def test_cli_help_and_pdt_help_list_the_same_commands_from_the_table(script):
 def test_pdt_help_shows_each_notebook_argument():
     text = help_text(NOTEBOOK)
     for needle in ("status [--all] [--live] [--interval S]", "trace JOB... [--all]", "rm TASK.LINK JOB... [-r]",
-                   "retry TASK [JOB...] [--failed] [-r]", "launch [TASK JOB] [--force] [--sync] [--no-meta]",
+                   "retry TASK [JOB...] [--failed] [--outdated] [-r]",
+                   "launch [TASK JOB] [--force] [--sync] [--no-meta]",
                    "graph [--svg] [--full | --compact]", "show TASK JOB", "timeline [TASK...]"):
         assert needle in text, needle
     assert "--json" not in text, "--json is the command line's"

@@ -187,7 +187,11 @@ async def test_a_pipeline_of_in_process_tasks_records_compactly_and_reads_back_d
     assert summary.succeeded == 50 and status.tasks[0].done == 50 and status.tasks[0].failed == 0
     assert all(_is_compact(v) for v in raw_values(done.data))
     for job, record in done.data.items():
-        assert set(record) == {"result", "attempt", "start_time", "end_time", "host"}, job
+        assert set(record) == {
+            "result", "attempt", "start_time", "end_time", "host", "fingerprint", "fingerprint_parts"
+        }, job
+        assert record["fingerprint"] == body.fingerprint().digest, "the code that made it, kept in the compact form"
+        assert record["fingerprint_parts"] == dict(body.fingerprint().parts)
         assert record["result"] == "success" and record["attempt"] == 1
         assert before <= record["start_time"] <= record["end_time"] <= after
 

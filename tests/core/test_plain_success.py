@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pdtnb.record import success_dict
-from pdtnb.repository.metadata import plain_success, yaml_dump
+from pdtnb.repository.metadata import plain_success, quick_success, yaml_dump
 
 
 def loads_as_success(text: bytes) -> bool:
@@ -82,3 +82,48 @@ def test_every_text_called_a_success_loads_as_one():
             accepted += 1
             assert loads_as_success(bytes(text)), bytes(text)
     assert accepted > 100, "the mutations kept some records plain successes"
+
+
+def fingerprinted(digest: str = "d29e07acd4f6c411") -> bytes:
+    from pdtnb.fingerprint import Fingerprint
+
+    day = datetime(2026, 11, 30, tzinfo=timezone.utc)
+    printed = Fingerprint(digest, {"body": "d9b373474675", "calls clean_title": "bbde0a5060f6"})
+    return yaml_dump(success_dict(day, day.replace(second=1), fingerprint=printed))
+
+
+def test_a_success_with_a_fingerprint_gives_its_digest_without_parsing():
+    text = fingerprinted()
+    assert quick_success(text) == {"result": "success", "fingerprint": "d29e07acd4f6c411"}
+    assert yaml.safe_load(text)["fingerprint"] == "d29e07acd4f6c411"
+    # A digest of digits only is an int to YAML: the dumper quotes it, and the parser reads it.
+    quoted = fingerprinted("1234567890123456")
+    assert b"'1234567890123456'" in quoted and quick_success(quoted) is None
+    assert quick_success(b"result: success\nfingerprint: 1234567890123456\n") is None
+
+
+def test_every_fingerprinted_text_given_a_digest_loads_with_that_digest():
+    """Random mutations of a fingerprinted record: what the quick reader accepts, the loader
+    reads as a success with the same fingerprint."""
+    rng = random.Random(16)
+    base = fingerprinted()
+    alphabet = b"019:- .\nabfx#'\"_"
+    accepted = 0
+    for _ in range(20000):
+        text = bytearray(base)
+        for _ in range(rng.randint(1, 2)):
+            i = rng.randrange(len(text))
+            op = rng.random()
+            if op < 0.4:
+                text[i] = rng.choice(alphabet)
+            elif op < 0.7:
+                del text[i]
+            else:
+                text.insert(i, rng.choice(alphabet))
+        quick = quick_success(bytes(text))
+        if quick is not None:
+            accepted += 1
+            value = yaml.load(bytes(text), Loader=yaml.CSafeLoader)
+            assert type(value) is dict and value.get("result") == "success", bytes(text)
+            assert quick.get("fingerprint") == value.get("fingerprint"), bytes(text)
+    assert accepted > 100

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -364,3 +365,144 @@ async def test_the_notebook_dashboard_links_to_the_dask_dashboard(dask_client, m
         dash.close()
         await controller.close()
 
+
+
+async def test_run_timeout_cancels_the_outstanding_futures(dask_client, tmp_path):
+    """``run(timeout=...)`` stops a run whose jobs hang: their futures are cancelled on the
+    scheduler (not left to run and be recorded later), and the jobs are ready again, unrecorded."""
+    await all_workers(dask_client)
+    raw = pdtnb.InProcessMetadataRepository({"h1": 1, "h2": 2, "h3": 3})
+    done = pdtnb.InProcessMetadataRepository()
+    task = pdtnb.DaskTask("hangs", dask_client, done, func=hanging(tmp_path, seconds=30))
+    task.link("raw", raw, is_input=True)
+
+    def on_scheduler() -> set[str]:
+        return set(dask_client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.tasks)))
+
+    try:
+        async with pdtnb.Pipeline([task], pdtnb.Session()) as pipeline:
+            started = time.monotonic()
+            with pytest.raises(TimeoutError, match=r"timed out after 1\.5 s"):
+                await pipeline.run(timeout=1.5)
+            assert time.monotonic() - started < 10
+            await wait_for(lambda: not any(k.startswith("hangs") for k in on_scheduler()), 10,
+                           "the scheduler to drop every future of the run")
+            assert task.jobs_here() == 0 and done.data == {}, "nothing recorded: the jobs stay ready"
+            assert (await pdtnb.pipeline_status(pipeline)).task("hangs").ready == 3
+    finally:
+        (tmp_path / "release").write_text("")
+
+
+CTRL_C_SCRIPT = """
+import sys
+from pathlib import Path
+import pdtnb
+sys.path.insert(0, {here!r})
+from test_dask_executor import hanging
+
+raw = pdtnb.InProcessMetadataRepository({{"h1": 1, "h2": 2}})
+done = pdtnb.YamlMetadataFileRepository(Path({scratch!r}) / "done")
+task = pdtnb.DaskTask("hangs", {address!r}, done, func=hanging(Path({scratch!r}), seconds=30))
+task.link("raw", raw, is_input=True)
+pipeline = pdtnb.Pipeline([task], pdtnb.Session())
+if __name__ == "__main__":
+    sys.exit(pdtnb.main(pipeline))
+"""
+
+
+def test_ctrl_c_of_a_command_line_run_cancels_its_futures_and_records_nothing(dask_client, tmp_path):
+    """``python pipeline.py run`` on a scheduler address, interrupted while its bodies run on the
+    workers: it exits 130 within seconds, the scheduler drops its futures, nothing is recorded."""
+    asyncio.run(all_workers(dask_client))
+    script = tmp_path / "pipeline.py"
+    script.write_text(CTRL_C_SCRIPT.format(
+        here=str(Path(__file__).parent), scratch=str(tmp_path), address=dask_client.scheduler.address
+    ))
+    proc = subprocess.Popen([sys.executable, str(script), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path)
+
+    def on_scheduler() -> set[str]:
+        return set(dask_client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.tasks)))
+
+    def until(predicate: Any, what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.05)
+
+    try:
+        until(lambda: (tmp_path / "h1.pid").exists() or (tmp_path / "h2.pid").exists(), "a body to start on a worker")
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert time.monotonic() - sent < 5, "stopped within the grace period"
+        until(lambda: not any(k.startswith("hangs") for k in on_scheduler()), "the scheduler to drop the futures", 10)
+        assert not list((tmp_path / "done").glob("*.yaml")), "nothing recorded"
+    finally:
+        (tmp_path / "release").write_text("")
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_pipeline_file_declares_a_dask_task_by_its_scheduler_address(dask_client, tmp_path, monkeypatch):
+    """``kind: dask`` with ``client_or_address: ${DASK_SCHEDULER}``, run by ``python -m pdtnb -f``."""
+    (tmp_path / "raw").mkdir()
+    for i in range(3):
+        (tmp_path / "raw" / f"j{i}").write_text(str(i * 7))
+    (tmp_path / "dask_bodies.py").write_text(
+        "import os\n"
+        "from pathlib import Path\n\n\n"
+        "def square(job, raw, out):\n"
+        "    value = int(Path(raw.fullpath(job)).read_text())\n"
+        "    Path(out.fullpath(job)).write_text(f'{value * value} on {os.getpid()}')\n"
+    )
+    (tmp_path / "pipeline.yaml").write_text(
+        "version: 1\n"
+        "import_paths: [.]\n"
+        "repositories:\n"
+        "  raw: {kind: FileRepository, basedir: raw}\n"
+        "  out: {kind: FileRepository, basedir: out}\n"
+        "  done: {kind: YamlMetadataFileRepository, filename: done}\n"
+        "tasks:\n"
+        "  square:\n"
+        "    kind: dask\n"
+        "    client_or_address: ${DASK_SCHEDULER}\n"
+        "    func: dask_bodies:square\n"
+        "    done: done\n"
+        "    links:\n"
+        "      raw: {repo: raw, kind: input}\n"
+        "      out: {repo: out, kind: output}\n"
+    )
+    (tmp_path / "out").mkdir()
+    # The bodies' module must be importable on the cluster, as an installed package is (they are
+    # pickled by reference): here, the scheduler and the workers run on this machine.
+    where = str(tmp_path)
+
+    def add_path(dask_scheduler: Any = None) -> None:
+        sys.path.insert(0, where)
+
+    def remove_path(dask_scheduler: Any = None) -> None:
+        sys.path.remove(where)
+
+    dask_client.run(add_path)
+    dask_client.run_on_scheduler(add_path)
+    try:
+        env = {**os.environ, "DASK_SCHEDULER": dask_client.scheduler.address}
+        run = subprocess.run([sys.executable, "-m", "pdtnb", "-f", str(tmp_path / "pipeline.yaml"), "run"],
+                             env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    finally:
+        dask_client.run(remove_path)
+        dask_client.run_on_scheduler(remove_path)
+    assert run.returncode == 0, run.stderr
+    workers = set(dask_client.run(os.getpid).values())
+    for i in range(3):
+        value, _, pid = (tmp_path / "out" / f"j{i}").read_text().partition(" on ")
+        assert int(value) == (i * 7) ** 2 and int(pid) in workers, "run on a worker process"
+        assert yaml_record(tmp_path / "done" / f"j{i}.yaml")["result"] == "success"
+
+
+def yaml_record(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())

@@ -275,3 +275,21 @@ def test_no_hooks_nothing_on_the_job_path() -> None:
     assert Pipeline([task], Session(), hooks=[object()]).hooks_for(task) is None, "no hook method: no dispatch"
     assert isinstance(Pipeline([task], Session(), hooks=[Gate({})]).hooks_for(task), HookSet)
     assert task.stream_launcher() is not None
+
+
+async def test_a_launch_by_hand_is_asked_too_and_force_overrides_the_veto():
+    """``launch TASK JOB`` (the CLI, ``%pdt launch``, the dashboard's Launch) asks the hooks as a
+    launch phase does: a veto is refused with its reason; ``force`` launches anyway."""
+    from pdtnb.admin import launch_job
+
+    gate = Gate({"a": "the maintenance window is open"})
+    task, done = inprocess({"a": 1, "b": 2}, hooks=[gate])
+    async with Pipeline([task], Session()) as pipeline:
+        vetoed = await launch_job(pipeline, "t", "a")
+        assert vetoed.state == "vetoed" and gate.asked == ["a"]
+        assert vetoed.refusal() == "t:a was skipped by hook Gate: the maintenance window is open"
+        assert vetoed.forcible and not await done.contains("a")
+        assert (await launch_job(pipeline, "t", "b")).state == "started" and await done.contains("b")
+        forced = await launch_job(pipeline, "t", "a", force=True)
+        assert forced.state == "started" and await done.contains("a")
+        assert gate.asked == ["a", "b"], "a forced launch does not ask"

@@ -328,6 +328,7 @@ async def test_restarted_pipeline_adopts_running_pods_and_reaps_each_once_on_emu
     pm_b.launch = counting(launched_b, pm_b.launch)
     rm_b = ResourceManager(quota)
     b = Stage1(tmp_path, lambda: pm_b, rm_b, cpu="500m")
+    b.task.env["release"] = "2"  # B's code differs from A's (its template's environment)
     dumps_b: list[str] = []
     b.done.dump = counting(dumps_b, b.done.dump)
     pipeline_b = Pipeline([b.task], Session(), [rm_b], poll_interval=0.02)
@@ -347,10 +348,16 @@ async def test_restarted_pipeline_adopts_running_pods_and_reaps_each_once_on_emu
     if creations_before is not None:
         assert creations_before == 3 and pod_creations(kubelet) == 4
     assert sorted(dumps_b) == jobs, "every job is recorded done exactly once"
+    a_print, b_print = a.task.fingerprint(), b.task.fingerprint()
+    assert a_print is not None and b_print is not None and a_print.digest != b_print.digest
     for job in jobs:
         record = await b.done.info(job)
         assert record["result"] == "success" and record["exit_code"] == 0
         assert await read_blob(b.logs, job) == f"output of {job}\n"
+        # Each record names the code its pod was launched with (its annotations), not the reaper's.
+        launched_by = a_print if job in live_a else b_print
+        kept = (record["fingerprint"], record["fingerprint_parts"])
+        assert kept == (launched_by.digest, dict(launched_by.parts)), job
     assert node.max_pods <= 3
     assert await pm.query() == []
     assert await everything_released(rm_b)

@@ -43,6 +43,8 @@ import pytest
 import yaml
 from nbrun import KernelInfo, status_rows
 
+from pdtnb import JOB_STATES
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 MINE = ("quickstart.ipynb", "processes.ipynb", "dashboard-tour.ipynb", "declarative.ipynb")
@@ -474,7 +476,7 @@ def test_dashboard_tour(kernel: KernelInfo, tmp_path: Path) -> None:
         by_kind.setdefault(model["model_name"], []).append(model["state"])
     # The table's counts and task names are buttons too; then come the launch panel's.
     table = [b for b in by_kind["ButtonModel"] if {"pdtnb-count", "pdtnb-task-name"} & set(b["_dom_classes"])]
-    assert len(table) == 2 * 8  # two tasks: a name and seven counts each
+    assert len(table) == 2 * 9  # two tasks: a name and eight counts each (one per job state)
     square_failed = next(b for b in table if b.get("tooltip", "").startswith("0 failed jobs of square"))
     assert square_failed["description"] == "0" and square_failed["disabled"] is True
     panel = [b for b in by_kind["ButtonModel"] if b not in table]
@@ -488,7 +490,8 @@ def test_dashboard_tour(kernel: KernelInfo, tmp_path: Path) -> None:
         assert button in labels
     menus = {m["description"]: m for m in by_kind["DropdownModel"]}
     assert menus["task"]["_options_labels"] == ["square", "describe"]
-    assert menus["jobs"]["_options_labels"] == ["waiting", "ready", "live", "done", "failed", "retrying", "blocked"]
+    assert menus["jobs"]["_options_labels"] == list(JOB_STATES)
+    assert "outdated" in menus["jobs"]["_options_labels"]
     (job_field,) = by_kind["ComboboxModel"]
     assert job_field["description"] == "job" and job_field["value"] == "n8"  # the job the tour opened
     assert [c["description"] for c in by_kind["CheckboxModel"]] == ["force"]
@@ -511,7 +514,7 @@ def test_dashboard_tour(kernel: KernelInfo, tmp_path: Path) -> None:
     assert ex.stdout("click-helper") == step_launch
     assert ex.stdout("launch-button") == (
         "Launch: square:n7 launched and finished\n"
-        "Launch: square:n99 is not ready (tick force to launch anyway)\n"
+        "Launch: square:n99 is not ready to launch (tick force to launch anyway)\n"
     )
     # The result line says the run started, or, when it was over before the line was read, how it ended.
     started = r"Run: (run started at \d\d:\d\d:\d\d UTC: the caption above follows it; Stop ends it|run finished: .*)"

@@ -111,7 +111,8 @@ async def test_a_damaged_side_file_is_rebuilt(data, reads):
     head, jobs, idents = good.split(b"\n")
     damages = [
         b"{not json",
-        b'{"format": 1, "jobs": {"j3": ["x"], "j4": 5}}',  # the earlier format
+        b'{"format": 1, "jobs": {"j3": ["x"], "j4": 5}}',  # an earlier format
+        b'{"format":2,"stamp":null,"count":0,"failed":[],"retrying":{},"corrupt":{}}\n[]\n[]',  # before fingerprints
         b'{"format": 99}',
         good[: len(good) // 2],  # cut short
         b"\n".join([head, jobs, b"[]"]),  # identities missing
@@ -120,4 +121,4 @@ async def test_a_damaged_side_file_is_rebuilt(data, reads):
     for damage in damages:
         side.write_bytes(damage)
         assert (await counts(data))["a"] == (N - 2, 2, 0), damage
-        assert side.read_bytes().startswith(b'{"format":2'), "rewritten whole"
+        assert side.read_bytes().startswith(b'{"format":3'), "rewritten whole"

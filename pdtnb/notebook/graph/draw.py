@@ -172,7 +172,8 @@ def draw_figure(model: GraphModel, placement: Placement, status: PipelineStatus 
 
     fig_w = max(graph_w, theme.PAGE_WIDTH)
     fig.set_size_inches(fig_w, graph_h + 2)  # provisional: the legends are measured at this width
-    legends = make_legends(fig, {e.kind for e in placement.edges}, model.form, fig_w - 2 * theme.MARGIN)
+    drawn = set(model.node_states(status).values())
+    legends = make_legends(fig, {e.kind for e in placement.edges}, model.form, fig_w - 2 * theme.MARGIN, drawn)
     renderer = fig.canvas.get_renderer()
     extents = [legend.get_window_extent(renderer) for legend in legends]
     fig_w = max(fig_w, *(e.width / fig.dpi + 2 * theme.MARGIN for e in extents))

@@ -1,4 +1,5 @@
-"""The legend under the graph: the task states (:data:`~pdtnb.notebook.style.NODE_STATES` only),
+"""The legend under the graph: the task states (:data:`~pdtnb.notebook.style.NODE_STATES`, and
+those of :data:`~pdtnb.notebook.style.OCCASIONAL_NODE_STATES` a node is drawn in),
 then the repositories and the kinds of link drawn, each key drawn like the graph's own shapes."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from matplotlib.legend_handler import HandlerBase
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyBboxPatch, Patch, PathPatch, Polygon
 
-from ..style import NODE_STATES, STATE_COLOURS
+from ..style import NODE_STATES, OCCASIONAL_NODE_STATES, STATE_COLOURS
 from . import theme
 from .shapes import drum_path, drum_rim
 
@@ -76,12 +77,15 @@ def _handlers() -> dict[str, HandlerBase]:
     return handlers
 
 
-def _entries(kinds: set[str], form: str) -> list[tuple[str, list[Any], dict[Any, HandlerBase]]]:
-    """(heading, handles, handler map) of each legend."""
+def _entries(
+    kinds: set[str], form: str, drawn: set[str] | frozenset[str] = frozenset()
+) -> list[tuple[str, list[Any], dict[Any, HandlerBase]]]:
+    """(heading, handles, handler map) of each legend (``drawn``: the states nodes are drawn in)."""
     handlers = _handlers()
+    shown = [*NODE_STATES[:3], *(s for s in OCCASIONAL_NODE_STATES if s in drawn), *NODE_STATES[3:]]
     states = [
         Patch(facecolor=STATE_COLOURS[k], edgecolor=theme.TASK_EDGE, linewidth=1.0, label=theme.STATE_LABELS[k])
-        for k in NODE_STATES
+        for k in shown
     ]
     links: list[Any] = []
     link_map: dict[Any, HandlerBase] = {}
@@ -120,12 +124,15 @@ def _legend(fig: Figure, heading: str, handles: list[Any], handler_map: dict[Any
     return legend
 
 
-def make_legends(fig: Figure, kinds: set[str], form: str, max_width: float) -> list[Legend]:
-    """The legends of a drawing in ``form`` that uses edges of ``kinds``, each on one row if it
-    fits in ``max_width`` inches, else on as few rows as fit. The caller positions them."""
+def make_legends(
+    fig: Figure, kinds: set[str], form: str, max_width: float, drawn: set[str] | frozenset[str] = frozenset()
+) -> list[Legend]:
+    """The legends of a drawing in ``form`` that uses edges of ``kinds`` and task nodes in the
+    states ``drawn``, each on one row if it fits in ``max_width`` inches, else on as few rows as
+    fit. The caller positions them."""
     renderer = fig.canvas.get_renderer()
     legends = []
-    for heading, handles, handler_map in _entries(kinds, form):
+    for heading, handles, handler_map in _entries(kinds, form, drawn):
         legend = _legend(fig, heading, handles, handler_map, len(handles))
         width = legend.get_window_extent(renderer).width / fig.dpi
         if width > max_width and len(handles) > 1:

@@ -52,7 +52,8 @@ _NOMINAL_COUNT = 88
 
 def node_state(task_status: TaskStatus | None) -> str:
     """The state a task is drawn in: ``failed`` if any job failed, else ``live`` if any is running,
-    else ``ready`` if any could start, else ``done`` if any finished, else ``idle``."""
+    else ``ready`` if any could start, else ``outdated`` if any was done by code that has changed
+    since (it wants a ``retry --outdated``), else ``done`` if any finished, else ``idle``."""
     if task_status is None:
         return "idle"
     if task_status.failed > 0:
@@ -61,6 +62,8 @@ def node_state(task_status: TaskStatus | None) -> str:
         return "live"
     if task_status.ready > 0:
         return "ready"
+    if task_status.outdated > 0:
+        return "outdated"
     if task_status.done > 0:
         return "done"
     return "idle"
@@ -271,7 +274,8 @@ class GraphModel:
         if ts is not None:
             lines.append(TextLine(f"ready {ts.ready} · live {ts.live}", "count"))
             lines.append(TextLine(f"done {ts.done} · failed {ts.failed}", "count"))
-            held = [f"{label} {n}" for label, n in (("retrying", ts.retrying), ("blocked", ts.blocked)) if n]
+            held = [f"{label} {n}" for label, n in
+                    (("outdated", ts.outdated), ("retrying", ts.retrying), ("blocked", ts.blocked)) if n]
             if held:  # only when there are some: most nodes keep two count lines
                 lines.append(TextLine(" · ".join(held), "count"))
         if self.is_disabled(status, task):

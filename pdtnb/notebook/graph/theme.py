@@ -13,6 +13,7 @@ STATE_LABELS = {
     "ready": "ready",
     "live": "live",
     "done": "done",
+    "outdated": "outdated",
     "failed": "failed",
     "idle": "idle / waiting",
 }
