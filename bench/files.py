@@ -222,10 +222,22 @@ def record_templates() -> dict[str, dict[str, bytes]]:
         "start_time": start,
         "end_time": end,
     }
+    # pdtnb's success records carry the fingerprint of the task that wrote them: the status
+    # tree's records get each task's own (so that status finds them current, as after a run).
+    sys.path.insert(0, str(BENCH))
+    from _files_worker import status_pipeline
+
+    import pdtnb
+
+    tasks = list(status_pipeline(pdtnb, Path("/nonexistent-status-tree")).tasks.values())
+    failure = record_from_exception(exc, start, end_time=end)
+    failure.fingerprint, failure.fingerprint_parts = tasks[0].fingerprint().digest, dict(tasks[0].fingerprint().parts)
+    by_task = {k + 1: yaml_dump(success_dict(start, end, fingerprint=t.fingerprint())) for k, t in enumerate(tasks)}
     return {
         "pdtnb": {
-            "success": yaml_dump(success_dict(start, end)),
-            "failure": yaml_dump(record_from_exception(exc, start, end_time=end).to_dict()),
+            "success": by_task[1],
+            "failure": yaml_dump(failure.to_dict()),
+            **{f"success-t{k}": text for k, text in by_task.items()},
         },
         "pydatatask": {  # what its InProcessSyncTask dumps: yaml.safe_dump(result, None)
             "success": yaml.safe_dump({"result": "success", "start_time": start, "end_time": end}, None).encode(),
@@ -276,7 +288,8 @@ def build_tree(tree: Path, n: int, templates: dict[str, dict[str, bytes]]) -> No
         _touch_all(tree / f"out{k}", [jobs[i] for i in succeeded], b"")
         for lib in ("pdtnb", "pydatatask"):
             done = tree / f"done-{lib}-{k}"
-            _touch_all(done, [f"{jobs[i]}.yaml" for i in succeeded], templates[lib]["success"])
+            success = templates[lib].get(f"success-t{k}", templates[lib]["success"])
+            _touch_all(done, [f"{jobs[i]}.yaml" for i in succeeded], success)
             _touch_all(done, [f"{jobs[i]}.yaml" for i in sorted(failed)], templates[lib]["failure"])
         alive -= failed
         log(f"  built task t{k}: {len(recorded):,} records ({len(failed)} failures) per library")
