@@ -39,6 +39,7 @@ __all__ = [
     "inject_data",
     "launch",
     "shell",
+    "fuse",
     "print_failed",
     "print_show",
     "print_why",
@@ -206,19 +207,22 @@ async def launch(pipeline: Pipeline, task_name: str, job: str, sync: bool, meta:
 
 
 def shell(pipeline: Pipeline) -> None:
-    """An interactive shell with ``pipeline`` and ``pdtnb`` defined (IPython if installed)."""
-    import pdtnb
+    """An interactive shell with ``pipeline`` (opened first, closed on exit) and ``pdtnb`` defined,
+    where top-level ``await`` runs on the pipeline's loop: IPython if installed, else Python's own
+    shell made await-capable like ``python -m asyncio`` (see :mod:`pdtnb.shell`)."""
+    from .shell import interact
 
-    namespace = {"pipeline": pipeline, "pdtnb": pdtnb}
-    banner = "pdtnb shell: `pipeline` is your pipeline; `await pipeline.open()` to use its repositories."
-    try:
-        from IPython import start_ipython
-    except ImportError:
-        import code
+    interact(pipeline)
 
-        code.interact(banner=banner + " (install ipython for top-level await)", local=namespace)
-        return
-    start_ipython(argv=["--no-banner"], user_ns=namespace, display_banner=False)
+
+async def fuse(pipeline: Pipeline, mountpoint: str, writable: bool = False, lease_wait: float | None = None) -> int:
+    """Mount the pipeline's repositories at ``mountpoint`` until Ctrl-C or an unmount: a directory
+    per task, in it a directory per link, in it a file per job (see :mod:`pdtnb.fuse`).
+    ``writable`` stores what is written to a job's file when it is closed, as ``inject`` does, and
+    holds the pipeline's lease while mounted (``lease_wait``: ``--wait``)."""
+    from .fuse import serve
+
+    return await serve(pipeline, mountpoint, writable=writable, wait=lease_wait)
 
 
 #: The coroutine (or function) behind each command-line subcommand of :data:`pdtnb.commands.COMMANDS`.
@@ -238,6 +242,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "inject": inject_data,
     "launch": launch,
     "shell": shell,
+    "fuse": fuse,
 }
 
 

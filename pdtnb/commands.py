@@ -302,6 +302,17 @@ COMMANDS: tuple[Command, ...] = (
     ),
     command("shell", "Launch an interactive shell to interrogate the pipeline", where=CLI),
     command(
+        "fuse", "Mount the pipeline's repositories as a filesystem (a directory per task and link, a file per job)",
+        arg("mountpoint", metavar="MOUNTPOINT", help="an existing empty directory to mount on"),
+        arg("--writable", action="store_true",
+            help="Allow writing jobs (each file stored on close, as inject does); holds the pipeline's lease"),
+        arg("--wait", dest="lease_wait", type=float, nargs="?", const=math.inf, default=None, metavar="S",
+            help="With --writable: if another controller holds the pipeline, wait for it (for S seconds, or as "
+            "long as it takes) instead of exiting with status 75",
+            synopsis="[--wait [S]]"),
+        where=CLI,
+    ),
+    command(
         "graph", "the dependency graph, coloured by status",
         arg("--svg", action="store_true", help="draw SVG instead of PNG"),
         arg("--full", dest="form", action="store_const", const="full", help="every repository drawn",

@@ -7,9 +7,12 @@ the same thing wherever it is written or shown. :class:`JobRecord` is the one ty
 reader, which also understands the records of pydatatask 0.4.7 (``success``, ``return_code``,
 ``exception`` as a formatted traceback) and of earlier pdtnb releases (``result: exception``).
 
-Every text field is bounded (:data:`LIMITS`) and made encodable, so that any store can hold the
-record: a 20 MiB exception message or a file name that is not UTF-8 must not cost the record
-that explains them.
+Every field is bounded (:data:`LIMITS`), whoever filled it: :meth:`JobRecord.to_dict`, the one
+writer, cuts the message, reason, traceback, tails, frames, ``fingerprint_parts``, ``extra`` (its
+strings, and the size of its nested values as a whole) and each ``history`` entry, marking what it
+cut. A whole record is then at most a few hundred kilobytes, whatever happened (MongoDB refuses a
+document over 16 MB): a 20 MiB exception message or a file name that is not UTF-8 must not cost
+the record that explains them.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ __all__ = [
 ]
 
 #: Upper bounds, in characters, of a record's text fields (and of the number of frames kept).
+#: ``field``: host and error type; ``extra``: each string of ``extra`` (``extra_total``: all of
+#: ``extra``, nested values included); ``history_entry``: each earlier attempt's summary;
+#: ``fingerprint_parts``: the number of parts kept. A text already cut keeps its
+#: ``[... N more characters cut]`` note: :meth:`JobRecord.to_dict` does not cut it again.
 LIMITS = {
     "message": 2000,
     "traceback": 16000,
@@ -45,7 +52,18 @@ LIMITS = {
     "reason": 2000,
     "frames": 40,
     "history": 10,
+    "field": 500,
+    "extra": 4000,
+    "extra_total": 64000,
+    "history_entry": 16000,
+    "fingerprint_parts": 500,
 }
+
+#: Room for the note a cut text ends with, so that bounding a record twice changes nothing.
+_NOTE_ROOM = 100
+#: How deep and how wide nested values of ``extra`` and ``history`` are kept.
+_MAX_DEPTH = 6
+_MAX_ITEMS = 100
 
 _UTC = timezone.utc
 _HOST = sys.intern(socket.gethostname())
@@ -68,6 +86,15 @@ class Outcome(str, enum.Enum):
 # What earlier writers put under ``result`` for a failure.
 _LEGACY_FAILURES = frozenset({"exception", "failure", "failed", "error"})
 
+# The text fields of a record and their bounds (0: not text, kept as it is).
+_TEXT_FIELDS = (
+    ("exit_code", 0),
+    ("error_type", LIMITS["field"]),
+    ("message", LIMITS["message"]),
+    ("reason", LIMITS["reason"]),
+    ("retry_at", 0),
+)
+
 
 def clean_text(text: str, limit: int | None = None) -> str:
     """``text`` made safe for any store: encodable as UTF-8 (undecodable bytes of file names are
@@ -86,6 +113,91 @@ def clean_text(text: str, limit: int | None = None) -> str:
         cut = len(text) - limit
         text = text[:limit] + f"\n[... {cut} more characters cut]"
     return text
+
+
+def bounded_text(value: Any, limit: int) -> Any:
+    """``value`` cut to ``limit`` characters (see :func:`clean_text`) when it is a longer string,
+    unless it is within the room of an earlier cut's note; anything else unchanged."""
+    if isinstance(value, str) and len(value) > limit + _NOTE_ROOM:
+        return clean_text(value, limit)
+    return value
+
+
+def bounded_tail(value: Any, limit: int = LIMITS["tail"]) -> Any:
+    """An output tail (a string) longer than ``limit`` cut to its last ``limit`` characters."""
+    if isinstance(value, str) and len(value) > limit + _NOTE_ROOM:
+        return f"[... {len(value) - limit} earlier characters cut]\n" + clean_text(value[-limit:])
+    return value
+
+
+class _Budget:
+    """What is left of the characters a nested value may still use."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int):
+        self.left = left
+
+
+def bounded_value(value: Any, limit: int, budget: _Budget, depth: int = 0) -> Any:
+    """``value`` (a part of ``extra`` or a history entry) with every string cut to ``limit``, at
+    most ``_MAX_ITEMS`` entries per mapping or list and ``_MAX_DEPTH`` levels; once ``budget``
+    characters are spent, strings are cut to 200 characters and nested values replaced by a note,
+    so the whole stays within about the budget plus 200 characters per key. What is cut is marked.
+    Scalars and unknown objects are kept as they are."""
+    if isinstance(value, str):
+        value = bounded_text(value, max(200, min(limit, budget.left)))
+        budget.left -= len(value)
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        room = max(200, min(limit, budget.left))
+        if len(value) > room:
+            value = f"[{len(value)} bytes, cut to their first {room}] " + clean_text(repr(bytes(value[:room])))
+        budget.left -= len(value)
+        return value
+    if isinstance(value, dict):
+        if depth >= _MAX_DEPTH or budget.left <= 0:
+            budget.left -= 50
+            return f"[a mapping of {len(value)} entries, cut]"
+        out: dict[Any, Any] = {}
+        for i, (key, item) in enumerate(value.items()):
+            # Every key is kept (up to _MAX_ITEMS): once the budget is spent, values are cut short
+            # (strings to 200 characters, nested values to a note), so small fields survive.
+            if i >= _MAX_ITEMS:
+                out["..."] = f"[{len(value) - i} more entries cut]"
+                break
+            key = bounded_text(key, 200)
+            budget.left -= len(key) if isinstance(key, str) else 8
+            out[key] = bounded_value(item, limit, budget, depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        if depth >= _MAX_DEPTH or budget.left <= 0:
+            budget.left -= 50
+            return f"[a list of {len(value)} items, cut]"
+        items: list[Any] = []
+        for i, item in enumerate(value):
+            if i >= _MAX_ITEMS or budget.left <= 0:
+                items.append(f"[{len(value) - i} more items cut]")
+                break
+            items.append(bounded_value(item, limit, budget, depth + 1))
+        return items if isinstance(value, list) else tuple(items)
+    budget.left -= 16
+    return value
+
+
+def bounded_parts(parts: dict[str, str]) -> dict[str, str]:
+    """``fingerprint_parts`` with at most ``LIMITS["fingerprint_parts"]`` entries of bounded
+    names and hashes (a body reaching more functions of its module keeps the first ones; the
+    digest still covers them all)."""
+    limit = LIMITS["fingerprint_parts"]
+    if len(parts) <= limit and all(len(k) <= 300 and len(v) <= 300 for k, v in parts.items()):
+        return dict(parts)
+    out: dict[str, str] = {}
+    for key, value in parts.items():
+        if len(out) >= limit:
+            break
+        out[clean_text(str(key), 200)] = clean_text(str(value), 200)
+    return out
 
 
 def tail_text(data: bytes | str | None, limit: int = LIMITS["tail"]) -> str | None:
@@ -115,7 +227,13 @@ class Frame:
     user: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "function": self.function, "code": self.code, "user": self.user}
+        return {
+            "file": bounded_text(self.file, 500),
+            "line": self.line,
+            "function": bounded_text(self.function, 200),
+            "code": bounded_text(self.code, 500),
+            "user": self.user,
+        }
 
     @classmethod
     def from_dict(cls, data: Any) -> Frame | None:
@@ -277,7 +395,8 @@ class JobRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form: plain data any metadata repository holds (``result`` is the outcome,
-        under the key pydatatask 0.4.7's function tasks use)."""
+        under the key pydatatask 0.4.7's function tasks use). Every field is bounded
+        (:data:`LIMITS`), however the record was filled."""
         data: dict[str, Any] = {
             "result": self.outcome.value,
             "attempt": self.attempt,
@@ -285,29 +404,42 @@ class JobRecord:
             "end_time": self.end_time,
         }
         if self.host:
-            data["host"] = self.host
-        for key in ("exit_code", "error_type", "message", "reason", "retry_at"):
+            data["host"] = bounded_text(self.host, LIMITS["field"])
+        for key, limit in _TEXT_FIELDS:
             value = getattr(self, key)
             if value is not None:
-                data[key] = value
+                data[key] = bounded_text(value, limit) if limit else value
         if self.exit_code is not None:
             data["return_code"] = self.exit_code  # pydatatask's name
         if self.traceback is not None:
-            data["traceback"] = self.traceback
+            data["traceback"] = bounded_text(self.traceback, LIMITS["traceback"])
         if self.frames:
-            data["frames"] = [f.to_dict() for f in self.frames]
+            frames = self.frames
+            limit = LIMITS["frames"]
+            if len(frames) > limit:  # the outermost few and the innermost, as when recorded
+                frames = frames[:5] + frames[-(limit - 5):]
+            data["frames"] = [f.to_dict() for f in frames]
         for key in ("stdout_tail", "stderr_tail"):
             value = getattr(self, key)
             if value:
-                data[key] = value
+                data[key] = bounded_tail(value)
         if self.fingerprint:  # "": known to be unknown (a job launched by code that kept none)
-            data["fingerprint"] = self.fingerprint
+            data["fingerprint"] = bounded_text(self.fingerprint, LIMITS["field"])
             if self.fingerprint_parts:
-                data["fingerprint_parts"] = dict(self.fingerprint_parts)
-        for key, value in self.extra.items():
-            data.setdefault(key, value)
+                data["fingerprint_parts"] = bounded_parts(self.fingerprint_parts)
+        if self.extra:
+            budget = _Budget(LIMITS["extra_total"])
+            for i, (key, value) in enumerate(self.extra.items()):
+                if i >= _MAX_ITEMS:
+                    data.setdefault("extra_cut", f"[{len(self.extra) - i} more fields cut]")
+                    break
+                if key not in data:
+                    data[bounded_text(key, 200)] = bounded_value(value, LIMITS["extra"], budget)
         if self.history:
-            data["history"] = self.history[-LIMITS["history"]:]
+            data["history"] = [
+                bounded_value(entry, LIMITS["reason"], _Budget(LIMITS["history_entry"]))
+                for entry in self.history[-LIMITS["history"]:]
+            ]
         return data
 
     def summary(self) -> dict[str, Any]:
@@ -502,8 +634,13 @@ def success_dict(
     }
     if fingerprint is not None:
         data["fingerprint"] = fingerprint.digest
-        data["fingerprint_parts"] = dict(fingerprint.parts)
+        data["fingerprint_parts"] = _parts_dict(fingerprint.parts)
     return data
+
+
+def _parts_dict(parts: Any) -> dict[str, str]:
+    """A fingerprint's parts as stored: all of them, unless there are more than the limit."""
+    return dict(parts) if len(parts) <= LIMITS["fingerprint_parts"] else bounded_parts(dict(parts))
 
 
 def time_from_ns(ns: int) -> datetime:
@@ -528,10 +665,10 @@ def success_dict_ns(start_ns: int, end_ns: int, fingerprint: Fingerprint | str |
             data["fingerprint"] = fingerprint
             parts = parts_of(fingerprint)
             if parts:
-                data["fingerprint_parts"] = dict(parts)
+                data["fingerprint_parts"] = _parts_dict(parts)
         else:
             data["fingerprint"] = fingerprint.digest
-            data["fingerprint_parts"] = dict(fingerprint.parts)
+            data["fingerprint_parts"] = _parts_dict(fingerprint.parts)
     return data
 
 

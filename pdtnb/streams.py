@@ -213,3 +213,15 @@ async def roundrobin(iterables: list[AsyncIterable[Any]] | Any, *more: Any) -> A
             still.append(it)
             yield item
         iterators = still
+
+
+class StderrIsStdout:
+    """The type of :data:`STDOUT`: a process's standard error sent to its standard output. It lives
+    here, below both the process managers and the tasks, because both use it."""
+
+    def __repr__(self) -> str:
+        return "STDOUT"
+
+
+#: Pass as a ProcessTask's ``stderr`` to interleave standard error into the stdout repository.
+STDOUT = StderrIsStdout()

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from ..task.base import _StderrIsStdout
+from ..streams import StderrIsStdout as _StderrIsStdout
 
 __all__ = ["AbstractProcessManager", "job_wrapper"]
 

@@ -54,7 +54,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from ..task.base import _StderrIsStdout
+from ..streams import StderrIsStdout as _StderrIsStdout
 from .base import AbstractProcessManager, job_wrapper
 
 __all__ = ["LocalLinuxManager", "LocalFile", "parse_identifier"]

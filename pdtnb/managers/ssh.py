@@ -31,7 +31,7 @@ import asyncssh
 
 from ..errors import SSHConnectionError
 from ..streams import AsyncFile
-from ..task.base import _StderrIsStdout
+from ..streams import StderrIsStdout as _StderrIsStdout
 from .base import AbstractProcessManager, job_wrapper
 from .local import parse_identifier
 

@@ -21,21 +21,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-__all__ = ["run_sync", "submit", "call_soon", "is_reentrant", "make_reentrant"]
+__all__ = ["run_sync", "submit", "is_reentrant", "make_reentrant"]
 
 log = logging.getLogger("pdtnb.notebook")
 T = TypeVar("T")
 
-_patched: set[int] = set()
+#: The loops made re-entrant (weakly held: a closed loop is forgotten, and its id never mistaken
+#: for a new loop's).
+_patched: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
 def is_reentrant(loop: asyncio.AbstractEventLoop) -> bool:
     """Whether :func:`make_reentrant` was applied to ``loop``."""
-    return id(loop) in _patched
+    return loop in _patched
 
 
 def make_reentrant(loop: asyncio.AbstractEventLoop) -> None:
@@ -48,7 +51,7 @@ def make_reentrant(loop: asyncio.AbstractEventLoop) -> None:
     ``_run_once`` steps aside the running task around each callback, which is what lets a task
     run while another (the cell's) is suspended in a nested ``run_until_complete``.
     """
-    if id(loop) in _patched:
+    if loop in _patched:
         return
     try:
         import nest_asyncio
@@ -62,7 +65,7 @@ def make_reentrant(loop: asyncio.AbstractEventLoop) -> None:
     base = type(loop)
     loop.__class__ = type(f"PdtnbReentrant{base.__name__}", (base,), {"__module__": __name__})
     nest_asyncio._patch_loop(loop)  # the loop patch alone, applied to this loop's own class
-    _patched.add(id(loop))
+    _patched.add(loop)
     log.debug("made loop %r re-entrant with nest_asyncio's loop patch", loop)
 
 
@@ -118,18 +121,13 @@ def submit(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop) -> Fut
     return asyncio.run_coroutine_threadsafe(coro, loop)
 
 
-def call_soon(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
-    """Schedule a plain callback on ``loop`` from any thread."""
-    loop.call_soon_threadsafe(callback, *args)
-
-
-_loop_threads: dict[int, int] = {}
+_loop_threads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
 
 
 def remember_loop_thread(loop: asyncio.AbstractEventLoop) -> None:
     """Record that ``loop`` runs on the current thread (called when a pipeline opens on it)."""
-    _loop_threads[id(loop)] = threading.get_ident()
+    _loop_threads[loop] = threading.get_ident()
 
 
 def _loop_thread(loop: asyncio.AbstractEventLoop) -> int | None:
-    return _loop_threads.get(id(loop))
+    return _loop_threads.get(loop)

@@ -306,11 +306,25 @@ class FileRepositoryBase(Repository):
         durable: bool = False,
         offload: bool = False,
     ):
-        self.basedir = Path(basedir).expanduser()
+        self.basedir = basedir  # made absolute by the property
         self.extension = extension
         self.case_insensitive = case_insensitive
         self.durable = durable
         self.offload = offload
+
+    @property
+    def basedir(self) -> Path:
+        """The directory, absolute: a relative path given to the constructor (or assigned) is
+        taken relative to the current directory *then*, so that ``info(job)`` (the path a process
+        or pod template gets) still names the file from a job's own working directory, and a later
+        ``chdir`` does not move the repository. ``os.path.abspath``, not ``resolve()``: symbolic
+        links are kept as given."""
+        return self._basedir
+
+    @basedir.setter
+    def basedir(self, value: str | os.PathLike[str]) -> None:
+        self._basedir = Path(os.path.abspath(Path(value).expanduser()))
+        self.__dict__.pop("_pdtnb_base", None)  # YamlMetadataFileRepository's cached prefix
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.basedir / ('*' + self.extension)}>"

@@ -10,6 +10,10 @@ Each job is one document ``{"_id": JOB, "data": VALUE}``. A value that BSON cann
 dict keys; integers beyond 64 bits; tuples, sets...) is stored as ``{"_id": JOB, "yaml": TEXT}``
 instead, the safe YAML that :class:`~pdtnb.YamlMetadataRepository` writes, so any YAML-able value
 (done records with ``start_time``/``end_time`` included) reads back equal to what was dumped.
+
+A document of any other shape is pydatatask 0.4's, which stored a dumped mapping as the document
+itself: it reads as that mapping without ``_id`` (a pydatatask document holding only a ``data``
+field, or only a string ``yaml`` field, cannot be told apart from pdtnb's and reads as pdtnb's).
 """
 
 from __future__ import annotations
@@ -164,9 +168,13 @@ class MongoMetadataRepository(MetadataRepository):
     def _decode(self, doc: dict[str, Any] | None) -> Any:
         if doc is None:
             return None
-        if "yaml" in doc:
+        if len(doc) == 2 and isinstance(doc.get("yaml"), str):
             return yaml_load(doc["yaml"], f"{self!r} job {doc['_id']!r}")
-        return doc.get("data")
+        if len(doc) == 2 and "data" in doc:
+            return doc["data"]
+        # pydatatask 0.4's layout: the value's own fields beside _id (it stored dump's mapping as
+        # the document itself), so a collection it wrote reads as it did, minus _id.
+        return {k: v for k, v in doc.items() if k != "_id"}
 
     async def info(self, job: str) -> Any:
         """The value stored for ``job``, or None when absent."""

@@ -277,6 +277,16 @@ class S3BucketRepository(BlobRepository):
         """Check that the endpoint answers, the credentials are accepted and the bucket exists."""
         import botocore.exceptions as bex
 
+        bucket = self.bucket
+        if not isinstance(bucket, str) or not bucket or ("/" in bucket and not bucket.startswith("arn:")):
+            # pydatatask's quickstart writes S3BucketRepository(bucket, "books/", ".txt"): the
+            # prefix in the bucket's place. Say so instead of S3's "invalid bucket name". (An
+            # access point's ARN, arn:aws:s3:...:accesspoint/NAME, is a valid Bucket.)
+            raise S3Error(
+                f"{self!r}: {self.bucket!r} is not a bucket name (bucket names have no '/'); the arguments are "
+                "S3BucketRepository(client, bucket, prefix='', suffix=''): was the prefix passed as the bucket, "
+                "as in pydatatask's quickstart? Write S3BucketRepository(client, 'BUCKET', 'books/', '.txt')"
+            )
         with self._errors(f"access bucket {self.bucket!r}"):
             try:
                 await self.client.head_bucket(Bucket=self.bucket)

@@ -42,6 +42,7 @@ from ..repository.combinators import (
 )
 from ..repository.memory import success_writer
 from ..retry import Retry
+from ..streams import STDOUT, StderrIsStdout
 
 __all__ = [
     "Link",
@@ -57,15 +58,8 @@ __all__ = [
 log = logging.getLogger("pdtnb.task")
 
 
-class _StderrIsStdout:
-    """The type of :data:`STDOUT`."""
-
-    def __repr__(self) -> str:
-        return "STDOUT"
-
-
-#: Pass as a ProcessTask's ``stderr`` to interleave standard error into the stdout repository.
-STDOUT = _StderrIsStdout()
+#: Kept under its earlier private name for the task modules (the class lives in pdtnb.streams).
+_StderrIsStdout = StderrIsStdout
 
 
 _now = datetime.now

@@ -96,7 +96,7 @@ class InProcessSyncTask(FunctionTask):
                 # binding.call(job), inlined: this is the per-job hot path of in-process pipelines.
                 target = binding.target
                 if target is None:
-                    await (binding.partial(job=job) if binding._wants_job else binding.partial())
+                    await (binding.partial(job=job) if binding.wants_job else binding.partial())
                 elif binding.leading_job:
                     await target(job, *binding.args)
                 else:

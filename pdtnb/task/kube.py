@@ -4,10 +4,11 @@ Lifecycle of a job
 ------------------
 1. **launch**: render the template (``job``, ``task``, ``env`` and every linked repository's
    ``info(job)`` the template mentions; StrictUndefined) and parse it as YAML; check it is a
-   single ``Pod`` with ``restartPolicy: Never`` (TaskConfigError otherwise, before anything is
-   created); reserve the containers' CPU and memory *requests* (plus one launch, counted for
-   ``window``) from the ResourceManager (refused: ``launch`` returns False); create the pod. The
-   pod's annotations carry what the reap needs, whichever pipeline does it: the launch time
+   single ``Pod`` whose ``restartPolicy`` is ``Never`` or absent (set to ``Never``, as pydatatask
+   does; TaskConfigError for any other value, before anything is created); reserve the
+   containers' CPU and memory *requests* (plus one launch, counted for ``window``) from the
+   ResourceManager (refused: ``launch`` returns False); create the pod. The pod's annotations
+   carry what the reap needs, whichever pipeline does it: the launch time
    (``pdtnb/start-time``), the attempt number (``pdtnb/attempt``) and ``pdtnb/metadata: "false"``
    for a launch that records nothing.
 2. **update** (every round): the task's pods are listed (the cluster is the source of truth, so a
@@ -206,11 +207,15 @@ class KubeTask(ExternalJobTask):
         spec = manifest.get("spec")
         if not isinstance(spec, dict) or not spec.get("containers"):
             raise TaskConfigError(f"{where}: the rendered Pod has no spec.containers")
+        # pydatatask sets restartPolicy: Never itself, so its templates usually leave it out:
+        # absent (or null) means Never here too; anything else would restart a finished job.
         policy = spec.get("restartPolicy")
-        if policy != "Never":
+        if policy is None:
+            spec["restartPolicy"] = "Never"
+        elif policy != "Never":
             raise TaskConfigError(
-                f"{where}: the rendered Pod must have spec.restartPolicy: Never (it has {policy!r}), "
-                "or a finished job would be restarted instead of reaped"
+                f"{where}: the rendered Pod must have spec.restartPolicy: Never (it has {policy!r}; "
+                "leave it out to get Never), or a finished job would be restarted instead of reaped"
             )
         try:
             pod_requests(manifest)

@@ -10,7 +10,7 @@ import yaml
 
 SUBCOMMANDS = [
     "update", "run", "status", "trace", "failed", "show", "why", "retry", "kill",
-    "rm", "ls", "cat", "inject", "launch", "shell",
+    "rm", "ls", "cat", "inject", "launch", "shell", "fuse",
 ]
 
 

@@ -43,7 +43,7 @@ def test_cli_parser_is_built_from_the_table_in_order():
 
 def test_notebook_only_and_cli_only_subcommands():
     assert {c.name for c in COMMANDS if c.where == NOTEBOOK} == NOTEBOOK_ONLY
-    assert {c.name for c in COMMANDS if c.where == CLI} == {"shell"}
+    assert {c.name for c in COMMANDS if c.where == CLI} == {"shell", "fuse"}
     assert not NOTEBOOK_ONLY & set(_subcommands(cli.build_parser()))
 
 
@@ -80,6 +80,7 @@ def test_pdt_help_shows_each_notebook_argument():
         assert needle in text, needle
     assert "--json" not in text, "--json is the command line's"
     assert "shell" not in text.split()
+    assert "fuse" not in text.split()
 
 
 def test_the_command_table_does_not_import_ipython():

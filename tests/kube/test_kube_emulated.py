@@ -208,6 +208,7 @@ async def test_kube_task_timeout_on_emulated_api_server(kube):
 @pytest.mark.parametrize("template, message", [
     ("apiVersion: v1\nkind: Job\nspec: {}\n", "kind Pod"),
     (TEMPLATE.replace("Never", "Always"), "restartPolicy"),
+    (TEMPLATE.replace("Never", "OnFailure"), "restartPolicy: Never \\(it has 'OnFailure'"),
     (TEMPLATE + "---\n" + TEMPLATE, "exactly one"),
     (TEMPLATE.replace("{{ job }}", "{{ nope }}"), "nope"),
     ("kind: Pod\n  bad: [\n", "YAML"),
@@ -220,6 +221,39 @@ async def test_kube_task_rejects_bad_manifests_before_creating_anything_on_emula
         await task.launch("B")
     assert await pm.query() == []
     assert rm.used is None or rm.used.cpu == 0
+
+
+# pydatatask 0.4.7's KubeTask sets restartPolicy: Never itself, so its templates leave it out.
+TEMPLATE_WITHOUT_POLICY = TEMPLATE.replace("  restartPolicy: Never\n", "")
+
+
+def test_check_manifest_sets_restart_policy_never_when_absent():
+    assert "restartPolicy" not in TEMPLATE_WITHOUT_POLICY
+    task, _inp, _logs, _done, _rm = make_task(PodManager("app", "ns", lambda: None), template=TEMPLATE_WITHOUT_POLICY)
+    text = TEMPLATE_WITHOUT_POLICY.replace("{{ env.image }}", "busybox").replace("{{ job }}", "J")
+    text = text.replace("{{ inp.sleep }}", "0").replace("{{ inp.code }}", "0")
+    assert task.check_manifest("J", text)["spec"]["restartPolicy"] == "Never"
+    # an explicit null is "absent" too; Never stays Never; anything else is refused, named
+    assert task.check_manifest("J", text.replace("spec:\n", "spec:\n  restartPolicy: null\n"))["spec"][
+        "restartPolicy"] == "Never"
+    assert task.check_manifest("J", text.replace("spec:\n", "spec:\n  restartPolicy: Never\n"))["spec"][
+        "restartPolicy"] == "Never"
+    for policy in ("Always", "OnFailure"):
+        with pytest.raises(TaskConfigError, match=f"it has '{policy}'"):
+            task.check_manifest("J", text.replace("spec:\n", f"spec:\n  restartPolicy: {policy}\n"))
+
+
+async def test_kube_task_without_restart_policy_launches_a_never_pod_on_emulated_api_server(kube):
+    pm, kubelet = kube
+    task, inp, _logs, done, _rm = make_task(pm, template=TEMPLATE_WITHOUT_POLICY)
+    await inp.dump("N", {"code": 0, "sleep": 0})
+    assert (await task.render("N"))["spec"]["restartPolicy"] == "Never"
+    assert await task.launch("N") is None
+    (pod,) = await pm.query(job="N")
+    assert pod.spec.restart_policy == "Never"
+    await kubelet.finish(pod.metadata.name, exit_code=0, logs="output of N\n")
+    await task.update()
+    assert (await done.info("N"))["result"] == "success"
 
 
 async def test_unreachable_api_server_names_it():

@@ -277,6 +277,15 @@ async def test_validate_missing_bucket(client, endpoint):
             await fp.write(b"x")
 
 
+async def test_validate_refuses_a_prefix_passed_as_the_bucket(client):
+    """pydatatask's quickstart writes S3BucketRepository(bucket, "books/", ".txt"), the prefix in
+    the bucket's place: the pipeline's open says so, before asking the server."""
+    r = S3BucketRepository(lambda: client, "books/", ".txt")
+    with pytest.raises(S3Error, match="'books/' is not a bucket name") as e:
+        await r.validate()
+    assert "prefix" in str(e.value) and "S3BucketRepository(client, 'BUCKET', 'books/', '.txt')" in str(e.value)
+
+
 async def test_validate_server_down():
     port = free_port()  # nothing listens there
     async with s3_client(f"http://127.0.0.1:{port}", "a", "b", connect_timeout=1) as c:

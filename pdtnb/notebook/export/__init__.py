@@ -16,6 +16,9 @@ export keeps the notebook's imports and pipeline-defining code and ends the scri
   statement or plain assignment that uses a name only the notebook provides (``display``,
   ``get_ipython``, ``In``/``Out``/``_``, anything imported from ``IPython``, ``ipywidgets``,
   ``ipykernel`` or ``pdtnb.notebook``, ``pdtnb.notebook.*``, and names assigned from those);
+* a cell with top-level ``await`` (``async for``, ``async with``; waiting for the pipeline's
+  outputs, ``await pipeline.run()``) is left out whole, since a script cannot run it at import
+  time; the export says so in one line (``ExportPlan.notices``);
 * ``%pdt load FILE [as NAME]`` is the one magic kept: it becomes ``NAME = pdtnb.load(...)``, the
   file found relative to the script's directory as it was at export time, else at the absolute
   path the export resolved (see :func:`~pdtnb.notebook.export.analysis.analyse`);
@@ -25,8 +28,8 @@ export keeps the notebook's imports and pipeline-defining code and ends the scri
 
 Whatever cannot be exported faithfully is an :class:`ExportError` naming the cell (its number as
 Jupyter counts cells, from 1, and its first line): code using a name that only a dropped magic,
-a ``pdtnb-skip`` cell or a cell magic defined, a magic inside a block, invalid Python, top-level
-``await`` (the script opens the pipeline inside ``pdtnb.main``, on its own loop). The analysis
+a ``pdtnb-skip`` cell, a cell magic or a cell with top-level ``await`` defined (the latter
+naming that cell and its ``await``'s line), a magic inside a block, invalid Python. The analysis
 uses :mod:`ast` and :mod:`symtable`, never regular expressions over Python. This module imports
 nothing from IPython or nbformat until it is used, so the command line can call it without a
 kernel.

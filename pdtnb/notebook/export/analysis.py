@@ -48,6 +48,9 @@ class ExportPlan:
     dropped: list[str] = field(default_factory=list)
     #: The ``%pdt load FILE [as NAME]`` lines turned into ``NAME = pdtnb.load(...)``: (NAME, FILE).
     loads: list[tuple[str, str]] = field(default_factory=list)
+    #: What the user is told when exporting, one line each: the cells left out for their
+    #: top-level await (``left out cell 6: top-level await; it defines nothing the pipeline uses``).
+    notices: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -68,6 +71,15 @@ class _Scope:
     load_base: Path = field(default_factory=Path.cwd)
     script_dir: Path = field(default_factory=Path.cwd)
     loads: list[tuple[str, str]] = field(default_factory=list)
+    #: Names defined only in a cell left out for its top-level await: (that cell, the await's
+    #: line, the line binding the name). Kept code reading one is refused, naming that cell.
+    awaited: dict[str, tuple[SourceCell, int, int]] = field(default_factory=dict)
+    #: Names kept code read before kept code bound them (a function body reads them when the
+    #: script calls it), with where: checked against ``awaited`` at the end.
+    free_reads: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: Names assigned a Pipeline in cells left out for their top-level await (for messages).
+    lost_pipelines: set[str] = field(default_factory=set)
+    notices: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in IPYTHON_NAMES:
@@ -77,6 +89,7 @@ class _Scope:
         for name in names:
             self.unavailable.pop(name, None)
             self.notebook_only.pop(name, None)
+            self.awaited.pop(name, None)
             self.bound.setdefault(name, where)
             self.pdtnb_aliases.discard(name)
             self.pipeline_classes.discard(name)
@@ -88,6 +101,7 @@ class _Scope:
         for name in names:
             self.unavailable[name] = why
             self.notebook_only.pop(name, None)
+            self.awaited.pop(name, None)
             self.pdtnb_aliases.discard(name)
             self.pipeline_classes.discard(name)
             self.pipelines.pop(name, None)
@@ -96,6 +110,7 @@ class _Scope:
         for name in names:
             self.notebook_only[name] = why
             self.unavailable.pop(name, None)
+            self.awaited.pop(name, None)
             self.pdtnb_aliases.discard(name)
             self.pipeline_classes.discard(name)
             self.pipelines.pop(name, None)
@@ -151,10 +166,17 @@ def analyse(
             if PARAMETERS_TAG in cell.tags:
                 header += " (parameters: --param NAME=VALUE before the subcommand, or PDTNB_PARAM_NAME)"
             chunks.append((header, code))
+    # Kept code that read a name before anything kept bound it (a function's body, run when the
+    # script calls it) needs it at run time: a cell left out for its await must not be its source.
+    for name, (label, line) in scope.free_reads.items():
+        if name in scope.awaited:
+            raise _awaited_error(name, scope.awaited[name], f"{label} line {line}")
     _check_parameters(parameters)
     chosen = _choose_pipeline(scope, pipeline, pipeline_flag, known_pipelines)
     alias = "pdtnb" if "pdtnb" in scope.pdtnb_aliases else min(scope.pdtnb_aliases, default=None)
-    return ExportPlan(origin, chunks, parameters, chosen, alias, scope.pdtnb_taken, future, dropped, scope.loads)
+    return ExportPlan(
+        origin, chunks, parameters, chosen, alias, scope.pdtnb_taken, future, dropped, scope.loads, scope.notices
+    )
 
 
 def _transform(cell: SourceCell) -> str:
@@ -292,14 +314,19 @@ def _has_effects(expr: ast.AST) -> bool:
     return any(isinstance(n, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)) for n in ast.walk(expr))
 
 
-def _top_level_await(stmt: ast.stmt) -> bool:
+def _top_level_await(stmt: ast.stmt) -> int | None:
+    """The line of the first ``await``, ``async for``/``with`` or async comprehension that
+    ``stmt`` runs at the top level (not inside a function it defines), or None."""
     todo: list[ast.AST] = [stmt]
+    found: list[int] = []
     while todo:
         node = todo.pop()
         if isinstance(node, (ast.Await, ast.AsyncFor, ast.AsyncWith)):
-            return True
+            found.append(node.lineno)
+            continue
         if isinstance(node, ast.comprehension) and node.is_async:
-            return True
+            found.append(getattr(node.iter, "lineno", stmt.lineno))
+            continue
         if node is not stmt and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             continue
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -309,7 +336,7 @@ def _top_level_await(stmt: ast.stmt) -> bool:
             todo.extend(d for d in node.args.kw_defaults if d is not None)
             continue
         todo.extend(ast.iter_child_nodes(node))
-    return False
+    return min(found, default=None)
 
 
 def _is_notebook_module(module: str) -> bool:
@@ -444,6 +471,12 @@ def _chunk(
         )
         dropped.append(f"{cell.label}: {description.split()[0]} cell magic")
         return ""
+    # A cell with top-level await (waiting for outputs, running the pipeline on the kernel's loop)
+    # is left out whole: the script cannot run it at import time.
+    awaits = [line for line in map(_top_level_await, body) if line is not None]
+    if awaits:
+        _leave_out_awaiting(cell, body, min(awaits), scope, dropped)
+        return ""
     lines = code.splitlines(keepends=True)
     # Each statement: None (dropped), True (kept as written) or replacement text.
     decisions: list[bool | str | None] = []
@@ -525,8 +558,10 @@ def _decide(
         dropped.append(f"{cell.label} line {line}: display of `{_short(ast.unparse(stmt))}`")
         return None
     reads, binds = _statement_names(stmt)
-    # 4. Code that needs what a magic or a skipped cell defined cannot run.
+    # 4. Code that needs what a magic, a skipped cell or a cell with top-level await defined cannot run.
     for name in sorted(reads):
+        if name in scope.awaited:
+            raise _awaited_error(name, scope.awaited[name], f"{cell.label} line {line}")
         if name in scope.unavailable:
             raise ExportError(
                 f"{where}: line {line} uses {name}, which is {scope.unavailable[name]}; the script would not "
@@ -547,13 +582,11 @@ def _decide(
             f"{where}: line {line} {notebook}, which a script does not have; keep display code in expression "
             f"statements or plain assignments, or tag the cell {SKIP_TAG}"
         )
-    # 6. Top-level await runs on the kernel's loop; a script has none at import time.
-    if _top_level_await(stmt):
-        raise ExportError(
-            f"{where}: line {line} uses top-level await, which a script cannot run at import time (pdtnb.main "
-            f"opens the pipeline on its own loop): move it into an async function, or tag the cell {SKIP_TAG}"
-        )
-    # 7. Kept. Parameters are rewritten to read their overrides.
+    # 6. Kept (top-level await never gets here: its cell is left out, see _chunk). Parameters
+    # are rewritten to read their overrides.
+    for name in sorted(reads - binds):
+        if name not in scope.bound:
+            scope.free_reads.setdefault(name, (cell.label, line))
     scope.bind_kept(binds, cell.label)
     targets = _simple_targets(stmt)
     if targets and isinstance(stmt, (ast.Assign, ast.AnnAssign)) and _is_pipeline_call(stmt.value, scope):
@@ -569,6 +602,77 @@ def _decide(
                 return f"{name}: {ast.unparse(stmt.annotation)} = _pdtnb_param({name!r}, {literal})"
             return f"{name} = _pdtnb_param({name!r}, {literal})"
     return True
+
+
+def _leave_out_awaiting(cell: SourceCell, body: list[ast.stmt], line: int, scope: _Scope, dropped: list[str]) -> None:
+    """Leave out ``cell``, whose line ``line`` awaits at the top level: what it defines becomes
+    unavailable, and kept code using it later (or having read it earlier) is refused."""
+    why = f"defined only in {cell.label}, which is left out for its top-level await (line {line})"
+    for name, (where, imported) in _cell_bindings(body).items():
+        if imported and name in scope.bound and name not in scope.unavailable and name not in scope.notebook_only:
+            continue  # `import asyncio` again: kept code already imported it
+        scope.bind_unavailable([name], why)
+        scope.awaited[name] = (cell, line, where)
+    for stmt in body:
+        targets = _simple_targets(stmt)
+        value = getattr(stmt, "value", None)
+        if targets and isinstance(value, ast.Call):
+            func = value.func
+            if (isinstance(func, ast.Name) and func.id == "Pipeline") or (
+                isinstance(func, ast.Attribute) and func.attr == "Pipeline"
+            ):
+                scope.lost_pipelines.update(targets)
+        loaded = _load_target(value)
+        if loaded is not None:
+            scope.lost_pipelines.add(loaded)
+    dropped.append(f"{cell.label}: top-level await (line {line})")
+    scope.notices.append(f"left out {cell.label}: top-level await; it defines nothing the pipeline uses")
+
+
+def _cell_bindings(body: list[ast.stmt]) -> dict[str, tuple[int, bool]]:
+    """Every top-level name the statements bind (Python, magics given Python, ``%pdt load ... as
+    NAME``): the line of its first binding, and whether only imports bind it."""
+    found: dict[str, tuple[int, bool]] = {}
+    for stmt in body:
+        names = set(_statement_names(stmt)[1])
+        value = getattr(stmt, "value", None)
+        if _ipython_call(value) is not None:
+            assert isinstance(value, ast.Call)
+            names |= _magic_bindings(value)
+            loaded = _load_target(value)
+            if loaded is not None:
+                names.add(loaded)
+        imported = isinstance(stmt, (ast.Import, ast.ImportFrom))
+        for name in names:
+            first, only_imports = found.get(name, (stmt.lineno, True))
+            found[name] = (first, only_imports and imported)
+    return found
+
+
+def _load_target(call: ast.AST | None) -> str | None:
+    """NAME of a ``%pdt load FILE [as NAME]`` call (None for anything else, or a line not understood)."""
+    if not isinstance(call, ast.Call) or _ipython_call(call) != "run_line_magic":
+        return None
+    args = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    if len(args) < 2 or args[0] != "pdt" or args[1].split()[:1] != ["load"]:
+        return None
+    from ..loading import parse_load_line
+
+    try:
+        return parse_load_line(args[1]).name
+    except ValueError:
+        return None
+
+
+def _awaited_error(name: str, origin: tuple[SourceCell, int, int], user: str) -> ExportError:
+    """Kept code (``user``: ``cell 8 line 2``) uses ``name``, defined only in a cell left out for its await."""
+    cell, line, where = origin
+    defined = "" if where == line else f" (line {where})"
+    return ExportError(
+        f"{cell.where()}: line {line} uses top-level await, which a script cannot run at import time (pdtnb.main "
+        f"opens the pipeline on its own loop), so the cell would be left out; but it defines {name}{defined}, which "
+        f"{user} uses: move the await into an async function, or define {name} in a cell without top-level await"
+    )
 
 
 def _pdt_load(call: ast.Call, cell: SourceCell, line: int, scope: _Scope) -> str | None:
@@ -705,7 +809,7 @@ def _choose_pipeline(
     if len(found) == 1:
         return next(iter(found))
     if not found:
-        hidden = sorted(n for n in known if n in scope.unavailable)
+        hidden = sorted(n for n in {*known, *scope.lost_pipelines} if n in scope.unavailable)
         extra = f" ({hidden[0]} is {scope.unavailable[hidden[0]]})" if hidden else ""
         raise ExportError(
             "no Pipeline is defined by the exported cells: assign one at the top level of a cell, "

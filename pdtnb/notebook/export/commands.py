@@ -69,6 +69,8 @@ def export_in_kernel(
         recorded = list(controller_for(target, plan.pipeline).actions)
     text = render_script(plan, recorded, Path(output).name)
     written = write_script(text, script_path, notebook=located[0] if located else None)
+    for notice in plan.notices:  # what was left out that the user may not expect, once written
+        say(f"pdtnb export: {notice}")
     line = f"wrote {written}: {summary(plan, recorded)}"
     if recorded is not None:
         line += f" (python {written.name} replay)"
@@ -119,9 +121,13 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m pdtnb expo
         text = render_script(plan, None, name)
         if args.output == "-":
             sys.stdout.write(text)
+            done = ""
         else:
             path = write_script(text, args.output, notebook=notebook)
-            print(f"wrote {path}: {summary(plan, None)}", file=sys.stderr)
+            done = f"wrote {path}: {summary(plan, None)}"
+        for line in [*plan.notices, done]:
+            if line:
+                print(line, file=sys.stderr)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
