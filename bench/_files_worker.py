@@ -238,8 +238,15 @@ def measure_floor(n: int, root: Path) -> dict[str, Any]:
             _write_atomic(dst / job, data + suffix)
             end = datetime.now(utc)
             # What pdtnb's record holds (its task's fingerprint too), so both write the same bytes.
-            record = {"result": "success", "attempt": 1, "start_time": start, "end_time": end, "host": host,
-                      "fingerprint": "d29e07acd4f6c411", "fingerprint_parts": {"body": "d9b373474675"}}
+            record = {
+                "result": "success",
+                "attempt": 1,
+                "start_time": start,
+                "end_time": end,
+                "host": host,
+                "fingerprint": "d29e07acd4f6c411",
+                "fingerprint_parts": {"body": "d9b373474675"},
+            }
             body = yaml.dump(record, Dumper=dumper, sort_keys=False, allow_unicode=True).encode()
             _write_atomic(done / f"{job}.yaml", body)
     seconds, cpu1 = time.perf_counter() - t0, _cpu()

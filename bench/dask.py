@@ -102,10 +102,17 @@ def main() -> None:
     import dask
     import distributed
 
-    print(f"pdtnb Dask benchmark: {n} trivial jobs, {workers} workers (processes, 1 thread each) "
-          f"vs ThreadPoolExecutor({workers}); best of {args.repeat}", file=sys.stderr, flush=True)
+    print(
+        f"pdtnb Dask benchmark: {n} trivial jobs, {workers} workers (processes, 1 thread each) "
+        f"vs ThreadPoolExecutor({workers}); best of {args.repeat}",
+        file=sys.stderr,
+        flush=True,
+    )
     cluster = distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
     )
     client = distributed.Client(cluster, set_as_default=False)
     try:
@@ -132,16 +139,27 @@ def main() -> None:
         print(f"{label:45} {us:10.0f} {1e6 / us:10.0f}")
     ratio = per_job["pdtnb_dask"] / per_job["threads"]
     over_dask = per_job["pdtnb_dask"] / per_job["dask_alone"]
-    print(f"pdtnb on Dask / pdtnb on threads: {ratio:.1f}x per job; "
-          f"pdtnb on Dask / Dask alone: {over_dask:.2f}x "
-          f"(pdtnb adds {per_job['pdtnb_dask'] - per_job['dask_alone']:.0f} us per job to Dask's own cost)")
-    print(json.dumps({
-        "jobs": n, "workers": workers, "repeat": args.repeat,
-        "us_per_job": {k: round(v, 1) for k, v in per_job.items()},
-        "ratio_dask_over_threads": round(ratio, 2), "ratio_pdtnb_dask_over_dask_alone": round(over_dask, 2),
-        "distributed": distributed.__version__, "dask": dask.__version__,
-        "python": platform.python_version(), "cpus": os.cpu_count(),
-    }))
+    print(
+        f"pdtnb on Dask / pdtnb on threads: {ratio:.1f}x per job; "
+        f"pdtnb on Dask / Dask alone: {over_dask:.2f}x "
+        f"(pdtnb adds {per_job['pdtnb_dask'] - per_job['dask_alone']:.0f} us per job to Dask's own cost)"
+    )
+    print(
+        json.dumps(
+            {
+                "jobs": n,
+                "workers": workers,
+                "repeat": args.repeat,
+                "us_per_job": {k: round(v, 1) for k, v in per_job.items()},
+                "ratio_dask_over_threads": round(ratio, 2),
+                "ratio_pdtnb_dask_over_dask_alone": round(over_dask, 2),
+                "distributed": distributed.__version__,
+                "dask": dask.__version__,
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -31,13 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
-BODIES = '''\
+BODIES = """\
 async def step(job, inp, out, report):
     value = await inp.info(job)
     await out.dump(job, value + 1)
     async with await report.open(job, "w") as fp:
         await fp.write(f"{job}: {value} + 1\\n")
-'''
+"""
 
 
 def pipeline_text(tasks: int, shape: str) -> dict:
@@ -48,8 +48,11 @@ def pipeline_text(tasks: int, shape: str) -> dict:
     declared: dict[str, dict] = {}
     for i in range(1, tasks + 1):
         repositories[f"data-{i}"] = {"kind": "YamlMetadataFileRepository", "filename": f"${{BENCH_WORK}}/data-{i}"}
-        repositories[f"reports-{i}"] = {"kind": "FileRepository", "basedir": f"${{BENCH_WORK}}/reports-{i}",
-                                        "extension": ".txt"}
+        repositories[f"reports-{i}"] = {
+            "kind": "FileRepository",
+            "basedir": f"${{BENCH_WORK}}/reports-{i}",
+            "extension": ".txt",
+        }
         repositories[f"done-{i}"] = {"kind": "YamlMetadataFileRepository", "filename": f"${{BENCH_WORK}}/done-{i}"}
         source = f"data-{i - 1}" if shape == "chain" else "data-0"
         declared[f"step-{i}"] = {
@@ -147,10 +150,14 @@ def main() -> None:
         return
 
     data = pipeline_text(options.tasks, options.shape)
-    print(f"# {options.tasks} in-process tasks ({options.shape}), {len(data['repositories'])} repositories; "
-          f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; best of {options.repeat} for the warm figures")
-    print(f"{'format':6} {'bytes':>8} {'import pdtnb':>13} {'import jsonschema':>17} {'check cold':>11} "
-          f"{'check warm':>11} {'load cold':>10} {'load warm':>10}")
+    print(
+        f"# {options.tasks} in-process tasks ({options.shape}), {len(data['repositories'])} repositories; "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; best of {options.repeat} for the warm figures"
+    )
+    print(
+        f"{'format':6} {'bytes':>8} {'import pdtnb':>13} {'import jsonschema':>17} {'check cold':>11} "
+        f"{'check warm':>11} {'load cold':>10} {'load warm':>10}"
+    )
     with tempfile.TemporaryDirectory(prefix="pdtnb-bench-decl-") as tmp:
         for syntax in options.formats.split(","):
             directory = Path(tmp) / syntax
@@ -158,16 +165,29 @@ def main() -> None:
             work.mkdir(parents=True)
             path = write_file(directory, data, syntax)
             result = subprocess.run(
-                [sys.executable, __file__, "--worker", str(path), "--repeat", str(options.repeat),
-                 "--tasks", str(options.tasks)],
-                capture_output=True, text=True, env={**os.environ, "BENCH_WORK": str(work)}, check=False,
+                [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    str(path),
+                    "--repeat",
+                    str(options.repeat),
+                    "--tasks",
+                    str(options.tasks),
+                ],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "BENCH_WORK": str(work)},
+                check=False,
             )
             if result.returncode != 0:
                 raise SystemExit(f"{syntax}: the worker failed:\n{result.stdout}{result.stderr}")
             f = json.loads(result.stdout)
-            print(f"{syntax:6} {f['file_bytes']:>8} {f['import_pdtnb_s']:>12.3f}s {f['import_jsonschema_s']:>16.3f}s "
-                  f"{f['check_cold_s']:>10.3f}s {f['check_warm_s']:>10.3f}s {f['load_cold_s']:>9.3f}s "
-                  f"{f['load_warm_s']:>9.3f}s")
+            print(
+                f"{syntax:6} {f['file_bytes']:>8} {f['import_pdtnb_s']:>12.3f}s {f['import_jsonschema_s']:>16.3f}s "
+                f"{f['check_cold_s']:>10.3f}s {f['check_warm_s']:>10.3f}s {f['load_cold_s']:>9.3f}s "
+                f"{f['load_warm_s']:>9.3f}s"
+            )
 
 
 if __name__ == "__main__":

@@ -125,8 +125,12 @@ def floor_run(root: Path, n: int, durable: bool, threads: int) -> float:
     work = []
     for i in range(n):
         payload = (f"input of job {i}\n" * 4).encode()
-        work += [(dirs[0], f"j{i}", payload), (dirs[1], f"j{i}.yaml", record),
-                 (dirs[2], f"j{i}", payload), (dirs[3], f"j{i}.yaml", record)]
+        work += [
+            (dirs[0], f"j{i}", payload),
+            (dirs[1], f"j{i}.yaml", record),
+            (dirs[2], f"j{i}", payload),
+            (dirs[3], f"j{i}.yaml", record),
+        ]
     started = time.perf_counter()
     if threads <= 1:
         for directory, name, data in work:
@@ -161,8 +165,10 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="pdtnb-durability-", dir=args.dir))
     writes = WRITES_PER_JOB * n
     try:
-        log(f"# {platform.node()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
-            f"writing in {base} ({filesystem_of(base)})")
+        log(
+            f"# {platform.node()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
+            f"writing in {base} ({filesystem_of(base)})"
+        )
         log(f"# N = {n} jobs x 2 stages = {writes} atomic writes per run; best of {args.repeat}")
         modes = [
             ("pdtnb, durable=False", lambda root: asyncio.run(pipeline_run(root, n, False))),
@@ -170,8 +176,10 @@ def main() -> None:
             ("floor: write+rename, sequential", lambda root: floor_run(root, n, False, 1)),
             ("floor: write+fsync+rename+fsync(dir), sequential", lambda root: floor_run(root, n, True, 1)),
             (f"floor: write+rename, {args.threads} threads", lambda root: floor_run(root, n, False, args.threads)),
-            (f"floor: write+fsync+rename+fsync(dir), {args.threads} threads",
-             lambda root: floor_run(root, n, True, args.threads)),
+            (
+                f"floor: write+fsync+rename+fsync(dir), {args.threads} threads",
+                lambda root: floor_run(root, n, True, args.threads),
+            ),
         ]
         best: dict[str, float] = {}
         for rep in range(args.repeat):

@@ -43,10 +43,25 @@ async def kubelet(pm, stop: asyncio.Event, emulator) -> int:
             if name in finished:
                 continue
             finished.add(name)
-            await pm.v1.patch_namespaced_pod_status(name, pm.namespace, {"status": {
-                "phase": "Succeeded", "containerStatuses": [{
-                    "name": "main", "image": "busybox", "imageID": "", "ready": False, "restartCount": 0,
-                    "state": {"terminated": {"exitCode": 0, "finishedAt": "2026-01-01T00:00:00Z"}}}]}})
+            await pm.v1.patch_namespaced_pod_status(
+                name,
+                pm.namespace,
+                {
+                    "status": {
+                        "phase": "Succeeded",
+                        "containerStatuses": [
+                            {
+                                "name": "main",
+                                "image": "busybox",
+                                "imageID": "",
+                                "ready": False,
+                                "restartCount": 0,
+                                "state": {"terminated": {"exitCode": 0, "finishedAt": "2026-01-01T00:00:00Z"}},
+                            }
+                        ],
+                    }
+                },
+            )
         await asyncio.sleep(0.02)
     return most
 
@@ -133,10 +148,14 @@ def main() -> None:
     best = min(results, key=lambda r: r["seconds"])
     print(f"KubeTask on the emulated API server: {args.jobs} pods, quota {args.concurrency} at once")
     for r in results:
-        print(f"  run {r['seconds']:.2f} s wall = {r['pods_per_s']:.0f} pods/s; pipeline process CPU "
-              f"{r['cpu']:.2f} s = {1000 * r['cpu'] / args.jobs:.1f} ms/pod (most live at once: {r['most_live']})")
-    print(f"best of {args.repeat}: {best['seconds']:.2f} s wall, {1000 * best['cpu'] / args.jobs:.1f} ms CPU per pod "
-          "in the pipeline's process")
+        print(
+            f"  run {r['seconds']:.2f} s wall = {r['pods_per_s']:.0f} pods/s; pipeline process CPU "
+            f"{r['cpu']:.2f} s = {1000 * r['cpu'] / args.jobs:.1f} ms/pod (most live at once: {r['most_live']})"
+        )
+    print(
+        f"best of {args.repeat}: {best['seconds']:.2f} s wall, {1000 * best['cpu'] / args.jobs:.1f} ms CPU per pod "
+        "in the pipeline's process"
+    )
 
 
 if __name__ == "__main__":

@@ -140,6 +140,7 @@ def unload_ipython_extension(ipython: object) -> None:
 
     unload(ipython)
 
+
 __all__ = [
     "Fingerprint",
     "outdated_jobs",

@@ -51,8 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from .notebook.export import main as export_main
         except ImportError as e:  # the notebook extra is missing
-            print(f"error: python -m pdtnb export needs the notebook extra: pip install 'pdtnb[notebook]' ({e})",
-                  file=sys.stderr)
+            print(
+                f"error: python -m pdtnb export needs the notebook extra: pip install 'pdtnb[notebook]' ({e})",
+                file=sys.stderr,
+            )
             return 2
         return export_main(args[1:])
     if args and args[0] in ("-h", "--help", "help"):

@@ -42,9 +42,7 @@ def resolve_task(pipeline: Pipeline, name: str) -> Task:
     try:
         return pipeline.tasks[name]
     except KeyError:
-        raise UnknownNameError(
-            f"no task named {name!r}; tasks: {', '.join(pipeline.tasks) or 'none'}"
-        ) from None
+        raise UnknownNameError(f"no task named {name!r}; tasks: {', '.join(pipeline.tasks) or 'none'}") from None
 
 
 def resolve_repository(pipeline: Pipeline, name: str) -> Repository:

@@ -148,9 +148,7 @@ async def print_retry(
 ) -> None:
     """Make failed jobs ready again (``--failed``: all of the task's; ``--outdated``: those done by
     code changed since; ``-r``: clear downstream too)."""
-    result = await failures.retry_jobs(
-        pipeline, task_name, job, failed=failed, outdated=outdated, recursive=recursive
-    )
+    result = await failures.retry_jobs(pipeline, task_name, job, failed=failed, outdated=outdated, recursive=recursive)
     sys.stdout.write(result.to_text())
 
 
@@ -303,7 +301,8 @@ def main(
                 if command == "run" and args.get("timeout") is not None:
                     timeout = float(args["timeout"])
                     stopping.watch(
-                        timeout + 1.0, 1,
+                        timeout + 1.0,
+                        1,
                         f"error: pipeline run timed out after {timeout:g} s, and a job blocking the event "
                         "loop kept it from stopping: exiting without it (it stays ready)",
                     )

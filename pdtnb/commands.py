@@ -87,8 +87,9 @@ class Argument:
         return f"[{flag} {opts.get('metavar') or str(opts.get('dest') or flag.lstrip('-')).upper()}]"
 
 
-def arg(*flags: str, where: str = BOTH, synopsis: str | None = None, group: str | None = None,
-        **options: Any) -> Argument:
+def arg(
+    *flags: str, where: str = BOTH, synopsis: str | None = None, group: str | None = None, **options: Any
+) -> Argument:
     """An :class:`Argument`: ``arg("--all", "-a", dest="all_repos", action="store_true", help=...)``."""
     if where not in _WHERE:
         raise ValueError(f"where must be one of {_WHERE}, not {where!r}")
@@ -160,7 +161,13 @@ _ALL = arg("--all", "-a", dest="all_repos", action="store_true", help="Show inte
 _TASK = arg("task_name", metavar="task", help="Task", synopsis="TASK")
 #: Every acting subcommand of the command line takes it: they hold the pipeline's lease.
 _WAIT = arg(
-    "--wait", type=float, nargs="?", const=math.inf, default=None, metavar="S", where=CLI,
+    "--wait",
+    type=float,
+    nargs="?",
+    const=math.inf,
+    default=None,
+    metavar="S",
+    where=CLI,
     help="If another controller holds the pipeline, wait for it (for S seconds, or as long as it takes) "
     "instead of exiting with status 75",
     synopsis="[--wait [S]]",
@@ -170,15 +177,23 @@ _JOB = arg("job", help="Job")
 #: Every subcommand, in the order ``--help`` and ``%pdt help`` list them.
 COMMANDS: tuple[Command, ...] = (
     command(
-        "use", "pick the Pipeline variable to drive (default: the only one)",
+        "use",
+        "pick the Pipeline variable to drive (default: the only one)",
         arg("name", metavar="NAME", help="the variable holding the pipeline"),
         where=NOTEBOOK,
     ),
     command(
-        "load", "load a pipeline file (YAML, TOML or JSON) into variable NAME (default: pipeline) and drive it",
+        "load",
+        "load a pipeline file (YAML, TOML or JSON) into variable NAME (default: pipeline) and drive it",
         arg("file", metavar="FILE", help="the pipeline file (relative paths: from the kernel's working directory)"),
-        arg("binding", nargs="*", default=[], metavar="NAME", synopsis="[as NAME]",
-            help="as NAME: the variable to bind the pipeline to (default: pipeline)"),
+        arg(
+            "binding",
+            nargs="*",
+            default=[],
+            metavar="NAME",
+            synopsis="[as NAME]",
+            help="as NAME: the variable to bind the pipeline to (default: pipeline)",
+        ),
         where=NOTEBOOK,
     ),
     command("open", "open the pipeline on the kernel's loop (any action opens it)", where=NOTEBOOK),
@@ -186,80 +201,119 @@ COMMANDS: tuple[Command, ...] = (
     command("update", "Keep the pipeline in motion", _WAIT, notebook_help="one update phase (reap finished jobs)"),
     command("step", "one round: update, then launch", where=NOTEBOOK),
     command(
-        "run", "Run update in a loop until everything is quiet",
+        "run",
+        "Run update in a loop until everything is quiet",
         arg("--forever", action="store_true", help="Keep running when quiet, watching for new input"),
         arg("--launch-once", action="store_true", help="Launch only in the first round, then only reap"),
-        arg("--timeout", type=float, default=None, help="Give up (exit 1) after this many seconds",
-            synopsis="[--timeout S]"),
+        arg(
+            "--timeout",
+            type=float,
+            default=None,
+            help="Give up (exit 1) after this many seconds",
+            synopsis="[--timeout S]",
+        ),
         _WAIT,
         notebook_help="run in the background; returns a live table at once",
     ),
     command(
-        "wait", "wait for the background run to end; shows its summary",
-        arg("--timeout", type=float, default=None, help="give up waiting after S seconds (the run goes on)",
-            synopsis="[--timeout S]"),
+        "wait",
+        "wait for the background run to end; shows its summary",
+        arg(
+            "--timeout",
+            type=float,
+            default=None,
+            help="give up waiting after S seconds (the run goes on)",
+            synopsis="[--timeout S]",
+        ),
         where=NOTEBOOK,
     ),
     command("stop", "end the background run after its current round; shows its summary", where=NOTEBOOK),
     command(
-        "status", "View the pipeline status",
+        "status",
+        "View the pipeline status",
         _ALL,
         _JSON,
         arg("--live", action="store_true", help="keep the table updating in place", where=NOTEBOOK),
-        arg("--interval", type=float, default=1.0, help="seconds between live updates", where=NOTEBOOK,
-            synopsis="[--interval S]"),
+        arg(
+            "--interval",
+            type=float,
+            default=1.0,
+            help="seconds between live updates",
+            where=NOTEBOOK,
+            synopsis="[--interval S]",
+        ),
         notebook_help="job counts per task and link; --live keeps updating in place",
     ),
     command(
-        "trace", "Track a job's progress through the pipeline",
+        "trace",
+        "Track a job's progress through the pipeline",
         _ALL,
         _JSON,
         arg("job", nargs="+", help="Job to trace"),
         notebook_help="which links hold these jobs, and their state per task",
     ),
     command(
-        "failed", "List failed and retrying jobs with their reasons",
+        "failed",
+        "List failed and retrying jobs with their reasons",
         arg("task", nargs="*", help="Tasks to list (default: all)"),
         _JSON,
         notebook_help="failed and retrying jobs with their reasons",
     ),
     command(
-        "show", "Show everything about one job: record, traceback, output, attempts", _TASK, _JOB, _JSON,
+        "show",
+        "Show everything about one job: record, traceback, output, attempts",
+        _TASK,
+        _JOB,
+        _JSON,
         notebook_help="one job: its traceback (your frames first), output, timings, attempts",
     ),
     command(
-        "why", "Explain why a job is or is not running", _TASK, _JOB, _JSON,
+        "why",
+        "Explain why a job is or is not running",
+        _TASK,
+        _JOB,
+        _JSON,
         notebook_help="why a job is or is not running",
     ),
     command(
-        "retry", "Make failed (or outdated) jobs ready again",
+        "retry",
+        "Make failed (or outdated) jobs ready again",
         _TASK,
         arg("job", nargs="*", help="Jobs to retry"),
         arg("--failed", action="store_true", help="Retry every failed job of the task"),
-        arg("--outdated", action="store_true",
-            help="Run again the jobs done by code that has changed since (all of the task's, or the jobs given)"),
+        arg(
+            "--outdated",
+            action="store_true",
+            help="Run again the jobs done by code that has changed since (all of the task's, or the jobs given)",
+        ),
         arg("--recursive", "-r", action="store_true", help="Also clear what they fed downstream", synopsis="[-r]"),
         _WAIT,
         notebook_help="make failed jobs ready again (--failed: all of the task's; --outdated: those done by "
         "code changed since; -r: clear downstream too)",
     ),
     command(
-        "kill", "Stop a live job and record it as killed (via the controller running the pipeline, if any)",
-        _TASK, _JOB,
+        "kill",
+        "Stop a live job and record it as killed (via the controller running the pipeline, if any)",
+        _TASK,
+        _JOB,
         notebook_help="stop a live job and record it as killed",
     ),
     command(
-        "debug", "run a job's body in the foreground, recording nothing (then %debug); a process: its script",
-        _TASK, _JOB,
+        "debug",
+        "run a job's body in the foreground, recording nothing (then %debug); a process: its script",
+        _TASK,
+        _JOB,
         where=NOTEBOOK,
     ),
     command(
-        "timeline", "a Gantt chart of the jobs' attempts, coloured by outcome",
+        "timeline",
+        "a Gantt chart of the jobs' attempts, coloured by outcome",
         arg("task", nargs="*", help="Tasks to draw (default: all)"),
         where=NOTEBOOK,
     ),
     command(
-        "rm", "Delete data from the pipeline",
+        "rm",
+        "Delete data from the pipeline",
         arg("--recursive", "-r", action="store_true", help="Delete dependant data too", synopsis="[-r]"),
         arg("data", help="Repository (TASK.LINK) or task (TASK) to delete from", synopsis="TASK.LINK"),
         arg("job", nargs="+", help="Jobs to delete (__all__ for every job)"),
@@ -267,19 +321,26 @@ COMMANDS: tuple[Command, ...] = (
         notebook_help="delete jobs (-r: and everything downstream; __all__ = every job)",
     ),
     command(
-        "ls", "List jobs in a repository",
-        arg("data", nargs="+", help="TASK.LINK names, or a set expression like 'a.out - b.done'",
-            synopsis="TASK.LINK..."),
+        "ls",
+        "List jobs in a repository",
+        arg(
+            "data",
+            nargs="+",
+            help="TASK.LINK names, or a set expression like 'a.out - b.done'",
+            synopsis="TASK.LINK...",
+        ),
         notebook_help="jobs of repositories, or a set expression: 'a.out - b.done'",
     ),
     command(
-        "cat", "Print data from a repository",
+        "cat",
+        "Print data from a repository",
         arg("data", help="Repository (TASK.LINK)", synopsis="TASK.LINK"),
         arg("job", help="Job to print"),
         notebook_help="a job's value (metadata as YAML)",
     ),
     command(
-        "inject", "Dump data into a repository",
+        "inject",
+        "Dump data into a repository",
         arg("data", help="Repository (TASK.LINK)", synopsis="TASK.LINK"),
         arg("job", help="Job to store standard input as", where=CLI),
         arg("job", help="Job to store the value as", where=NOTEBOOK),
@@ -288,41 +349,60 @@ COMMANDS: tuple[Command, ...] = (
         notebook_help="store the value of variable VAR (or the cell body, with %%pdt)",
     ),
     command(
-        "launch", "Manually start a task",
+        "launch",
+        "Manually start a task",
         arg("task_name", help="Task to launch", where=CLI),
         arg("job", help="Job to launch it on", where=CLI),
         arg("task_name", nargs="?", metavar="TASK", help="Task to launch", where=NOTEBOOK, synopsis="[TASK JOB]"),
         arg("job", nargs="?", help="Job to launch it on", where=NOTEBOOK, synopsis=""),
         arg("--force", "-f", action="store_true", help="Launch even if start is inhibited by data"),
         arg("--sync", action="store_true", help="Run the task in-process, if possible"),
-        arg("--meta", action=argparse.BooleanOptionalAction, default=True,
-            help="Store metadata related to task completion", synopsis="[--no-meta]"),
+        arg(
+            "--meta",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="Store metadata related to task completion",
+            synopsis="[--no-meta]",
+        ),
         _WAIT,
         notebook_help="start one job by hand; without TASK JOB: one launch phase (start ready jobs)",
     ),
     command("shell", "Launch an interactive shell to interrogate the pipeline", where=CLI),
     command(
-        "fuse", "Mount the pipeline's repositories as a filesystem (a directory per task and link, a file per job)",
+        "fuse",
+        "Mount the pipeline's repositories as a filesystem (a directory per task and link, a file per job)",
         arg("mountpoint", metavar="MOUNTPOINT", help="an existing empty directory to mount on"),
-        arg("--writable", action="store_true",
-            help="Allow writing jobs (each file stored on close, as inject does); holds the pipeline's lease"),
-        arg("--wait", dest="lease_wait", type=float, nargs="?", const=math.inf, default=None, metavar="S",
+        arg(
+            "--writable",
+            action="store_true",
+            help="Allow writing jobs (each file stored on close, as inject does); holds the pipeline's lease",
+        ),
+        arg(
+            "--wait",
+            dest="lease_wait",
+            type=float,
+            nargs="?",
+            const=math.inf,
+            default=None,
+            metavar="S",
             help="With --writable: if another controller holds the pipeline, wait for it (for S seconds, or as "
             "long as it takes) instead of exiting with status 75",
-            synopsis="[--wait [S]]"),
+            synopsis="[--wait [S]]",
+        ),
         where=CLI,
     ),
     command(
-        "graph", "the dependency graph, coloured by status",
+        "graph",
+        "the dependency graph, coloured by status",
         arg("--svg", action="store_true", help="draw SVG instead of PNG"),
-        arg("--full", dest="form", action="store_const", const="full", help="every repository drawn",
-            group="form"),
+        arg("--full", dest="form", action="store_const", const="full", help="every repository drawn", group="form"),
         arg("--compact", dest="form", action="store_const", const="compact", help="tasks only", group="form"),
         where=NOTEBOOK,
     ),
     command("dashboard", "graph, live status and launch buttons", where=NOTEBOOK),
     command(
-        "export", "write the notebook as a script ending with pdtnb.main(pipeline)",
+        "export",
+        "write the notebook as a script ending with pdtnb.main(pipeline)",
         arg("path", help="the script to write"),
         arg("--notebook", help="the notebook file (default: found from the kernel)", synopsis="[--notebook NB.ipynb]"),
         arg("--pipeline", help="the pipeline variable", synopsis="[--pipeline NAME]"),
@@ -352,8 +432,9 @@ def add_command(sub: Any, cmd: Command, surface: str, **parser_options: Any) -> 
     return parser
 
 
-def help_text(surface: str = NOTEBOOK, prog: str = "%pdt", width: int = 30,
-              commands: Iterable[Command] = COMMANDS) -> str:
+def help_text(
+    surface: str = NOTEBOOK, prog: str = "%pdt", width: int = 30, commands: Iterable[Command] = COMMANDS
+) -> str:
     """The list of subcommands with their synopsis and one-line help (``%pdt help``)."""
     lines = [f"{prog} SUBCOMMAND ...   drive the notebook's pipeline (the pipeline's command line, in a cell)", ""]
     for c in commands_for(surface, commands):

@@ -295,10 +295,13 @@ async def why_job(pipeline: Pipeline, task_name: str, job: str) -> Explanation:
     elif record is not None and record.succeeded and state == "outdated":
         when = f" at {record.end_time.isoformat(timespec='seconds')}" if record.end_time else ""
         changes = outdated_reasons(task, record) or ["the task's code changed"]
-        reasons.append(f"attempt {record.attempt} succeeded{when}, but the task's code has changed since: "
-                       + "; ".join(changes))
-        again = "it runs again at the next launch phase (rerun_outdated)" if task.rerun_outdated else (
-            f"`retry {task.name} {job} --outdated` runs it again (`-r`: and what was made from it downstream)"
+        reasons.append(
+            f"attempt {record.attempt} succeeded{when}, but the task's code has changed since: " + "; ".join(changes)
+        )
+        again = (
+            "it runs again at the next launch phase (rerun_outdated)"
+            if task.rerun_outdated
+            else (f"`retry {task.name} {job} --outdated` runs it again (`-r`: and what was made from it downstream)")
         )
         reasons.append(again)
     elif record is not None and record.failed:

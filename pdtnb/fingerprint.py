@@ -104,8 +104,12 @@ def describe_changes(old: Mapping[str, str] | None, new: Mapping[str, str]) -> l
 def _label(name: str) -> str:
     if name.startswith("calls "):
         return f"the function {name[6:]} it calls"
-    return {"body": "its body", "bound": "what is bound to its body", "template": "its template",
-            "environment": "its template's environment"}.get(name, name)
+    return {
+        "body": "its body",
+        "bound": "what is bound to its body",
+        "template": "its template",
+        "environment": "its template's environment",
+    }.get(name, name)
 
 
 # ---- functions -------------------------------------------------------------------------------
@@ -190,11 +194,7 @@ def _reached(func: types.FunctionType) -> Iterator[tuple[str, types.FunctionType
             if value is None:
                 continue
             target, _ = _unwrap(value)
-            if (
-                isinstance(target, types.FunctionType)
-                and target.__module__ == module
-                and target.__code__ not in seen
-            ):
+            if isinstance(target, types.FunctionType) and target.__module__ == module and target.__code__ not in seen:
                 seen.add(target.__code__)
                 found.append((target.__qualname__, target))
                 pending.append(target)
@@ -242,8 +242,12 @@ def _strip_docstrings(tree: ast.AST) -> None:
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
 
 

@@ -58,6 +58,7 @@ __all__ = ["Hook", "HookSet", "JsonLinesLog", "Webhook", "hook_name", "job_event
 
 log = logging.getLogger("pdtnb.hooks")
 
+
 class Hook(Protocol):
     """What a hook may offer. Every method is optional and may be ``async``: a hook is any object
     with some of them. This Protocol documents the signatures for readers and type checkers;
@@ -134,7 +135,11 @@ class HookSet:
         self._reported.add(key)
         log.error(
             "hook %s.%s raised %s (ignored: the job's outcome is unchanged; further errors of this hook "
-            "method are logged at debug level)", hook_name(hook), method, type(exc).__name__, exc_info=exc,
+            "method are logged at debug level)",
+            hook_name(hook),
+            method,
+            type(exc).__name__,
+            exc_info=exc,
         )
 
     async def _call(self, hook: Any, name: str, method: Any, *args: Any) -> Any:
@@ -483,8 +488,9 @@ class Webhook:
             self.dropped += 1
             if not self._warned_full:
                 self._warned_full = True
-                log.warning("%s: %d events queued already; dropping events until it catches up",
-                            self.name, self.queue_size)
+                log.warning(
+                    "%s: %d events queued already; dropping events until it catches up", self.name, self.queue_size
+                )
 
     @property
     def pending(self) -> int:
@@ -571,8 +577,9 @@ class Webhook:
         try:
             await asyncio.wait_for(queue.join(), self.drain)
         except asyncio.TimeoutError:
-            log.warning("%s: %d events not delivered within the %.1f s drain at close",
-                        self.name, self._pending, self.drain)
+            log.warning(
+                "%s: %d events not delivered within the %.1f s drain at close", self.name, self._pending, self.drain
+            )
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)

@@ -102,9 +102,7 @@ class RunSummary:
         if self.corrupt:
             parts.append(f"{self.corrupt} unreadable records")
         state = "stopped" if self.stopped else "finished"
-        return (
-            f"{state}: {', '.join(parts)} ({self.launched} launched in {self.rounds} rounds, {self.elapsed:.1f} s)"
-        )
+        return f"{state}: {', '.join(parts)} ({self.launched} launched in {self.rounds} rounds, {self.elapsed:.1f} s)"
 
 
 class Pipeline:
@@ -180,9 +178,7 @@ class Pipeline:
             for link in task.links.values():
                 if link.require_success is None:
                     base = base_of(link.repo)
-                    link.require_success = bool(
-                        link.required_for_start and id(base) in done_repos and id(base) != own
-                    )
+                    link.require_success = bool(link.required_for_start and id(base) in done_repos and id(base) != own)
 
     def upstream_tasks(self, task: Task) -> list[tuple[str, Task]]:
         """The (link name, task) pairs whose success ``task``'s jobs require."""
@@ -705,9 +701,7 @@ class Pipeline:
             refused = refused or task_refused
         return refused
 
-    async def _launch_failed(
-        self, task: Task, job: str, exc: Exception, options: LaunchOptions | None = None
-    ) -> None:
+    async def _launch_failed(self, task: Task, job: str, exc: Exception, options: LaunchOptions | None = None) -> None:
         """Log and record a failed launch, and back the job off. A storage fault, in the launch
         or in the writing of its record, is raised instead (:class:`~pdtnb.StorageFaultError`):
         the job is not recorded as failed, and the run stops."""
@@ -726,8 +720,11 @@ class Pipeline:
             else:
                 await task.record_failure(job, exc, phase="launch", options=options)
         except Exception as e:
-            fault = storage_fault(e, note=f"{task.name} {job} failed to launch ({type(exc).__name__}) "
-                                  "and stays ready: its record could not be written")
+            fault = storage_fault(
+                e,
+                note=f"{task.name} {job} failed to launch ({type(exc).__name__}) "
+                "and stays ready: its record could not be written",
+            )
             if fault is not None:
                 raise fault from e
             log.exception("could not record the failure of %s:%s", task.name, job)
@@ -764,9 +761,7 @@ class Pipeline:
                         self._run_rounds(summary, forever, launch_once, deadline, timeout), timeout + 0.05
                     )
                 except asyncio.TimeoutError:
-                    raise TimeoutError(
-                        f"pipeline run timed out after {timeout} s ({summary.rounds} rounds)"
-                    ) from None
+                    raise TimeoutError(f"pipeline run timed out after {timeout} s ({summary.rounds} rounds)") from None
         except BaseException:
             await self._interrupt_tasks()
             raise

@@ -283,7 +283,7 @@ def _frames(exc: BaseException) -> list[Frame]:
     ]
     limit = LIMITS["frames"]
     if len(frames) > limit:  # keep the outermost few and the innermost (where it failed)
-        frames = frames[:5] + frames[-(limit - 5):]
+        frames = frames[:5] + frames[-(limit - 5) :]
     return frames
 
 
@@ -417,7 +417,7 @@ class JobRecord:
             frames = self.frames
             limit = LIMITS["frames"]
             if len(frames) > limit:  # the outermost few and the innermost, as when recorded
-                frames = frames[:5] + frames[-(limit - 5):]
+                frames = frames[:5] + frames[-(limit - 5) :]
             data["frames"] = [f.to_dict() for f in frames]
         for key in ("stdout_tail", "stderr_tail"):
             value = getattr(self, key)
@@ -438,7 +438,7 @@ class JobRecord:
         if self.history:
             data["history"] = [
                 bounded_value(entry, LIMITS["reason"], _Budget(LIMITS["history_entry"]))
-                for entry in self.history[-LIMITS["history"]:]
+                for entry in self.history[-LIMITS["history"] :]
             ]
         return data
 
@@ -475,9 +475,25 @@ class JobRecord:
             error_type, message, tb = _parse_legacy_exception(legacy_exception, message, tb)
         frames = [f for f in (Frame.from_dict(x) for x in data.get("frames") or []) if f is not None]
         known = {
-            "result", "attempt", "start_time", "end_time", "host", "exit_code", "return_code",
-            "error_type", "message", "reason", "retry_at", "traceback", "frames", "stdout_tail", "stderr_tail",
-            "history", "exception", "fingerprint", "fingerprint_parts",
+            "result",
+            "attempt",
+            "start_time",
+            "end_time",
+            "host",
+            "exit_code",
+            "return_code",
+            "error_type",
+            "message",
+            "reason",
+            "retry_at",
+            "traceback",
+            "frames",
+            "stdout_tail",
+            "stderr_tail",
+            "history",
+            "exception",
+            "fingerprint",
+            "fingerprint_parts",
         }
         attempt = data.get("attempt")
         history = data.get("history")
@@ -578,7 +594,8 @@ def record_from_exception(
         start_time=start_time,
         end_time=end_time or datetime.now(_UTC),
         host=host or _HOST,
-        error_type=type(exc).__qualname__ if type(exc).__module__ in ("builtins", "__main__")
+        error_type=type(exc).__qualname__
+        if type(exc).__module__ in ("builtins", "__main__")
         else f"{type(exc).__module__}.{type(exc).__qualname__}",
         message=clean_text(_safe_str(exc), LIMITS["message"]),
         traceback=_format_traceback(exc),
@@ -620,7 +637,10 @@ def host_name() -> str:
 
 
 def success_dict(
-    start: datetime | None, end: datetime | None, attempt: int = 1, host: str | None = None,
+    start: datetime | None,
+    end: datetime | None,
+    attempt: int = 1,
+    host: str | None = None,
     fingerprint: Fingerprint | None = None,
 ) -> dict:
     """``JobRecord(outcome=SUCCESS, ...).to_dict()``, built directly: the per-job hot path of
@@ -670,5 +690,3 @@ def success_dict_ns(start_ns: int, end_ns: int, fingerprint: Fingerprint | str |
             data["fingerprint"] = fingerprint.digest
             data["fingerprint_parts"] = _parts_dict(fingerprint.parts)
     return data
-
-

@@ -87,8 +87,13 @@ class Parameters:
     subcommand are taken off ``argv`` (``sys.argv`` by default) at once.
     """
 
-    def __init__(self, defaults: Mapping[str, Any], main: bool = True, argv: list[str] | None = None,
-                 environ: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        defaults: Mapping[str, Any],
+        main: bool = True,
+        argv: list[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ):
         self.defaults = dict(defaults)
         self.environ = os.environ if environ is None else environ
         self.given: dict[str, str] = {}
@@ -111,7 +116,7 @@ class Parameters:
                         _fail("--param needs NAME=VALUE")
                     spec, i = argv[i + 1], i + 2
                 else:
-                    spec, i = arg[len("--param="):], i + 1
+                    spec, i = arg[len("--param=") :], i + 1
                 name, sep, value = spec.partition("=")
                 if not sep or not name:
                     _fail(f"--param {spec!r}: write --param NAME=VALUE")

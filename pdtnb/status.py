@@ -96,7 +96,13 @@ class TaskStatus:
     def total(self) -> int:
         """Every job of the task, in whatever state."""
         return (
-            self.waiting + self.ready + self.live + self.done + self.outdated + self.failed + self.retrying
+            self.waiting
+            + self.ready
+            + self.live
+            + self.done
+            + self.outdated
+            + self.failed
+            + self.retrying
             + self.blocked
         )
 
@@ -342,9 +348,7 @@ def _task_states(
             blocked |= source
     if blocked:
         blocked = {j for j in blocked if j not in done_ids and j not in live}
-    required = [
-        listings.get(id(link.repo), frozenset()) for link in task.links.values() if link.required_for_start
-    ]
+    required = [listings.get(id(link.repo), frozenset()) for link in task.links.values() if link.required_for_start]
     failed_or_blocked[task.name] = failed | blocked
     return _States(ready, live, done_ids, failed, retrying, blocked, required, outdated)
 
@@ -471,7 +475,10 @@ def _every_repository(tasks: list[Task], shown: list[Repository]) -> list[Reposi
 
 
 def _unchanged_key(
-    repos: list[Repository], listed: list[AbstractSet[str]], indexes: list[OutcomeIndex | None], tasks: list[Task],
+    repos: list[Repository],
+    listed: list[AbstractSet[str]],
+    indexes: list[OutcomeIndex | None],
+    tasks: list[Task],
     digests: dict[str, str | None],
 ) -> tuple[Any, ...] | None:
     """What a status depends on, comparable with :func:`_same_key`; None when some part cannot

@@ -22,16 +22,19 @@ def write_kernelspec(root: Path, name: str) -> str:
     JUPYTER_PATH); returns its name."""
     spec = root / "kernels" / name
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": f"pdtnb test: {name}",
-        "language": "python",
-    }))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": f"pdtnb test: {name}",
+                "language": "python",
+            }
+        )
+    )
     return spec.name
 
 
-def execute(path: Path, cwd: Path, kernel_name: str, timeout: float,
-            explain: Callable[[], str] | None = None) -> Any:
+def execute(path: Path, cwd: Path, kernel_name: str, timeout: float, explain: Callable[[], str] | None = None) -> Any:
     """Run the notebook at ``path`` top to bottom in ``cwd``; a failing cell fails the test (with
     ``explain()`` appended) and leaves the executed notebook in ``cwd`` for a look."""
     nb = nbformat.read(path, as_version=4)

@@ -17,8 +17,17 @@ from .document import Document
 from .dump import NotDeclarableError, dump, to_document
 from .source import DeclarationError, Where
 
-__all__ = ["load", "check", "dump", "to_document", "Document", "DeclarationError", "NotDeclarableError", "Where",
-           "schema_path"]
+__all__ = [
+    "load",
+    "check",
+    "dump",
+    "to_document",
+    "Document",
+    "DeclarationError",
+    "NotDeclarableError",
+    "Where",
+    "schema_path",
+]
 
 
 def schema_path() -> str:

@@ -89,8 +89,10 @@ class _Builder:
         if param.convert == "retry":
             return retry_policy(given, entry, entry.where(param.name))
         if param.convert == "hooks":
-            return [import_object(spec, entry.where(param.name, i), f"{entry.label}: hook")
-                    for i, spec in enumerate(given or [])]
+            return [
+                import_object(spec, entry.where(param.name, i), f"{entry.label}: hook")
+                for i, spec in enumerate(given or [])
+            ]
         if param.convert == "seconds":
             return timedelta(seconds=given) if param.name == "window" else float(given)
         if param.convert == "executor":
@@ -166,8 +168,9 @@ class _Builder:
         for name, entry in document.entries["tasks"].items():
             _check_built_task(entry, self.tasks[name])
         options = dict(document.options)
-        priorities = {name: e.value["priority"] for name, e in document.entries["tasks"].items()
-                      if "priority" in e.value}
+        priorities = {
+            name: e.value["priority"] for name, e in document.entries["tasks"].items() if "priority" in e.value
+        }
         if options.get("priority") is not None:
             options["priority"] = import_object(options["priority"], Where(str(document.path), 1, 1), "priority")
         elif priorities:
@@ -189,13 +192,16 @@ def _check_built_task(entry: Entry, task: Any) -> None:
     from ..errors import TaskConfigError
 
     if getattr(task, "_ready", None) is None and not task.required_for_start:
-        raise DeclarationError(f"{entry.label} has no input: give a link of kind input or required, a plug, "
-                               f"or ready: REPOSITORY (its links: {', '.join(task.links)})",
-                               entry.source.where_key(entry.key))
+        raise DeclarationError(
+            f"{entry.label} has no input: give a link of kind input or required, a plug, "
+            f"or ready: REPOSITORY (its links: {', '.join(task.links)})",
+            entry.source.where_key(entry.key),
+        )
     binding = getattr(task, "_binding", None)
     if binding is not None and binding.func is None:
-        raise DeclarationError(f"{entry.label}: func is required (its body, package.module:function)",
-                               entry.source.where_key(entry.key))
+        raise DeclarationError(
+            f"{entry.label}: func is required (its body, package.module:function)", entry.source.where_key(entry.key)
+        )
     if binding is not None:
         try:
             binding.bind()

@@ -26,6 +26,7 @@ from .source import DeclarationError, Where
 
 __all__ = ["check", "import_object", "import_paths", "kind_of", "plugs", "link_flags", "retry_policy"]
 
+
 @contextlib.contextmanager
 def import_paths(paths: list[Path]) -> Iterator[None]:
     added = [str(p) for p in paths if str(p) not in sys.path]
@@ -49,8 +50,9 @@ def import_object(spec: str, where: Where, what: str) -> Any:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise DeclarationError(f"{what} {spec!r}: module {module_name!r} has no attribute {attr!r}",
-                                   where) from None
+            raise DeclarationError(
+                f"{what} {spec!r}: module {module_name!r} has no attribute {attr!r}", where
+            ) from None
     return obj
 
 
@@ -77,15 +79,23 @@ def kind_of(entry: Entry) -> Kind:
 def _check_extra(entry: Entry, kind: Kind) -> None:
     if isinstance(kind.target, str):
         module = kind.target.partition(":")[0]
-        extra = {"pdtnb.repository.s3": "s3", "pdtnb.repository.mongo": "mongo",
-                 "pdtnb.repository.docker": "docker", "pdtnb.task.kube": "kube"}.get(module, "all")
-        raise DeclarationError(f"{entry.label}: kind {kind.name} needs the {extra!r} extra: "
-                               f"pip install 'pdtnb[{extra}]'", entry.where("kind"))
+        extra = {
+            "pdtnb.repository.s3": "s3",
+            "pdtnb.repository.mongo": "mongo",
+            "pdtnb.repository.docker": "docker",
+            "pdtnb.task.kube": "kube",
+        }.get(module, "all")
+        raise DeclarationError(
+            f"{entry.label}: kind {kind.name} needs the {extra!r} extra: pip install 'pdtnb[{extra}]'",
+            entry.where("kind"),
+        )
     if entry.section == "resources":
         missing = extra_missing(kind.name)
         if missing:
-            raise DeclarationError(f"{entry.label}: kind {kind.name} needs the {missing!r} extra: "
-                                   f"pip install 'pdtnb[{missing}]'", entry.where("kind"))
+            raise DeclarationError(
+                f"{entry.label}: kind {kind.name} needs the {missing!r} extra: pip install 'pdtnb[{missing}]'",
+                entry.where("kind"),
+            )
 
 
 def _refs(document: Document, entry: Entry, section: str, name: Any, where: Where, what: str) -> None:
@@ -94,8 +104,9 @@ def _refs(document: Document, entry: Entry, section: str, name: Any, where: Wher
     if name not in document.entries[section]:
         known = ", ".join(sorted(document.entries[section])) or "none is declared"
         singular = "repository" if section == "repositories" else section[:-1]
-        raise DeclarationError(f"{entry.label}: {what} {name!r} is not a declared {singular} "
-                               f"({section}: {known})", where)
+        raise DeclarationError(
+            f"{entry.label}: {what} {name!r} is not a declared {singular} ({section}: {known})", where
+        )
 
 
 def check(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Document:
@@ -116,12 +127,15 @@ def check(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -
                     _check_task(document, entry, kind)
         options = document.options
         if options.get("priority") is not None and document.options_source is not None:
-            import_object(options["priority"], document.options_source.where(("pipeline", "priority")),
-                          "priority function")
+            import_object(
+                options["priority"], document.options_source.where(("pipeline", "priority")), "priority function"
+            )
             given = [e for e in document.entries["tasks"].values() if "priority" in e.value]
             if given:
-                raise DeclarationError(f"{given[0].label}: give task priorities or a pipeline priority function, "
-                                       "not both", given[0].where("priority"))
+                raise DeclarationError(
+                    f"{given[0].label}: give task priorities or a pipeline priority function, not both",
+                    given[0].where("priority"),
+                )
         if options.get("hooks") and document.options_source is not None:
             for i, spec in enumerate(options["hooks"]):
                 import_object(spec, document.options_source.where(("pipeline", "hooks", i)), "pipeline: hook")
@@ -143,8 +157,11 @@ def _check_quantities(entry: Entry, given: dict[str, Any], *sub: Any) -> None:
             Resources.parse(**{name: quantity})
         except (TypeError, ValueError) as e:
             what = ".".join(str(s) for s in (*sub, name))
-            raise DeclarationError(f"{entry.label}: {what}: {e} (a quantity is a number or a Kubernetes quantity "
-                                   f"such as 500m, 2, 1Gi, 200Mi)", entry.where(*sub, name)) from None
+            raise DeclarationError(
+                f"{entry.label}: {what}: {e} (a quantity is a number or a Kubernetes quantity "
+                f"such as 500m, 2, 1Gi, 200Mi)",
+                entry.where(*sub, name),
+            ) from None
 
 
 def _check_params(document: Document, entry: Entry, kind: Kind) -> None:
@@ -181,8 +198,10 @@ def _check_params(document: Document, entry: Entry, kind: Kind) -> None:
         has_kwargs = any(p.kind is p.VAR_KEYWORD for p in _signature(kind.target).parameters.values())
         unknown = [k for k in value if k != "kind" and k not in known]
         if unknown and not has_kwargs:
-            raise DeclarationError(f"{entry.label}: {kind.name} takes no argument {unknown[0]!r} "
-                                   f"(it takes {', '.join(known) or 'none'})", entry.where(unknown[0]))
+            raise DeclarationError(
+                f"{entry.label}: {kind.name} takes no argument {unknown[0]!r} (it takes {', '.join(known) or 'none'})",
+                entry.where(unknown[0]),
+            )
 
 
 def _signature(target: Any) -> Any:
@@ -194,14 +213,16 @@ def _signature(target: Any) -> Any:
 def _check_task(document: Document, entry: Entry, kind: Kind) -> None:
     value = entry.value
     for link, spec in (value.get("links") or {}).items():
-        _refs(document, entry, REPOSITORIES, spec["repo"], entry.where("links", link, "repo"),
-              f"link {link}: repository")
+        _refs(
+            document, entry, REPOSITORIES, spec["repo"], entry.where("links", link, "repo"), f"link {link}: repository"
+        )
     for i, plug in enumerate(plugs(value)):
         key = ("plug",) if isinstance(value.get("plug"), (str, dict)) else ("plug", i)
         upstream = plug["task"]
         if upstream not in document.entries["tasks"]:
-            raise DeclarationError(f"{entry.label}: plugs into {upstream!r}, which is not a declared task",
-                                   entry.where(*key))
+            raise DeclarationError(
+                f"{entry.label}: plugs into {upstream!r}, which is not a declared task", entry.where(*key)
+            )
         if upstream == entry.name:
             raise DeclarationError(f"{entry.label}: a task cannot plug into itself", entry.where(*key))
         _refs(document, entry, REPOSITORIES, plug.get("translator"), entry.where(*key), "translator")
@@ -230,13 +251,15 @@ def _check_template(entry: Entry) -> None:
         path = Path(resolve_path(entry.source.directory, value["template_file"]))
         where = entry.where("template_file")
         if not path.is_file():
-            raise DeclarationError(f"{entry.label}: template_file {value['template_file']!r} does not exist ({path})",
-                                   where)
+            raise DeclarationError(
+                f"{entry.label}: template_file {value['template_file']!r} does not exist ({path})", where
+            )
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
-            raise DeclarationError(f"{entry.label}: cannot read template_file {value['template_file']!r}: {e}",
-                                   where) from None
+            raise DeclarationError(
+                f"{entry.label}: cannot read template_file {value['template_file']!r}: {e}", where
+            ) from None
 
         def origin(lineno: int) -> Where:
             return Where(str(path), lineno, 1)
@@ -256,8 +279,9 @@ def _check_template(entry: Entry) -> None:
         render_environment().parse(text)
     except jinja2.TemplateSyntaxError as e:
         lineno = e.lineno or 1
-        raise DeclarationError(f"{entry.label}: the template does not compile: {e.message} (template line {lineno})",
-                               origin(lineno)) from None
+        raise DeclarationError(
+            f"{entry.label}: the template does not compile: {e.message} (template line {lineno})", origin(lineno)
+        ) from None
 
 
 def retry_policy(given: dict[str, Any], entry: Entry, where: Where) -> Any:
@@ -273,8 +297,11 @@ def retry_policy(given: dict[str, Any], entry: Entry, where: Where) -> Any:
         elif isinstance(item, str) and _is_exception(getattr(builtins, item, None)):
             item = getattr(builtins, item)
         elif isinstance(item, str) and item not in KNOWN_REASONS:
-            raise DeclarationError(f"{entry.label}: retry.on: {item!r} is neither a builtin exception, an import path "
-                                   f"package.module:Exception, nor a reason ({', '.join(KNOWN_REASONS)})", at)
+            raise DeclarationError(
+                f"{entry.label}: retry.on: {item!r} is neither a builtin exception, an import path "
+                f"package.module:Exception, nor a reason ({', '.join(KNOWN_REASONS)})",
+                at,
+            )
         on.append(item)
     options = {k: v for k, v in given.items() if k != "on"}
     if "on" in given:
@@ -310,8 +337,11 @@ def _task_edges(document: Document) -> Iterator[tuple[str, str]]:
     for entry in document.entries["tasks"].values():
         for plug in plugs(entry.value):
             yield plug["task"], entry.name
-        read = [spec["repo"] for spec in (entry.value.get("links") or {}).values()
-                if link_flags(spec).get("is_input") or link_flags(spec).get("required_for_start")]
+        read = [
+            spec["repo"]
+            for spec in (entry.value.get("links") or {}).values()
+            if link_flags(spec).get("is_input") or link_flags(spec).get("required_for_start")
+        ]
         read += [entry.value[param] for param in _READ if isinstance(entry.value.get(param), str)]
         for repo in read:
             for producer in sorted(producers.get(repo, ())):
@@ -331,8 +361,10 @@ def _check_cycles(document: Document) -> None:
         return
     names = [a for a, _ in cycle] + [cycle[0][0]]
     first = document.entries["tasks"][names[0]]
-    raise DeclarationError(f"the tasks form a cycle: {' -> '.join(names)} (through plug, or an output another task "
-                           f"takes as input)", first.source.where_key(first.key))
+    raise DeclarationError(
+        f"the tasks form a cycle: {' -> '.join(names)} (through plug, or an output another task takes as input)",
+        first.source.where_key(first.key),
+    )
 
 
 def link_flags(spec: dict[str, Any]) -> dict[str, Any]:

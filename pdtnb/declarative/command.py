@@ -26,8 +26,12 @@ def _add_file_commands(sub: argparse._SubParsersAction) -> None:
     sub.add_parser("check", help="validate the pipeline file, opening and creating nothing")
     graph = sub.add_parser("graph", help="draw the dependency graph to a file (-o OUT.svg or OUT.png)")
     graph.add_argument("-o", "--output", required=True, help="the file to write; its extension says SVG or PNG")
-    graph.add_argument("--form", choices=("auto", "full", "compact"), default="auto",
-                       help="full: repositories as nodes; compact: tasks only (default: auto)")
+    graph.add_argument(
+        "--form",
+        choices=("auto", "full", "compact"),
+        default="auto",
+        help="full: repositories as nodes; compact: tasks only (default: auto)",
+    )
 
 
 def _first_command(args: Sequence[str]) -> str | None:
@@ -46,8 +50,10 @@ def main(path: str, args: Sequence[str]) -> int:
             build(document)  # constructed in memory, opening nothing: what opening would refuse
             counts = {s: len(e) for s, e in document.entries.items()}
             included = f", {len(document.files) - 1} included file(s)" if len(document.files) > 1 else ""
-            print(f"{path}: valid: {counts['tasks']} tasks, {counts['repositories']} repositories, "
-                  f"{counts['resources']} resources, {counts['quotas']} quotas{included}")
+            print(
+                f"{path}: valid: {counts['tasks']} tasks, {counts['repositories']} repositories, "
+                f"{counts['resources']} resources, {counts['quotas']} quotas{included}"
+            )
             return 0
         if command == "graph":
             parser = argparse.ArgumentParser(prog=f"python -m pdtnb -f {path} graph")
@@ -77,8 +83,10 @@ def _graph(path: str, output: Path, form: str) -> int:
     try:
         from ..notebook.graph import PipelineGraph
     except ImportError as e:
-        print(f"error: drawing needs the notebook extra (matplotlib): pip install 'pdtnb[notebook]' ({e})",
-              file=sys.stderr)
+        print(
+            f"error: drawing needs the notebook extra (matplotlib): pip install 'pdtnb[notebook]' ({e})",
+            file=sys.stderr,
+        )
         return 1
     graph = PipelineGraph(pipeline, form=form)
     try:

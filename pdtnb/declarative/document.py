@@ -54,7 +54,6 @@ class Document:
     files: list[Path] = field(default_factory=list)
 
 
-
 class _Validators:
     """The schema's validation, by kind: the schema gives each section's kinds as ``if kind is K
     then ...`` branches (what editors read), which a validator tries one after the other for
@@ -206,15 +205,20 @@ def _describe(error: Any, source: Source, path: tuple[Any, ...]) -> tuple[str, W
             return f"unknown key {first!r} ({hint})", source.where_key((*path, first))
     if validator == "pattern" and error.schema.get("pattern") == NAME_PATTERN and isinstance(instance, str):
         # propertyNames: the key itself is wrong
-        return (f"{instance!r} is not a valid name (a letter or _, then letters, digits, _ . -)",
-                source.where_key((*path, instance)))
+        return (
+            f"{instance!r} is not a valid name (a letter or _, then letters, digits, _ . -)",
+            source.where_key((*path, instance)),
+        )
     if validator == "enum" and isinstance(instance, (str, int, float)):
         names = [str(v) for v in value]
         close = difflib.get_close_matches(str(instance), names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         siblings = error.parent.context if error.parent is not None else []
-        also = " nor an import path package.module:Class" if any(
-            e.validator == "pattern" and e.validator_value == IMPORT_PATH for e in siblings) else ""
+        also = (
+            " nor an import path package.module:Class"
+            if any(e.validator == "pattern" and e.validator_value == IMPORT_PATH for e in siblings)
+            else ""
+        )
         return f"{instance!r} is not one of {', '.join(names)}{also}{hint}", where
     if _variable_pattern(error):
         wanted = " or ".join(t for t in error.schema.get("type", []) if t not in ("string", "null"))
@@ -227,11 +231,17 @@ def _describe(error: Any, source: Source, path: tuple[Any, ...]) -> tuple[str, W
         return f"give one of {', '.join(names)}, not both", where
     if validator in ("anyOf", "oneOf") and error.context:
         if all(e.validator == "required" for e in error.context):
-            names = [e.validator_value[0] if isinstance(e.validator_value, list) else e.validator_value
-                     for e in error.context]
+            names = [
+                e.validator_value[0] if isinstance(e.validator_value, list) else e.validator_value
+                for e in error.context
+            ]
             return f"give one of {', '.join(names)}", where
-        types = [t for e in error.context if e.validator == "type"
-                 for t in ([e.validator_value] if isinstance(e.validator_value, str) else e.validator_value)]
+        types = [
+            t
+            for e in error.context
+            if e.validator == "type"
+            for t in ([e.validator_value] if isinstance(e.validator_value, str) else e.validator_value)
+        ]
         if types and len(types) == len(error.context):
             return f"{instance!r} is not of type {' or '.join(repr(t) for t in types)}", where
     if validator == "required":
@@ -252,18 +262,25 @@ def read_document(path: str | os.PathLike[str], environ: dict[str, str] | None =
     return document
 
 
-def _read_into(document: Document, path: Path, environ: dict[str, str] | None, stack: list[Path], top: Path,
-               included_at: Where | None = None) -> None:
+def _read_into(
+    document: Document,
+    path: Path,
+    environ: dict[str, str] | None,
+    stack: list[Path],
+    top: Path,
+    included_at: Where | None = None,
+) -> None:
     resolved = path.resolve()
     if resolved in stack:
-        chain = " -> ".join(os.path.relpath(p, resolved.parent) for p in [*stack[stack.index(resolved):], resolved])
+        chain = " -> ".join(os.path.relpath(p, resolved.parent) for p in [*stack[stack.index(resolved) :], resolved])
         raise DeclarationError(f"include cycle: {chain}", included_at)
     if included_at is not None and any(f.resolve() == resolved for f in document.files):
         raise DeclarationError(f"{path} is included twice: its declarations would be given twice", included_at)
     source = read_source(path)
     if not isinstance(source.data, dict):
-        raise DeclarationError("a pipeline file is a mapping (resources, repositories, quotas, tasks)",
-                               source.where(()))
+        raise DeclarationError(
+            "a pipeline file is a mapping (resources, repositories, quotas, tasks)", source.where(())
+        )
     interpolate(source, environ)
     _schema_error(source)
     document.files.append(path)
@@ -290,6 +307,7 @@ def _read_into(document: Document, path: Path, environ: dict[str, str] | None, s
     for i, include in enumerate(data.get("include", [])):
         included = Path(resolve_path(source.directory, include))
         if not included.exists():
-            raise DeclarationError(f"included file {include!r} does not exist ({included})",
-                                   source.where(("include", i)))
+            raise DeclarationError(
+                f"included file {include!r} does not exist ({included})", source.where(("include", i))
+            )
         _read_into(document, included, environ, [*stack, resolved], top, source.where(("include", i)))

@@ -53,12 +53,16 @@ def _hook_paths(hooks: Any, what: str) -> list[str]:
             continue
         module_name = type(hook).__module__
         module = sys.modules.get(module_name)
-        found = None if module is None or module_name == "__main__" else next(
-            (name for name, value in vars(module).items() if value is hook), None)
+        found = (
+            None
+            if module is None or module_name == "__main__"
+            else next((name for name, value in vars(module).items() if value is hook), None)
+        )
         if found is None:
             raise NotDeclarableError(
                 f"{what}: hook {hook!r} is not a module-level object of {module_name}; a pipeline file names "
-                "hooks by import path (module:name)")
+                "hooks by import path (module:name)"
+            )
         out.append(f"{module_name}:{found}")
     return out
 
@@ -70,14 +74,15 @@ def _import_path(obj: Any, what: str) -> str:
     if module is None or qualname is None:
         raise NotDeclarableError(f"{what}: {obj!r} has no import path")
     if "<lambda>" in qualname:
-        raise NotDeclarableError(
-            f"{what}: {qualname} is a lambda; a pipeline file names functions by import path")
+        raise NotDeclarableError(f"{what}: {qualname} is a lambda; a pipeline file names functions by import path")
     if "<locals>" in qualname:
         raise NotDeclarableError(
-            f"{what}: {qualname} is a closure (defined inside a function); move it to module level")
+            f"{what}: {qualname} is a closure (defined inside a function); move it to module level"
+        )
     if module == "__main__":
         raise NotDeclarableError(
-            f"{what}: {qualname} is defined in the script itself (__main__); move it into a module")
+            f"{what}: {qualname} is defined in the script itself (__main__); move it into a module"
+        )
     try:
         found: Any = importlib.import_module(module)
         for part in qualname.split("."):
@@ -85,8 +90,10 @@ def _import_path(obj: Any, what: str) -> str:
     except (ImportError, AttributeError):
         raise NotDeclarableError(f"{what}: {module}:{qualname} cannot be imported back") from None
     if found is not obj:
-        raise NotDeclarableError(f"{what}: {module}:{qualname} names another object (the function is shadowed, e.g. "
-                                 "by a task decorated with it); give it a name of its own")
+        raise NotDeclarableError(
+            f"{what}: {module}:{qualname} names another object (the function is shadowed, e.g. "
+            "by a task decorated with it); give it a name of its own"
+        )
     return f"{module}:{qualname}"
 
 
@@ -161,8 +168,14 @@ class _Dumper:
                 on.append(item.__name__ if item.__module__ == "builtins" else _import_path(item, f"{what}.retry.on"))
             else:
                 on.append(item)
-        return {"attempts": retry.attempts, "delay": retry.delay, "backoff": retry.backoff,
-                "max_delay": retry.max_delay, "jitter": retry.jitter, "on": on}
+        return {
+            "attempts": retry.attempts,
+            "delay": retry.delay,
+            "backoff": retry.backoff,
+            "max_delay": retry.max_delay,
+            "jitter": retry.jitter,
+            "on": on,
+        }
 
     def quota(self, manager: Any) -> str:
         if id(manager) not in self.quotas:
@@ -191,8 +204,11 @@ class _Dumper:
                 if any(word in key for word in _SECRET_WORDS) and value is not None:
                     doc[key] = "${" + f"{name}_{key}".upper().replace("-", "_") + "}"
                 elif callable(value):
-                    doc[key] = (self.resource_name(value, f"resource {name}.{key}") if key != "factory"
-                                else _import_path(value, f"resource {name}.factory"))
+                    doc[key] = (
+                        self.resource_name(value, f"resource {name}.{key}")
+                        if key != "factory"
+                        else _import_path(value, f"resource {name}.factory")
+                    )
                 else:
                     doc[key] = value
             return doc
@@ -217,8 +233,10 @@ class _Dumper:
         self.repos[id(repo)] = name
         args = self.arguments(kind, repo, f"repository {name}")
         if kind.name in ("InProcessMetadataRepository", "InProcessBlobRepository") and args.get("data"):
-            raise NotDeclarableError(f"repository {name}: an in-memory repository holding data cannot be declared "
-                                     "(a file starts it empty); keep the data in files, S3 or MongoDB")
+            raise NotDeclarableError(
+                f"repository {name}: an in-memory repository holding data cannot be declared "
+                "(a file starts it empty); keep the data in files, S3 or MongoDB"
+            )
         args.pop("data", None)
         self.repo_docs[name] = {"kind": kind.name, **args}
         return name
@@ -266,8 +284,10 @@ class _Dumper:
     def task(self, task: Any) -> dict[str, Any]:
         kind_name = next((k for k, kind in TASK_KINDS.items() if kind.target is type(task)), None)
         if kind_name is None:
-            raise NotDeclarableError(f"task {task.name}: {type(task).__name__} is not a declarable task kind "
-                                     f"({', '.join(sorted(TASK_KINDS))})")
+            raise NotDeclarableError(
+                f"task {task.name}: {type(task).__name__} is not a declarable task kind "
+                f"({', '.join(sorted(TASK_KINDS))})"
+            )
         kind = TASK_KINDS[kind_name]
         what = f"task {task.name}"
         # Name the done repository and the links' repositories after the links, first.
@@ -292,8 +312,14 @@ class _Dumper:
         plugs = []
         for upstream, options, _ in task.plugs:
             entry: dict[str, Any] = {"task": upstream}
-            defaults = {"output_links": None, "meta": True, "translator": None, "translate_allow_deletes": False,
-                        "translate_prefetch_lookup": True, "require_success": True}
+            defaults = {
+                "output_links": None,
+                "meta": True,
+                "translator": None,
+                "translate_allow_deletes": False,
+                "translate_prefetch_lookup": True,
+                "require_success": True,
+            }
             for key, value in options.items():
                 if value != defaults[key]:
                     entry[key] = self.repo(value, f"{what}.plug.translator") if key == "translator" else value

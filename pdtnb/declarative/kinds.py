@@ -74,22 +74,32 @@ def param_for(name: str, annotation: Any, default: Any, kind: inspect._Parameter
     required = default is inspect.Parameter.empty
     optional = default is None or "None" in [part.strip() for part in text.split("|")]
     if name == "hooks":  # pdtnb.hooks: import paths of hook objects
-        schema = {"type": "array", "items": {"type": "string", "pattern": IMPORT_PATH},
-                  "description": "import paths (module:name) of hook objects (docs/hooks.md)"}
+        schema = {
+            "type": "array",
+            "items": {"type": "string", "pattern": IMPORT_PATH},
+            "description": "import paths (module:name) of hook objects (docs/hooks.md)",
+        }
         return Param(name, schema, False, convert="hooks")
     if kind is inspect.Parameter.VAR_KEYWORD and "Repository" in text:
-        return Param(name, {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1},
-                     required=True, ref=REPOSITORIES, many_refs=True)
+        return Param(
+            name,
+            {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1},
+            required=True,
+            ref=REPOSITORIES,
+            many_refs=True,
+        )
     if "Repository" in text and "Callable" not in text:
         return Param(name, _schema_or_null({"type": "string"}, optional), required, ref=REPOSITORIES)
     if "Client" in text and "str" in text:  # DaskTask's client_or_address: a scheduler's address
-        return Param(name, {"type": "string", "description": "the Dask scheduler's address, e.g. tcp://host:8786"},
-                     required)
+        return Param(
+            name, {"type": "string", "description": "the Dask scheduler's address, e.g. tcp://host:8786"}, required
+        )
     if text.startswith("Callable[[], "):
         return Param(name, _schema_or_null({"type": "string"}, optional), required, ref=RESOURCES)
     if text.startswith("Callable"):
-        return Param(name, _schema_or_null({"type": "string", "pattern": IMPORT_PATH}, optional), required,
-                     imported=True)
+        return Param(
+            name, _schema_or_null({"type": "string", "pattern": IMPORT_PATH}, optional), required, imported=True
+        )
     if text.startswith("ResourceManager"):
         return Param(name, _schema_or_null({"type": "string"}, optional), required, ref=QUOTAS)
     if text.startswith("Resources"):
@@ -141,10 +151,16 @@ def _repository_kinds() -> dict[str, Kind]:
     from .. import repository as r
 
     classes: list[Any] = [
-        r.FileRepository, r.DirectoryRepository, r.YamlMetadataFileRepository,
-        r.InProcessMetadataRepository, r.InProcessBlobRepository,
-        r.AggregateAndRepository, r.AggregateOrRepository, r.BlockingRepository,
-        r.MapRepository, r.RelatedItemRepository,
+        r.FileRepository,
+        r.DirectoryRepository,
+        r.YamlMetadataFileRepository,
+        r.InProcessMetadataRepository,
+        r.InProcessBlobRepository,
+        r.AggregateAndRepository,
+        r.AggregateOrRepository,
+        r.BlockingRepository,
+        r.MapRepository,
+        r.RelatedItemRepository,
     ]
     kinds = {cls.__name__: Kind(cls.__name__, cls, params_of(cls), _first_line(cls)) for cls in classes}
     optional = {
@@ -170,11 +186,13 @@ def _task_kinds() -> dict[str, Kind]:
 
     template_extra = {"template_file": {"type": "string", "description": "the template's path, relative to this file"}}
     kinds = {
-        "in-process": Kind("in-process", InProcessSyncTask, params_of(InProcessSyncTask, _TASK_SKIP),
-                           _first_line(InProcessSyncTask)),
+        "in-process": Kind(
+            "in-process", InProcessSyncTask, params_of(InProcessSyncTask, _TASK_SKIP), _first_line(InProcessSyncTask)
+        ),
         "executor": Kind("executor", ExecutorTask, params_of(ExecutorTask, _TASK_SKIP), _first_line(ExecutorTask)),
-        "process": Kind("process", ProcessTask, params_of(ProcessTask, _TASK_SKIP), _first_line(ProcessTask),
-                        dict(template_extra)),
+        "process": Kind(
+            "process", ProcessTask, params_of(ProcessTask, _TASK_SKIP), _first_line(ProcessTask), dict(template_extra)
+        ),
     }
     kube = {"kube": "pdtnb.task.kube:KubeTask", "kube-function": "pdtnb.task.kube:KubeFunctionTask"}
     for name, where in kube.items():

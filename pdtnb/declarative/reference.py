@@ -58,8 +58,9 @@ def render() -> str:
                 lines.append(f"| `{key}` | {_type(value)} | {'yes' if key in required else ''} |")
             if "oneOf" in then:
                 lines.append("")
-                lines.append("One of `template` (the text) and `template_file` (a path relative to the file) "
-                             "is required.")
+                lines.append(
+                    "One of `template` (the text) and `template_file` (a path relative to the file) is required."
+                )
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

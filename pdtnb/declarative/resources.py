@@ -42,8 +42,10 @@ async def s3(
     if addressing_style not in (None, "auto", "path", "virtual"):
         raise ValueError(f"addressing_style must be auto, path or virtual, not {addressing_style!r}")
     options: dict[str, Any] = {
-        "endpoint_url": endpoint_url, "region_name": region_name,
-        "aws_access_key_id": aws_access_key_id, "aws_secret_access_key": aws_secret_access_key,
+        "endpoint_url": endpoint_url,
+        "region_name": region_name,
+        "aws_access_key_id": aws_access_key_id,
+        "aws_secret_access_key": aws_secret_access_key,
         "aws_session_token": aws_session_token,
     }
     options = {k: v for k, v in options.items() if v is not None}
@@ -171,8 +173,10 @@ async def python(factory: Callable[..., Any], args: dict[str, Any] | None = None
     ``yield`` runs when the session closes."""
     generator = factory(**(args or {}))
     if not inspect.isasyncgen(generator):
-        raise TypeError(f"the factory {_qualname(factory)} of a python resource must be an async generator "
-                        f"function (it yields the resource once), but it returned {type(generator).__name__}")
+        raise TypeError(
+            f"the factory {_qualname(factory)} of a python resource must be an async generator "
+            f"function (it yields the resource once), but it returned {type(generator).__name__}"
+        )
     try:
         value = await generator.__anext__()
     except StopAsyncIteration:
@@ -218,8 +222,12 @@ EXTRAS: dict[str, tuple[str, str]] = {
 }
 
 #: Parameters of resource kinds that are paths on this machine, relative to the pipeline file.
-LOCAL_PATHS = {("ssh", "known_hosts"), ("ssh", "client_keys"), ("local-processes", "local_path"),
-               ("kubernetes", "config_file")}
+LOCAL_PATHS = {
+    ("ssh", "known_hosts"),
+    ("ssh", "client_keys"),
+    ("local-processes", "local_path"),
+    ("kubernetes", "config_file"),
+}
 
 
 def extra_missing(kind: str) -> str | None:

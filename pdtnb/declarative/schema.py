@@ -89,8 +89,10 @@ def _pipeline_options() -> dict[str, Any]:
 
     params = params_of(Pipeline, ("tasks", "session", "resources"))
     properties = {name: dict(p.schema) for name, p in params.items()}
-    properties["lease"] = {"type": ["boolean", "null"],
-                           "description": "false: no lease (one controller is not enforced)"}
+    properties["lease"] = {
+        "type": ["boolean", "null"],
+        "description": "false: no lease (one controller is not enforced)",
+    }
     return {"type": "object", "properties": properties, "additionalProperties": False}
 
 
@@ -102,8 +104,12 @@ def pipeline_schema() -> dict[str, Any]:
         "type": "object",
         "properties": {
             "repo": {"type": "string", "description": "a declared repository"},
-            "kind": {"anyOf": [{"enum": sorted(LINK_KINDS)},
-                               {"type": "array", "items": {"enum": sorted(LINK_KINDS)}, "uniqueItems": True}]},
+            "kind": {
+                "anyOf": [
+                    {"enum": sorted(LINK_KINDS)},
+                    {"type": "array", "items": {"enum": sorted(LINK_KINDS)}, "uniqueItems": True},
+                ]
+            },
             **{flag: {"type": "boolean"} for flag in sorted(set(LINK_KINDS.values()))},
             "require_success": {"type": ["boolean", "null"]},
         },
@@ -124,8 +130,13 @@ def pipeline_schema() -> dict[str, Any]:
         "required": ["task"],
         "additionalProperties": False,
     }
-    plug = {"anyOf": [{"type": "string"}, plug_object,
-                      {"type": "array", "items": {"anyOf": [{"type": "string"}, plug_object]}}]}
+    plug = {
+        "anyOf": [
+            {"type": "string"},
+            plug_object,
+            {"type": "array", "items": {"anyOf": [{"type": "string"}, plug_object]}},
+        ]
+    }
     task_common = {
         "links": {"type": "object", "propertyNames": _NAME, "additionalProperties": {"$ref": "#/$defs/link"}},
         "plug": {"$ref": "#/$defs/plug"},
@@ -140,24 +151,36 @@ def pipeline_schema() -> dict[str, Any]:
         "properties": {
             "$schema": {"type": "string"},
             "version": {"const": 1},
-            "include": {"type": "array", "items": {"type": "string"},
-                        "description": "files merged into this one, relative to it"},
-            "import_paths": {"type": "array", "items": {"type": "string"},
-                             "description": "directories searched for import paths, relative to this file "
-                                            "(default: its directory)"},
+            "include": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "files merged into this one, relative to it",
+            },
+            "import_paths": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "directories searched for import paths, relative to this file (default: its directory)",
+            },
             "pipeline": _pipeline_options(),
-            "resources": {"type": "object", "propertyNames": _NAME,
-                          "additionalProperties": {"$ref": "#/$defs/resource"}},
-            "repositories": {"type": "object", "propertyNames": _NAME,
-                             "additionalProperties": {"$ref": "#/$defs/repository"}},
+            "resources": {
+                "type": "object",
+                "propertyNames": _NAME,
+                "additionalProperties": {"$ref": "#/$defs/resource"},
+            },
+            "repositories": {
+                "type": "object",
+                "propertyNames": _NAME,
+                "additionalProperties": {"$ref": "#/$defs/repository"},
+            },
             "quotas": {"type": "object", "propertyNames": _NAME, "additionalProperties": {"$ref": "#/$defs/resources"}},
             "tasks": {"type": "object", "propertyNames": _NAME, "additionalProperties": {"$ref": "#/$defs/task"}},
         },
         "additionalProperties": False,
         "$defs": {
             "resource": _section(_resource_kinds(), "a session resource, opened with the pipeline", {}, False),
-            "repository": _section(REPOSITORY_KINDS, "a repository: a pdtnb class, or a class by import path", {},
-                                   True),
+            "repository": _section(
+                REPOSITORY_KINDS, "a repository: a pdtnb class, or a class by import path", {}, True
+            ),
             "task": _section(TASK_KINDS, "a task", task_common, False),
             "link": link,
             "plug": plug,
@@ -175,15 +198,20 @@ def pipeline_schema() -> dict[str, Any]:
                     "backoff": {"type": "number", "minimum": 1},
                     "max_delay": {"type": "number", "minimum": 0},
                     "jitter": {"type": "number", "minimum": 0, "maximum": 1},
-                    "on": {"type": "array", "items": {"type": ["string", "integer"]},
-                           "description": "exception classes (builtin names or import paths), exit codes, pod reasons"},
+                    "on": {
+                        "type": "array",
+                        "items": {"type": ["string", "integer"]},
+                        "description": "exception classes (builtin names or import paths), exit codes, pod reasons",
+                    },
                 },
                 "additionalProperties": False,
             },
             "executor": {
                 "type": "object",
-                "properties": {"kind": {"enum": ["threads", "processes"]},
-                               "max_workers": {"type": "integer", "minimum": 1}},
+                "properties": {
+                    "kind": {"enum": ["threads", "processes"]},
+                    "max_workers": {"type": "integer", "minimum": 1},
+                },
                 "required": ["kind"],
                 "additionalProperties": False,
             },

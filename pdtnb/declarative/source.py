@@ -32,8 +32,17 @@ import yaml
 
 from ..errors import PdtnbError
 
-__all__ = ["DeclarationError", "Source", "Where", "read_source", "interpolate", "typed_variable", "EXTENSIONS",
-           "Loader", "Dumper"]
+__all__ = [
+    "DeclarationError",
+    "Source",
+    "Where",
+    "read_source",
+    "interpolate",
+    "typed_variable",
+    "EXTENSIONS",
+    "Loader",
+    "Dumper",
+]
 
 #: The extensions a pipeline file may have, and the syntax each means.
 EXTENSIONS = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".json": "json"}
@@ -134,20 +143,28 @@ def _core_schema(base: type) -> Any:
     1.1 also reads ``on``, ``off``, ``yes``, ``no`` (in any case) as booleans, so ``retry: {on:
     [...]}`` would become ``{True: [...]}``; ``0755`` as octal; ``2024-01-01`` as a date."""
     loader: Any = type(f"Core{base.__name__}", (base,), {})
-    replaced = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
-                "tag:yaml.org,2002:timestamp"}
+    replaced = {
+        "tag:yaml.org,2002:bool",
+        "tag:yaml.org,2002:int",
+        "tag:yaml.org,2002:float",
+        "tag:yaml.org,2002:timestamp",
+    }
     loader.yaml_implicit_resolvers = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag not in replaced]
         for first, resolvers in base.yaml_implicit_resolvers.items()
     }
-    loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                                 list("tTfF"))
-    loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
-                                 list("-+0123456789"))
+    loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    loader.add_implicit_resolver(
+        "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+    )
     loader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
-        re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-                   r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+        re.compile(
+            r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        ),
         list("-+.0123456789"),
     )
 
@@ -265,8 +282,9 @@ def _walk(node: yaml.Node, key: PathKey, name: str, source: Source, lines: list[
                 name_ = _scalar_key(k)
                 at = Where(name, k.start_mark.line + 1, k.start_mark.column + 1)
                 if name_ in seen:
-                    raise DeclarationError(f"{name_!r} is given twice in this mapping (first on line {seen[name_]})",
-                                           at)
+                    raise DeclarationError(
+                        f"{name_!r} is given twice in this mapping (first on line {seen[name_]})", at
+                    )
                 seen[name_] = k.start_mark.line + 1
                 child = (*key, name_)
                 source.keys[child] = at
@@ -281,7 +299,7 @@ def _walk(node: yaml.Node, key: PathKey, name: str, source: Source, lines: list[
         # A literal block: its text starts on the line after the indicator, at the indentation
         # of its first line that is not blank.
         first = node.start_mark.line + 1  # 0-based
-        body = lines[first:node.end_mark.line + 1]
+        body = lines[first : node.end_mark.line + 1]
         indent = next((len(line) - len(line.lstrip(" ")) for line in body if line.strip()), 0)
         source.blocks[key] = Where(name, first + 1, indent + 1)
 
@@ -365,7 +383,7 @@ def _read_toml(path: Path, name: str, text: str) -> Source:
             source.keys.setdefault(full, Where(name, number, len(line) - len(line.lstrip()) + 1))
             places.setdefault(full, Where(name, number, key.end() + 1))  # the value, after "key = "
             inside, after = _open_multiline(line, key.end())
-            if inside is not None and line[key.end():].startswith(inside):
+            if inside is not None and line[key.end() :].startswith(inside):
                 # a string value written as a block: a newline right after the delimiter is not
                 # part of it, so its first line is the next file line
                 rest = line[after:]
@@ -395,8 +413,10 @@ def interpolate(source: Source, environ: Mapping[str, str] | None = None) -> Non
                 return env[name]
             if default is not None:
                 return default
-            raise DeclarationError(f"the environment variable {name} is not set "
-                                   f"(write ${{{name}:-default}} for a default)", _variable_place(source, key, text, m))
+            raise DeclarationError(
+                f"the environment variable {name} is not set (write ${{{name}:-default}} for a default)",
+                _variable_place(source, key, text, m),
+            )
 
         return _VARIABLE.sub(one, text)
 

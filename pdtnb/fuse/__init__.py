@@ -128,8 +128,11 @@ async def _mounted(pyfuse3: Any, pipeline: Pipeline, path: str, writable: bool) 
             f"cannot mount {path}: {e} (is /dev/fuse present, and fusermount3 installed for non-root users?)"
         ) from None
     mode = "writable, holding the pipeline's lease" if writable else "read-only"
-    print(f"# mounted {len(pipeline.tasks)} tasks at {path} ({mode}); Ctrl-C or `fusermount3 -u {path}` unmounts",
-          file=sys.stderr, flush=True)
+    print(
+        f"# mounted {len(pipeline.tasks)} tasks at {path} ({mode}); Ctrl-C or `fusermount3 -u {path}` unmounts",
+        file=sys.stderr,
+        flush=True,
+    )
     # pyfuse3.main in a task of its own: cancelling this coroutine must not cancel pyfuse3's
     # nursery mid-request (its asyncio nursery would leave workers behind), but stop it in order.
     loop_task = asyncio.ensure_future(pyfuse3.main())

@@ -93,9 +93,12 @@ class Holder:
             return None
         try:
             return cls(
-                str(data["host"]), int(data["pid"]),
+                str(data["host"]),
+                int(data["pid"]),
                 None if data.get("started") is None else float(data["started"]),
-                str(data["command"]), float(data["since"]), str(data.get("token", "")),
+                str(data["command"]),
+                float(data["since"]),
+                str(data.get("token", "")),
             )
         except (KeyError, TypeError, ValueError):
             return None

@@ -90,8 +90,11 @@ class RecordLease(Lease):
         elif self._stale(doc, version):
             if not doc.get("released"):
                 old = Holder.from_dict(doc.get("holder"))
-                log.warning("taking over the lease %s from %s, which stopped renewing it", self.where,
-                            old.describe() if old else "an unreadable holder")
+                log.warning(
+                    "taking over the lease %s from %s, which stopped renewing it",
+                    self.where,
+                    old.describe() if old else "an unreadable holder",
+                )
             new = await self._replace(mine, version)
         else:
             return False, Holder.from_dict(doc.get("holder"))

@@ -53,8 +53,11 @@ class S3Lease(RecordLease):
         client = self._client()
         try:
             response = await client.put_object(
-                Bucket=self.bucket, Key=self.key, Body=json.dumps(doc).encode(),
-                ContentType="application/json", **condition,
+                Bucket=self.bucket,
+                Key=self.key,
+                Body=json.dumps(doc).encode(),
+                ContentType="application/json",
+                **condition,
             )
         except Exception as e:
             if self._conflict(e):

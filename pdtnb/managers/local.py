@@ -442,7 +442,10 @@ def _env_resets_signals() -> bool:
         try:
             done = subprocess.run(
                 ["env", "--default-signal=INT,QUIT", "true"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=10,
             )
             _env_resets = done.returncode == 0
         except (OSError, subprocess.SubprocessError):

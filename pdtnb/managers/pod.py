@@ -228,9 +228,7 @@ class PodManager:
         """Add ``annotations`` to ``pod`` on the server (and to the object given)."""
         name = pod.metadata.name
         body = {"metadata": {"annotations": annotations}}
-        await self._call(
-            f"annotate pod {name}", lambda: self.v1.patch_namespaced_pod(name, self.namespace, body)
-        )
+        await self._call(f"annotate pod {name}", lambda: self.v1.patch_namespaced_pod(name, self.namespace, body))
         pod.metadata.annotations = {**(pod.metadata.annotations or {}), **annotations}
 
     async def delete(self, pod: Any) -> None:

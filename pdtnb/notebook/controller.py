@@ -305,7 +305,12 @@ class PipelineController:
         return await failures.why_job(self.pipeline, task, job)
 
     async def retry(
-        self, task: str, jobs: list[str] | None = None, *, failed: bool = False, outdated: bool = False,
+        self,
+        task: str,
+        jobs: list[str] | None = None,
+        *,
+        failed: bool = False,
+        outdated: bool = False,
         recursive: bool = False,
     ) -> failures.RetryResult:
         """Make failed (or outdated) jobs ready again (:func:`pdtnb.failures.retry_jobs`).
@@ -338,8 +343,11 @@ class PipelineController:
         the_task = admin.resolve_task(self.pipeline, task)
         name = the_task.name
         if state in ("failed", "retrying"):
-            found = [f for f in await failures.failed_jobs(self.pipeline, [name])
-                     if f.state == state or (state == "failed" and f.state == "corrupt")]
+            found = [
+                f
+                for f in await failures.failed_jobs(self.pipeline, [name])
+                if f.state == state or (state == "failed" and f.state == "corrupt")
+            ]
             entries = [JobEntry(name, f.job, state, f.reason, f.attempt) for f in found]
             return entries if limit is None else entries[:limit]
         if state == "blocked":

@@ -138,10 +138,13 @@ class Dashboard(LiveView, ipywidgets.VBox):
         self.caption.add_class("pdtnb-caption")
 
         # ---- the table: one row of widgets per task; every count is a button ----
-        self.table = ipywidgets.GridBox(layout=ipywidgets.Layout(
-            grid_template_columns=f"max-content 300px repeat({len(STATES)}, max-content) minmax(8em, 1fr)",
-            align_items="center", width="100%",
-        ))
+        self.table = ipywidgets.GridBox(
+            layout=ipywidgets.Layout(
+                grid_template_columns=f"max-content 300px repeat({len(STATES)}, max-content) minmax(8em, 1fr)",
+                align_items="center",
+                width="100%",
+            )
+        )
         self.table.add_class("pdtnb-table")
         self.status_widget = self.table
         self.task_buttons: dict[str, ipywidgets.Button] = {}
@@ -153,19 +156,30 @@ class Dashboard(LiveView, ipywidgets.VBox):
         # ---- the launch panel ----
         names = list(self.controller.pipeline.tasks)
         self.task_picker = ipywidgets.Dropdown(
-            options=names, value=names[0] if names else None, description="task",
-            layout=ipywidgets.Layout(width="auto"), style={"description_width": "initial"},
+            options=names,
+            value=names[0] if names else None,
+            description="task",
+            layout=ipywidgets.Layout(width="auto"),
+            style={"description_width": "initial"},
         )
         self.state_picker = ipywidgets.Dropdown(
-            options=list(STATES), value="ready", description="jobs",
-            layout=ipywidgets.Layout(width="auto"), style={"description_width": "initial"},
+            options=list(STATES),
+            value="ready",
+            description="jobs",
+            layout=ipywidgets.Layout(width="auto"),
+            style={"description_width": "initial"},
         )
         self.state_picker.add_class("pdtnb-state-picker")
-        self.job_field = ipywidgets.Combobox(placeholder="job id", description="job", ensure_option=False,
-                                             layout=ipywidgets.Layout(width="24em"),
-                                             style={"description_width": "initial"})
-        self.force_box = ipywidgets.Checkbox(value=False, description="force", indent=False,
-                                             layout=ipywidgets.Layout(width="auto"))
+        self.job_field = ipywidgets.Combobox(
+            placeholder="job id",
+            description="job",
+            ensure_option=False,
+            layout=ipywidgets.Layout(width="24em"),
+            style={"description_width": "initial"},
+        )
+        self.force_box = ipywidgets.Checkbox(
+            value=False, description="force", indent=False, layout=ipywidgets.Layout(width="auto")
+        )
         self.buttons: dict[str, ipywidgets.Button] = {}
         for label, css, handler, tip in (
             ("Launch", "pdtnb-launch", self._on_launch, "start this job of this task"),
@@ -174,10 +188,18 @@ class Dashboard(LiveView, ipywidgets.VBox):
             ("Step", "pdtnb-step", self._on_step, "one round: update, then launch"),
             ("Run", "pdtnb-run", self._on_run, "run until quiet, in the background"),
             ("Stop", "pdtnb-stop", self._on_stop, "stop the background run after its round"),
-            ("Retry failed", "pdtnb-retry-failed", self._on_retry_failed,
-             "make every failed job of this task ready again"),
-            ("Retry outdated", "pdtnb-retry-outdated", self._on_retry_outdated,
-             "run again every job of this task done by code that has changed since"),
+            (
+                "Retry failed",
+                "pdtnb-retry-failed",
+                self._on_retry_failed,
+                "make every failed job of this task ready again",
+            ),
+            (
+                "Retry outdated",
+                "pdtnb-retry-outdated",
+                self._on_retry_outdated,
+                "run again every job of this task done by code that has changed since",
+            ),
         ):
             button = ipywidgets.Button(description=label, tooltip=tip, layout=ipywidgets.Layout(width="auto"))
             button.add_class(css)
@@ -189,11 +211,13 @@ class Dashboard(LiveView, ipywidgets.VBox):
         self.task_picker.observe(self._task_changed, names="value")
         self.state_picker.observe(lambda change: self._request_quietly(self._suggest), names="value")
 
-        panel = ipywidgets.VBox([
-            ipywidgets.HBox([self.task_picker, self.state_picker, self.job_field, self.force_box]),
-            ipywidgets.HBox(list(self.buttons.values()), layout=ipywidgets.Layout(flex_flow="row wrap")),
-            self.result,
-        ])
+        panel = ipywidgets.VBox(
+            [
+                ipywidgets.HBox([self.task_picker, self.state_picker, self.job_field, self.force_box]),
+                ipywidgets.HBox(list(self.buttons.values()), layout=ipywidgets.Layout(flex_flow="row wrap")),
+                self.result,
+            ]
+        )
 
         # ---- the failure loop: a list of jobs, then one job ----
         self.jobs_title = ipywidgets.HTML()
@@ -245,13 +269,17 @@ class Dashboard(LiveView, ipywidgets.VBox):
         self._graph_svg = _graph_supports_form()
         if self._graph_svg:
             self.graph_widget: ipywidgets.DOMWidget = ipywidgets.HTML(
-                layout=ipywidgets.Layout(width="100%", display="none", overflow="auto"))
+                layout=ipywidgets.Layout(width="100%", display="none", overflow="auto")
+            )
         else:  # hidden until the first drawing arrives (an empty image shows as a broken icon)
             self.graph_widget = ipywidgets.Image(
-                format="png", layout=ipywidgets.Layout(max_width="min(100%, 900px)", display="none"))
+                format="png", layout=ipywidgets.Layout(max_width="min(100%, 900px)", display="none")
+            )
         self.graph_widget.add_class("pdtnb-graph")
         self.graph_picker = ipywidgets.ToggleButtons(
-            options=names, value=self.task_picker.value, style={"button_width": "auto"},
+            options=names,
+            value=self.task_picker.value,
+            style={"button_width": "auto"},
             tooltips=[f"select {n} in the launch panel" for n in names],
         )
         self.graph_picker.add_class("pdtnb-graph-picker")
@@ -263,9 +291,11 @@ class Dashboard(LiveView, ipywidgets.VBox):
         if graph:
             picker_row = ipywidgets.HBox(
                 [ipywidgets.HTML('<span style="color:#666">select a task:</span>'), self.graph_picker],
-                layout=ipywidgets.Layout(align_items="center"))
-            self.views = ipywidgets.Tab(children=[
-                ipywidgets.VBox([picker_row, self.graph_widget]), self.timeline_widget])
+                layout=ipywidgets.Layout(align_items="center"),
+            )
+            self.views = ipywidgets.Tab(
+                children=[ipywidgets.VBox([picker_row, self.graph_widget]), self.timeline_widget]
+            )
             self.views.set_title(0, "graph")
             self.views.set_title(1, "timeline")
             self.views.observe(self._tab_changed, names="selected_index")
@@ -304,9 +334,13 @@ class Dashboard(LiveView, ipywidgets.VBox):
         if self._run_pending and feed.state.phase in ("finished", "stopped", "failed"):
             self._run_pending = False
             self.result.value = f"<pre>{html.escape(feed.state.line.replace('last run ', 'run ', 1))}</pre>"
-        key = (self.task_picker.value, self.state_picker.value,
-               status.task(self.task_picker.value).count(self.state_picker.value)
-               if self.task_picker.value in names else None)
+        key = (
+            self.task_picker.value,
+            self.state_picker.value,
+            status.task(self.task_picker.value).count(self.state_picker.value)
+            if self.task_picker.value in names
+            else None,
+        )
         if key != self._suggest_key:
             self._request_quietly(self._suggest)
         if self._list_key is not None:
@@ -321,11 +355,14 @@ class Dashboard(LiveView, ipywidgets.VBox):
     _listed_count = -1
 
     def _set_caption(self, feed: StatusFeed) -> None:
-        markup = caption_html(self.controller, feed.state, self._taken_at, live=True, interval=self.interval,
-                              note=self.redefined_note)
+        markup = caption_html(
+            self.controller, feed.state, self._taken_at, live=True, interval=self.interval, note=self.redefined_note
+        )
         if feed.error is not None:
-            markup += f' <span class="pdtnb-error" style="color:#E15759">status refresh failed: ' \
-                      f"{html.escape(_one_line(feed.error))}</span>"
+            markup += (
+                f' <span class="pdtnb-error" style="color:#E15759">status refresh failed: '
+                f"{html.escape(_one_line(feed.error))}</span>"
+            )
         self.caption.value = (
             f'{_DASHBOARD_CSS}{_CSS}<div class="pdtnb-status" style="color:#666;font-size:11px">{markup}</div>'
         )
@@ -337,8 +374,9 @@ class Dashboard(LiveView, ipywidgets.VBox):
             cells.append(cell)
         self.task_buttons, self.count_buttons, self.progress_cells, self.link_cells = {}, {}, {}, {}
         for name in names:
-            button = ipywidgets.Button(description=name, tooltip=f"select {name}",
-                                       layout=ipywidgets.Layout(width="auto"))
+            button = ipywidgets.Button(
+                description=name, tooltip=f"select {name}", layout=ipywidgets.Layout(width="auto")
+            )
             button.add_class("pdtnb-task-name")
             button.on_click(lambda _b, name=name: self._select_task(name))
             self.task_buttons[name] = button
@@ -388,8 +426,10 @@ class Dashboard(LiveView, ipywidgets.VBox):
     def _render_row(self, t: TaskStatus) -> None:
         self.progress_cells[t.name].value = progress_html(t, self._rates, self._feed_state, width=130)
         self.link_cells[t.name].value = (
-            '<span style="color:#555">' + html.escape(", ".join(f"{link.name} {link.count}" for link in t.links))
-            + "</span>" + self._dask_link(t.name)
+            '<span style="color:#555">'
+            + html.escape(", ".join(f"{link.name} {link.count}" for link in t.links))
+            + "</span>"
+            + self._dask_link(t.name)
         )
         self.task_buttons[t.name].description = t.name + (" (disabled)" if t.disabled else "")
         for state in STATES:
@@ -421,8 +461,9 @@ class Dashboard(LiveView, ipywidgets.VBox):
             hint = f"no {state} job of {task}: type a job id"
         else:
             noun = "job" if n == 1 else "jobs"
-            hint = f"job id: {n} {state} {noun} of {task}" + (f" (the first {_MAX_SUGGESTIONS} offered)"
-                                                                if n > _MAX_SUGGESTIONS else "")
+            hint = f"job id: {n} {state} {noun} of {task}" + (
+                f" (the first {_MAX_SUGGESTIONS} offered)" if n > _MAX_SUGGESTIONS else ""
+            )
         if self.job_field.placeholder != hint:
             self.job_field.placeholder = hint
 
@@ -456,8 +497,10 @@ class Dashboard(LiveView, ipywidgets.VBox):
         self._hint()
 
     async def _redraw(self, status: PipelineStatus) -> None:
-        key = (tuple((t.name, *(t.count(s) for s in STATES), tuple(link.count for link in t.links))
-                     for t in status.tasks), id(self.controller))
+        key = (
+            tuple((t.name, *(t.count(s) for s in STATES), tuple(link.count for link in t.links)) for t in status.tasks),
+            id(self.controller),
+        )
         if key == self._graph_key or self._graph_busy:
             return
         loop = asyncio.get_running_loop()
@@ -469,8 +512,12 @@ class Dashboard(LiveView, ipywidgets.VBox):
             finally:
                 self._graph_busy = False
             status = self._status if self._status is not None else status
-            key = (tuple((t.name, *(t.count(s) for s in STATES), tuple(link.count for link in t.links))
-                         for t in status.tasks), id(self.controller))
+            key = (
+                tuple(
+                    (t.name, *(t.count(s) for s in STATES), tuple(link.count for link in t.links)) for t in status.tasks
+                ),
+                id(self.controller),
+            )
             if key == self._graph_key:
                 return
         self._graph_key = key
@@ -484,7 +531,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
                     self._graph_base = PipelineGraph(pipeline, status, form="auto")  # type: ignore[call-arg]
                 graph = self._graph_base.with_status(status)  # the layout is computed once
                 svg = await asyncio.to_thread(graph.to_svg)
-                markup = svg[svg.find("<svg"):] if "<svg" in svg else svg
+                markup = svg[svg.find("<svg") :] if "<svg" in svg else svg
                 # The drawing may trail the table by up to _GRAPH_EVERY seconds: say which counts it shows.
                 when = (
                     f'<div class="pdtnb-graph-when" style="color:#666;font-size:11px">counts on the graph as of '
@@ -560,15 +607,26 @@ class Dashboard(LiveView, ipywidgets.VBox):
         self.add_class("pdtnb-retired")
         for button in self._all_buttons():
             button.disabled = True
-        for field in (self.task_picker, self.state_picker, self.job_field, self.force_box, self.job_list,
-                      self.graph_picker):
+        for field in (
+            self.task_picker,
+            self.state_picker,
+            self.job_field,
+            self.force_box,
+            self.job_list,
+            self.graph_picker,
+        ):
             field.disabled = True
         self.result.value = f'<pre class="pdtnb-notice pdtnb-error" style="color:#8C2D2D">{html.escape(notice)}</pre>'
         self.caption.value += f'<div class="pdtnb-notice" style="color:#8C2D2D">{html.escape(notice)}</div>'
 
     def _all_buttons(self) -> list[ipywidgets.Button]:
-        return [*self.buttons.values(), *self.list_buttons.values(), *self.job_buttons.values(),
-                *self.count_buttons.values(), *self.task_buttons.values()]
+        return [
+            *self.buttons.values(),
+            *self.list_buttons.values(),
+            *self.job_buttons.values(),
+            *self.count_buttons.values(),
+            *self.task_buttons.values(),
+        ]
 
     # ---- the static copy -------------------------------------------------------------------
 
@@ -662,8 +720,9 @@ class Dashboard(LiveView, ipywidgets.VBox):
             self.job_list.value = previous if previous in {e.job for e in entries} else None
         finally:
             self._picking = False
-        self.list_buttons["Retry failed"].layout.display = None if state in ("failed", "retrying") and entries \
-            else "none"
+        self.list_buttons["Retry failed"].layout.display = (
+            None if state in ("failed", "retrying") and entries else "none"
+        )
         self.list_buttons["Retry outdated"].layout.display = None if state == "outdated" and entries else "none"
         self.job_list.rows = max(2, min(8, len(entries)))
         self.job_list.layout.display = None if entries else "none"
@@ -740,8 +799,9 @@ class Dashboard(LiveView, ipywidgets.VBox):
             return
         task, job = self._job_key
         outdated = self._job_state == "outdated"
-        self._request(f"retry {task} {job}", lambda c: c.retry(task, [job], outdated=outdated),
-                      after=self._after_job_action)
+        self._request(
+            f"retry {task} {job}", lambda c: c.retry(task, [job], outdated=outdated), after=self._after_job_action
+        )
 
     def _on_kill_job(self, _button: Any = None) -> None:
         if self._job_key is None:
@@ -756,16 +816,22 @@ class Dashboard(LiveView, ipywidgets.VBox):
         self._request(f"why {task} {job}", lambda c: c.why(task, job))
 
     def _on_retry_failed(self, _button: Any = None) -> None:
-        task = self._list_key[0] if self._list_key is not None and _button in self.list_buttons.values() \
+        task = (
+            self._list_key[0]
+            if self._list_key is not None and _button in self.list_buttons.values()
             else self.task_picker.value
+        )
         if not task:
             self._show_error("choose a task")
             return
         self._request(f"retry failed {task}", lambda c: c.retry(task, failed=True), after=self._after_job_action)
 
     def _on_retry_outdated(self, _button: Any = None) -> None:
-        task = self._list_key[0] if self._list_key is not None and _button in self.list_buttons.values() \
+        task = (
+            self._list_key[0]
+            if self._list_key is not None and _button in self.list_buttons.values()
             else self.task_picker.value
+        )
         if not task:
             self._show_error("choose a task")
             return

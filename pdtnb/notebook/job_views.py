@@ -238,8 +238,13 @@ _STATE_COLOUR = {
     "waiting": "grey",
 }
 
-_OUTCOME_COLOUR = {"success": "green", "failure": "red", "timeout": "yellow", "killed": "magenta",
-                   "launch-error": "red"}
+_OUTCOME_COLOUR = {
+    "success": "green",
+    "failure": "red",
+    "timeout": "yellow",
+    "killed": "magenta",
+    "launch-error": "red",
+}
 
 
 class JobView(_View):
@@ -330,8 +335,13 @@ class JobView(_View):
         if d.live is not None:
             facts.append(("running", _e(d.live)))
         if r is not None:
-            facts.append(("attempt", f"{r.attempt}: {_c(_OUTCOME_COLOUR.get(str(r.outcome), 'red'), _e(r.outcome))}"
-                          + (f" on {_e(r.host)}" if r.host else "")))
+            facts.append(
+                (
+                    "attempt",
+                    f"{r.attempt}: {_c(_OUTCOME_COLOUR.get(str(r.outcome), 'red'), _e(r.outcome))}"
+                    + (f" on {_e(r.host)}" if r.host else ""),
+                )
+            )
             if r.start_time is not None:
                 facts.append(("started", _e(_when(r.start_time))))
             if r.end_time is not None:
@@ -341,18 +351,25 @@ class JobView(_View):
                 if r.retry_at is not None:
                     facts.append(("next attempt", _e(r.retry_at.isoformat(timespec="seconds"))))
         if d.inputs:
-            facts.append(("inputs", ", ".join(
-                _e(name) + " " + ("present" if present else _c("red", "MISSING")) for name, present in d.inputs)))
+            facts.append(
+                (
+                    "inputs",
+                    ", ".join(
+                        _e(name) + " " + ("present" if present else _c("red", "MISSING")) for name, present in d.inputs
+                    ),
+                )
+            )
         if facts:
-            rows = "".join(f'<tr><th style="text-align:left">{k}</th><td style="text-align:left">{v}</td></tr>'
-                           for k, v in facts)
+            rows = "".join(
+                f'<tr><th style="text-align:left">{k}</th><td style="text-align:left">{v}</td></tr>' for k, v in facts
+            )
             parts.append(f'<table class="pdtnb-facts">{rows}</table>')
         if r is not None and r.failed and (r.frames or r.traceback or r.error_type):
             parts.append(self._traceback_html(r))  # a process or pod failure has no traceback
         for name, tail in self.output.items():
             if not tail:
                 continue
-            parts.append(f"<div><b>{_e(name)} so far</b></div><pre class=\"pdtnb-output\">{_e(tail)}</pre>")
+            parts.append(f'<div><b>{_e(name)} so far</b></div><pre class="pdtnb-output">{_e(tail)}</pre>')
         if r is not None:
             for label, tail in (("stdout", r.stdout_tail), ("stderr", r.stderr_tail)):
                 if tail:
@@ -454,8 +471,10 @@ class WhyView(_View):
         x = self.explanation
         items = "".join(f"<li>{_e(r)}</li>" for r in x.reasons)
         colour = _STATE_COLOUR.get(x.state, "grey")
-        return (f"<div><b>{_e(x.task)}</b> <code>{_e(short_id(x.job))}</code>: {_c(colour, _e(x.state), bold=True)}"
-                f"</div><ul>{items}</ul>")
+        return (
+            f"<div><b>{_e(x.task)}</b> <code>{_e(short_id(x.job))}</code>: {_c(colour, _e(x.state), bold=True)}"
+            f"</div><ul>{items}</ul>"
+        )
 
 
 class RetryView(_View):
@@ -553,14 +572,19 @@ class ProcessScript(_View):
         return "\n".join(lines)
 
     def html(self) -> str:
-        env = "".join(f"<tr><td><code>{_e(k)}</code></td><td><code>{_e(v)}</code></td></tr>"
-                      for k, v in sorted(self.environ.items()))
-        parts = [f"<div><b>{_e(self.task)}</b> <code>{_e(short_id(self.job))}</code>: the script it runs "
-                 "(rendered now; nothing was started)</div>"]
+        env = "".join(
+            f"<tr><td><code>{_e(k)}</code></td><td><code>{_e(v)}</code></td></tr>"
+            for k, v in sorted(self.environ.items())
+        )
+        parts = [
+            f"<div><b>{_e(self.task)}</b> <code>{_e(short_id(self.job))}</code>: the script it runs "
+            "(rendered now; nothing was started)</div>"
+        ]
         if self.jobdir:
             parts.append(f"<div>job directory: <code>{_e(self.jobdir)}</code></div>")
-        parts.append(f"<div>environment added:</div><table>{env}</table>" if env
-                     else "<div>environment added: none</div>")
+        parts.append(
+            f"<div>environment added:</div><table>{env}</table>" if env else "<div>environment added: none</div>"
+        )
         parts.append(f'<pre class="pdtnb-script">{_e(self.script)}</pre>')
         return "\n".join(parts)
 

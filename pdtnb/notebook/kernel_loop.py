@@ -76,8 +76,9 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def run_sync(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop | None = None,
-             timeout: float | None = None) -> T:
+def run_sync(
+    coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop | None = None, timeout: float | None = None
+) -> T:
     """Run ``coro`` to completion on ``loop`` (default: the running loop) and return its result.
 
     Raises whatever the coroutine raises; a KeyboardInterrupt while waiting cancels it.

@@ -236,9 +236,7 @@ class LiveView:
     def _live_bundle(self, data: dict[str, Any]) -> dict[str, Any]:
         data = dict(data)
         data["text/plain"] = self.snapshot_text()
-        data["text/html"] = self.snapshot_html(
-            "a snapshot: this view is live only in a running kernel with widgets"
-        )
+        data["text/html"] = self.snapshot_html("a snapshot: this view is live only in a running kernel with widgets")
         return data
 
     def refresh_display(self) -> None:
@@ -366,8 +364,9 @@ def _held_elsewhere(controller: PipelineController) -> bool:
         return False
     shell = get_ipython()
     namespace = getattr(shell, "user_ns", {}) if shell is not None else {}
-    return any(v is controller.pipeline for k, v in list(namespace.items()) if k != controller.name
-               and not k.startswith("_"))
+    return any(
+        v is controller.pipeline for k, v in list(namespace.items()) if k != controller.name and not k.startswith("_")
+    )
 
 
 async def _retire_quietly(controller: PipelineController) -> None:

@@ -282,9 +282,7 @@ class PdtMagics(Magics):
         self.shell.push({name: pipeline})
         self._bound[name] = controller
         self.selected = name
-        return Message(
-            f"loaded pipeline {name!r} from {target.file} (tasks: {', '.join(pipeline.tasks)}){replaced}"
-        )
+        return Message(f"loaded pipeline {name!r} from {target.file} (tasks: {', '.join(pipeline.tasks)}){replaced}")
 
     def _export(self, args: argparse.Namespace) -> Message:
         """``%pdt export``: needs no open pipeline, only the notebook's cells (see pdtnb.notebook.export)."""
@@ -458,7 +456,11 @@ class PdtMagics(Magics):
     async def _do_retry(self, controller: PipelineController, args: argparse.Namespace, cell: str | None) -> Any:
         await controller.open()
         result = await failures.retry_jobs(
-            controller.pipeline, args.task_name, args.job, failed=args.failed, outdated=args.outdated,
+            controller.pipeline,
+            args.task_name,
+            args.job,
+            failed=args.failed,
+            outdated=args.outdated,
             recursive=args.recursive,
         )
         return RetryView(result)
@@ -491,13 +493,17 @@ class PdtMagics(Magics):
             raise
         except (PdtnbError, KeyError, ValueError, OSError, RuntimeError) as e:
             raise UsageError(f"%pdt debug: {_one_line(e)}") from None
-        print(f"debugging {task.name} {failures.short_id(job)}: its body runs here, in the foreground; "
-              "no record is written (after an error, %debug opens the failing frame)")
+        print(
+            f"debugging {task.name} {failures.short_id(job)}: its body runs here, in the foreground; "
+            "no record is written (after an error, %debug opens the failing frame)"
+        )
         result = task.func(**kwargs)  # type: ignore[misc]
         if inspect.isawaitable(result):
             result = await result
-        return Message(f"{task.name} {failures.short_id(job)}: the body returned {_short_repr(result)} "
-                       "without an error (nothing was recorded)")
+        return Message(
+            f"{task.name} {failures.short_id(job)}: the body returned {_short_repr(result)} "
+            "without an error (nothing was recorded)"
+        )
 
     # ---- pictures ----------------------------------------------------------------------------------
 

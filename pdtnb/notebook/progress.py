@@ -59,7 +59,7 @@ def progress_html(
                 )
     bar = (
         f'<span class="pdtnb-bar" style="display:inline-block;vertical-align:middle;width:{width}px;height:10px;'
-        f'background-color:#EEF0F3;border-radius:2px;overflow:hidden;white-space:nowrap;line-height:0;'
+        f"background-color:#EEF0F3;border-radius:2px;overflow:hidden;white-space:nowrap;line-height:0;"
         f'font-size:0">{"".join(parts)}</span>'
     )
     label = f"{_finished(t)}/{total}" if total else "no jobs"
@@ -68,8 +68,9 @@ def progress_html(
     return f'{bar} <span class="pdtnb-frac">{label}</span>{extra}'
 
 
-def progress_text(t: TaskStatus, rates: RateTracker | None = None, state: RunState | None = None,
-                  width: int = 24) -> str:
+def progress_text(
+    t: TaskStatus, rates: RateTracker | None = None, state: RunState | None = None, width: int = 24
+) -> str:
     """One task's bar as text: ``[####!>>..      ] 6/14 finished (2 failed) · 1.5 jobs/s, ...``."""
     total = t.total
     cells = ""
@@ -100,8 +101,7 @@ def progress_lines(
     return [f"{t.name.ljust(width)} {progress_text(t, rates, state)}" for t in status.tasks]
 
 
-def progress_table_html(status: PipelineStatus, rates: RateTracker | None = None,
-                        state: RunState | None = None) -> str:
+def progress_table_html(status: PipelineStatus, rates: RateTracker | None = None, state: RunState | None = None) -> str:
     """Every task's bar, one per line (what :class:`Progress` shows)."""
     rows = "".join(
         f'<div style="white-space:nowrap;margin:1px 0"><span style="display:inline-block;min-width:8em;'

@@ -115,15 +115,16 @@ def render_status_html(
             bar = f"<td class='pdtnb-progress-col'{left}>{progress_html(t, rates, state)}</td>" if progress else ""
             counts = "".join(f"<td>{_count(s, getattr(t, s))}</td>" for s in STATES)
             rows.append(
-                f"<tr><td>{html.escape(t.name)}{disabled}</td>{bar}{counts}"
-                f"<td class='links'{left}>{links}</td></tr>"
+                f"<tr><td>{html.escape(t.name)}{disabled}</td>{bar}{counts}<td class='links'{left}>{links}</td></tr>"
             )
     if trace:
         head = f"<tr><th{left}>task</th><th{left}>jobs</th><th{left}>links holding them</th></tr>"
     else:
         bar_head = f"<th class='pdtnb-progress-col'{left}>progress</th>" if progress else ""
         head = (
-            f"<tr><th{left}>task</th>" + bar_head + "".join(f"<th>{s}</th>" for s in STATES)
+            f"<tr><th{left}>task</th>"
+            + bar_head
+            + "".join(f"<th>{s}</th>" for s in STATES)
             + f"<th class='links'{left}>links (jobs)</th></tr>"
         )
     if caption_markup is None:
@@ -141,8 +142,9 @@ def render_status_html(
     )
 
 
-def status_text(status: PipelineStatus | None, headline: str, rates: RateTracker | None = None,
-                state: RunState | None = None) -> str:
+def status_text(
+    status: PipelineStatus | None, headline: str, rates: RateTracker | None = None, state: RunState | None = None
+) -> str:
     """A live view's text rendering: a headline, then one progress line per task."""
     lines = [headline]
     if status is not None:
@@ -214,8 +216,14 @@ class _FeedHTML(LiveView, ipywidgets.HTML, abstract=True):
             self.value = markup
 
     def _caption(self, live: bool, note: str = "") -> str:
-        return caption_html(self.controller, self._state, self._taken_at, live=live, interval=self.interval,
-                            note=note or self.redefined_note)
+        return caption_html(
+            self.controller,
+            self._state,
+            self._taken_at,
+            live=live,
+            interval=self.interval,
+            note=note or self.redefined_note,
+        )
 
     if TYPE_CHECKING:  # defined by LiveStatus and Progress (checked in LiveView.__init_subclass__)
 
@@ -298,6 +306,4 @@ class Progress(_FeedHTML):
     def _body(self, caption: str) -> str:
         assert self._status is not None
         bars = progress_table_html(self._status, self._rates, self._state)
-        return (
-            f'{_CSS}<div class="pdtnb-status"><div style="color:#666;font-size:11px">{caption}</div>{bars}</div>'
-        )
+        return f'{_CSS}<div class="pdtnb-status"><div style="color:#666;font-size:11px">{caption}</div>{bars}</div>'

@@ -137,8 +137,16 @@ def draw(attempts: Sequence[Attempt], title: str | None = None, row_limit: int =
     for a in attempts:
         left = (a.start - origin).total_seconds()
         colour = OUTCOME_COLOURS.get(a.outcome, "#9C9C9C")
-        ax.barh(rows[(a.task, a.job)], max(a.seconds, minimum), left=left, height=0.7, color=colour,
-                edgecolor="#333333", linewidth=0.4, label=f"_pdtnb_attempt:{a.task}:{a.job}:{a.attempt}")
+        ax.barh(
+            rows[(a.task, a.job)],
+            max(a.seconds, minimum),
+            left=left,
+            height=0.7,
+            color=colour,
+            edgecolor="#333333",
+            linewidth=0.4,
+            label=f"_pdtnb_attempt:{a.task}:{a.job}:{a.attempt}",
+        )
         if a.outcome not in outcomes:
             outcomes.append(a.outcome)
     ax.set_yticks(range(len(rows)))
@@ -147,8 +155,14 @@ def draw(attempts: Sequence[Attempt], title: str | None = None, row_limit: int =
     ax.set_xlabel(f"seconds since {origin.astimezone(timezone.utc).isoformat(timespec='seconds')}")
     ax.grid(axis="x", alpha=0.3)
     order = [o for o in OUTCOME_COLOURS if o in outcomes] + [o for o in outcomes if o not in OUTCOME_COLOURS]
-    ax.legend(handles=[Patch(color=OUTCOME_COLOURS.get(o, "#9C9C9C"), label=o) for o in order],
-              loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="outcome", title_fontsize=8)
+    ax.legend(
+        handles=[Patch(color=OUTCOME_COLOURS.get(o, "#9C9C9C"), label=o) for o in order],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        title="outcome",
+        title_fontsize=8,
+    )
     heading = title or "job attempts"
     if dropped:
         heading += f" (the {len(rows)} jobs that started last; {dropped} earlier not drawn)"

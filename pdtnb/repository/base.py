@@ -106,11 +106,7 @@ class Repository(ABC):
         if cls.CHARSET is _DEFAULT_CHARSET and cls.CHARSET_START_END is _DEFAULT_CHARSET:
             return job.isalnum() and job.isascii()  # the same test, at C speed
         charset = cls.CHARSET
-        return (
-            all(c in charset for c in job)
-            and job[0] in cls.CHARSET_START_END
-            and job[-1] in cls.CHARSET_START_END
-        )
+        return all(c in charset for c in job) and job[0] in cls.CHARSET_START_END and job[-1] in cls.CHARSET_START_END
 
     #: Whether the ids of a listing are remembered as valid, so that writing to them later skips
     #: the check (:meth:`check_job_id`). Repositories whose writes never consult that memory

@@ -144,7 +144,7 @@ def remove_stale_temporaries(directory: Path, max_age: float = 3600.0) -> list[P
         name = entry.name
         if not name.startswith(TMP_PREFIX):
             continue
-        pid_text = name[len(TMP_PREFIX):].split("-", 1)[0]
+        pid_text = name[len(TMP_PREFIX) :].split("-", 1)[0]
         try:
             age = now - entry.stat(follow_symlinks=False).st_mtime
         except FileNotFoundError:
@@ -254,7 +254,7 @@ def _make_temp_creating(directory: Path) -> tuple[int, str]:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 class FileReader:

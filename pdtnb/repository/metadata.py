@@ -20,7 +20,12 @@ from .base import NO_RECORD, SUCCESS, BlobRepository, MetadataRepository
 from .filesystem import FileRepository, atomic_write_bytes
 
 __all__ = [
-    "YamlMetadataRepository", "YamlMetadataFileRepository", "yaml_load", "yaml_dump", "plain_success", "quick_success",
+    "YamlMetadataRepository",
+    "YamlMetadataFileRepository",
+    "yaml_load",
+    "yaml_dump",
+    "plain_success",
+    "quick_success",
 ]
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -73,10 +78,21 @@ _HEX = rb"(?=[0-9]*[a-f])[0-9a-f]{%d}"
 #: A fingerprint part's name as the dumper writes it plain: ``body``, ``calls clean_title``.
 _PART = rb"[A-Za-z_][A-Za-z0-9_.<>]*(?: [A-Za-z_][A-Za-z0-9_.<>]*)?"
 _PDTNB_SUCCESS = re.compile(
-    rb"result: success\nattempt: [1-9][0-9]{0,8}\nstart_time: " + _TIME + rb"\nend_time: " + _TIME
-    + rb"\nhost: (?:" + _HOST + rb")\n"
-    + rb"(?:fingerprint: (" + _HEX % 16 + rb")\n"
-    + rb"(?:fingerprint_parts:\n(?:  " + _PART + rb": " + _HEX % 12 + rb"\n)+)?)?"
+    rb"result: success\nattempt: [1-9][0-9]{0,8}\nstart_time: "
+    + _TIME
+    + rb"\nend_time: "
+    + _TIME
+    + rb"\nhost: (?:"
+    + _HOST
+    + rb")\n"
+    + rb"(?:fingerprint: ("
+    + _HEX % 16
+    + rb")\n"
+    + rb"(?:fingerprint_parts:\n(?:  "
+    + _PART
+    + rb": "
+    + _HEX % 12
+    + rb"\n)+)?)?"
 )
 _DATES: dict[bytes, bool] = {}
 

@@ -98,8 +98,9 @@ class ReapAttempts:
         self._failures.pop(job, None)
 
 
-def check_type(task: str, label: str, value: Any, kinds: type | tuple[type, ...], what: str,
-               optional: bool = True) -> None:
+def check_type(
+    task: str, label: str, value: Any, kinds: type | tuple[type, ...], what: str, optional: bool = True
+) -> None:
     """Refuse a constructor argument of the wrong kind with a message naming the task and the
     argument (a pydatatask script passing, say, a Resources for a ResourceManager otherwise fails
     much later, far from the mistake)."""
@@ -352,8 +353,13 @@ class Task(ABC):
         if previous is not None and previous.repo is not repo:
             # pydatatask replaced it silently; a plug followed by a link of the same name (both
             # called "out") loses the plugged input this way, so say so.
-            log.warning("task %r: link %r is linked again, to %r; the link to %r is replaced",
-                        self.name, name, repo, previous.repo)
+            log.warning(
+                "task %r: link %r is linked again, to %r; the link to %r is replaced",
+                self.name,
+                name,
+                repo,
+                previous.repo,
+            )
         self.links[name] = Link(
             repo=repo,
             is_input=is_input,
@@ -388,9 +394,14 @@ class Task(ABC):
         """
         allow = None if output_links is None else set(output_links)
         made: list[str] = []
-        options = {"output_links": None if output_links is None else list(output_links), "meta": meta,
-                   "translator": translator, "translate_allow_deletes": translate_allow_deletes,
-                   "translate_prefetch_lookup": translate_prefetch_lookup, "require_success": require_success}
+        options = {
+            "output_links": None if output_links is None else list(output_links),
+            "meta": meta,
+            "translator": translator,
+            "translate_allow_deletes": translate_allow_deletes,
+            "translate_prefetch_lookup": translate_prefetch_lookup,
+            "require_success": require_success,
+        }
         self.plugs.append((output.name, options, made))
         for name, link in output.links.items():
             attrs: dict[str, bool] = {}
@@ -546,7 +557,7 @@ class Task(ABC):
         previous = options.previous
         if previous is not None and previous.failed:
             record.attempt = previous.attempt + 1
-            record.history = [*previous.history, previous.summary()][-LIMITS["history"]:]
+            record.history = [*previous.history, previous.summary()][-LIMITS["history"] :]
         if record.failed and self.retry is not None:
             self.retry.schedule(record, exc, utcnow())
         if record.fingerprint is None:

@@ -192,9 +192,12 @@ async def _cascade(future: distributed.Future, cf_future: cf.Future) -> None:
             return  # pdtnb cancelled it (kill, Ctrl-C)
         reason = getattr(e, "reason", None) or "unknown"
         msg = getattr(e, "msg", None)
-        _settle(cf_future, exception=DaskJobLost(
-            f"Dask cancelled the job's future ({reason}{': ' + msg if msg else ''}); its outcome is unknown"
-        ))
+        _settle(
+            cf_future,
+            exception=DaskJobLost(
+                f"Dask cancelled the job's future ({reason}{': ' + msg if msg else ''}); its outcome is unknown"
+            ),
+        )
     except asyncio.CancelledError:  # the client's own loop is stopping
         _settle(cf_future, exception=DaskJobLost("the Dask client stopped while the job ran; its outcome is unknown"))
     except BaseException as e:  # the body's exception (with the worker's traceback), KilledWorker...
@@ -257,8 +260,16 @@ class DaskTask(ExecutorTask):
     ):
         executor = DaskExecutor(client_or_address, **(submit_options or {}))
         super().__init__(
-            name, executor, done, ready=ready, func=func, retry=retry,
-            resource_manager=resource_manager, job_resources=job_resources, hooks=hooks, rerun_outdated=rerun_outdated,
+            name,
+            executor,
+            done,
+            ready=ready,
+            func=func,
+            retry=retry,
+            resource_manager=resource_manager,
+            job_resources=job_resources,
+            hooks=hooks,
+            rerun_outdated=rerun_outdated,
         )
 
     async def validate(self) -> None:

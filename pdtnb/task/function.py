@@ -36,9 +36,7 @@ class FunctionBinding:
         """Resolve each parameter to a link; raise TaskConfigError naming what is missing."""
         task = self.task
         if self.func is None:
-            raise TaskConfigError(
-                f"task {task.name!r} has no function: use it as a decorator or pass func=..."
-            )
+            raise TaskConfigError(f"task {task.name!r} has no function: use it as a decorator or pass func=...")
         try:
             sig = inspect.signature(self.func, follow_wrapped=True)
         except (TypeError, ValueError) as e:

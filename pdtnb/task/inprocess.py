@@ -113,7 +113,10 @@ class InProcessSyncTask(FunctionTask):
             # write_success, inlined for the common case: the per-job hot path of in-process pipelines.
             sink = self._sink
             if (
-                sink is not None and options is DEFAULT_LAUNCH and sink[0] is not None and self.metadata
+                sink is not None
+                and options is DEFAULT_LAUNCH
+                and sink[0] is not None
+                and self.metadata
                 and self._hook_set is None  # hooks get the record: write_success builds it
             ):
                 writer = sink[2]
@@ -168,9 +171,7 @@ class InProcessSyncTask(FunctionTask):
             return None
         return self.launch_stream
 
-    async def launch_stream(
-        self, jobs: Iterable[str], failed: Callable[[str, Exception], Awaitable[bool]]
-    ) -> int:
+    async def launch_stream(self, jobs: Iterable[str], failed: Callable[[str, Exception], Awaitable[bool]]) -> int:
         """``await self.launch(job)`` for every job ``jobs`` yields, in turn, within this one
         coroutine: the pipeline's launch phase runs a stream of ready jobs this way (one per
         ``launch_concurrency`` worker), so that a job costs its body and its record but no

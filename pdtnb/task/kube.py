@@ -138,7 +138,12 @@ class KubeTask(ExternalJobTask):
         rerun_outdated: bool = False,
     ):
         super().__init__(
-            name, ready=ready, retry=retry, hooks=hooks, window=as_window(window), timeout=as_timeout(name, timeout),
+            name,
+            ready=ready,
+            retry=retry,
+            hooks=hooks,
+            window=as_window(window),
+            timeout=as_timeout(name, timeout),
             rerun_outdated=rerun_outdated,
         )
         if not callable(podman):
@@ -638,8 +643,9 @@ class KubeTask(ExternalJobTask):
             return
         # A pod being deleted (its grace period) is not listed; one marked killed was killed by
         # request, by a pipeline that did not get to record it.
-        dying = [p for p in await self.podman.query(job=job, task=self.name, include_terminating=True)
-                 if job_of(p) == job]
+        dying = [
+            p for p in await self.podman.query(job=job, task=self.name, include_terminating=True) if job_of(p) == job
+        ]
         killed = next((p for p in dying if _killed(p)), None)
         if killed is None and pod is not None and _killed(pod):
             killed = pod
@@ -735,7 +741,16 @@ class KubeFunctionTask(KubeTask, FunctionTask):
         rerun_outdated: bool = False,
     ):
         super().__init__(
-            name, podman, resources, template, logs, kube_done, env=env, ready=ready, retry=retry, hooks=hooks,
+            name,
+            podman,
+            resources,
+            template,
+            logs,
+            kube_done,
+            env=env,
+            ready=ready,
+            retry=retry,
+            hooks=hooks,
             rerun_outdated=rerun_outdated,
         )
         check_type(name, "func_done", func_done, MetadataRepository, "a MetadataRepository")
@@ -813,7 +828,8 @@ class KubeFunctionTask(KubeTask, FunctionTask):
                 await self.write_record(job, record, e, options, repo=self.func_done)
             raise
         if self.func_done is not None:
-            record = JobRecord(Outcome.SUCCESS, attempt=options.attempt, start_time=start, end_time=utcnow(),
-                               host=host_name())
+            record = JobRecord(
+                Outcome.SUCCESS, attempt=options.attempt, start_time=start, end_time=utcnow(), host=host_name()
+            )
             await self.write_record(job, record, None, options, repo=self.func_done)
         return None

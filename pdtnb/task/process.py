@@ -128,7 +128,12 @@ class ProcessTask(ExternalJobTask):
         rerun_outdated: bool = False,
     ):
         super().__init__(
-            name, ready=ready, retry=retry, hooks=hooks, window=as_window(window), timeout=as_timeout(name, timeout),
+            name,
+            ready=ready,
+            retry=retry,
+            hooks=hooks,
+            window=as_window(window),
+            timeout=as_timeout(name, timeout),
             rerun_outdated=rerun_outdated,
         )
         if not callable(manager):
@@ -476,7 +481,9 @@ class ProcessTask(ExternalJobTask):
             log.error(
                 "task %s: job %s was recorded as failed but its pids entry cannot be removed (%s); "
                 "it is ignored until that is fixed by hand",
-                self.name, job, e,
+                self.name,
+                job,
+                e,
             )
         return True
 
@@ -531,8 +538,13 @@ class ProcessTask(ExternalJobTask):
             host = self.manager.host
         except Exception:
             host = None
-        record = JobRecord(outcome, start_time=entry.get("start_time"),
-                           end_time=fields.pop("end_time", None) or utcnow(), host=host, **fields)
+        record = JobRecord(
+            outcome,
+            start_time=entry.get("start_time"),
+            end_time=fields.pop("end_time", None) or utcnow(),
+            host=host,
+            **fields,
+        )
         printed = entry.get("fingerprint")
         # The code the job was launched with ("" when its launcher kept none: not today's).
         record.fingerprint = printed if isinstance(printed, str) else ""
@@ -760,15 +772,17 @@ class ProcessTask(ExternalJobTask):
 
             async def spawn_and_record(manager: AbstractProcessManager = manager) -> dict[str, Any]:
                 start = utcnow()
-                spawned.append(await manager.spawn(
-                    args,
-                    dict(self.environ),
-                    str(cwd),
-                    str(jobdir / "return_code"),
-                    None if stdin_path is None else str(stdin_path),
-                    stdout_path,
-                    stderr_path,
-                ))
+                spawned.append(
+                    await manager.spawn(
+                        args,
+                        dict(self.environ),
+                        str(cwd),
+                        str(jobdir / "return_code"),
+                        None if stdin_path is None else str(stdin_path),
+                        stdout_path,
+                        stderr_path,
+                    )
+                )
                 entry: dict[str, Any] = {"pid": spawned[0], "start_time": start}
                 if printed is not None:  # what the job runs: its record carries it when reaped
                     entry["fingerprint"] = printed.digest
@@ -871,4 +885,3 @@ class ProcessTask(ExternalJobTask):
             if cancel is not None:
                 cancel()
         await self.reap_safely(job, self._live.get(job, entry))
-

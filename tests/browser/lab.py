@@ -93,12 +93,21 @@ def _start_lab(base: Path, service_unavailable: Callable[[str, str], None]) -> I
     }
     subprocess.run(
         [sys.executable, "-m", "ipykernel", "install", "--prefix", str(base / "kernels"), "--name", "python3"],
-        env=env, check=True, capture_output=True,
+        env=env,
+        check=True,
+        capture_output=True,
     )
     subprocess.run(
-        [str(bindir / "jupyter"), "labextension", "disable", "--level=user",
-         "@jupyterlab/apputils-extension:announcements"],
-        env=env, check=True, capture_output=True,
+        [
+            str(bindir / "jupyter"),
+            "labextension",
+            "disable",
+            "--level=user",
+            "@jupyterlab/apputils-extension:announcements",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
     )
     # No autosave during a test (a test saves when it means to) and no "kernel busy" dialogs.
     settings = base / "config" / "lab" / "user-settings" / "@jupyterlab" / "docmanager-extension"
@@ -108,10 +117,21 @@ def _start_lab(base: Path, service_unavailable: Callable[[str, str], None]) -> I
     log_path = base / "lab.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [str(bindir / "jupyter-lab"), "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--port_retries=0",
-         "--allow-root", f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
-         "--LabApp.expose_app_in_browser=True"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(bindir / "jupyter-lab"),
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--port_retries=0",
+            "--allow-root",
+            f"--ServerApp.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.expose_app_in_browser=True",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -151,8 +171,11 @@ def page(tmp_path_factory: pytest.TempPathFactory, lab: LabServer):
 
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium")), executable_path=CHROMIUM, headless=True,
-            args=CHROMIUM_ARGS, viewport=VIEWPORT,
+            str(tmp_path_factory.mktemp("chromium")),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport=VIEWPORT,
         )
         page = context.pages[0] if context.pages else context.new_page()
         page.set_default_timeout(30_000)
@@ -202,13 +225,12 @@ class Lab:
 
     def command(self, command: str, args: dict[str, Any] | None = None) -> Any:
         """Run a JupyterLab command (``notebook:run-all-cells``, ``docmanager:save``...)."""
-        return self.page.evaluate(
-            "([c, a]) => window.jupyterapp.commands.execute(c, a)", [command, args or {}]
-        )
+        return self.page.evaluate("([c, a]) => window.jupyterapp.commands.execute(c, a)", [command, args or {}])
 
     def kernel_statuses(self) -> list[str]:
         return self.page.evaluate(
-            "() => Array.from(document.querySelectorAll('[data-status]')).map(e => e.dataset.status)")
+            "() => Array.from(document.querySelectorAll('[data-status]')).map(e => e.dataset.status)"
+        )
 
     def prompts(self) -> list[str]:
         """The input prompts of the open notebook's cells (``[3]:``, ``[*]:``, ``[ ]:``)."""
@@ -226,30 +248,39 @@ class Lab:
 
     def set_cell(self, index: int, source: str) -> None:
         """Replace the source of cell ``index`` (what typing in it would do)."""
-        self.page.evaluate("""([i, src]) => {
+        self.page.evaluate(
+            """([i, src]) => {
             const panel = window.jupyterapp.shell.currentWidget;
             panel.content.widgets[i].model.sharedModel.setSource(src);
-        }""", [index, source])
+        }""",
+            [index, source],
+        )
 
     def run_cell(self, index: int, timeout: float = 60) -> None:
         """Select cell ``index`` and run it (Ctrl-Enter)."""
-        self.page.evaluate("""(i) => {
+        self.page.evaluate(
+            """(i) => {
             const panel = window.jupyterapp.shell.currentWidget;
             panel.content.activeCellIndex = i;
             panel.content.deselectAll();
-        }""", index)
+        }""",
+            index,
+        )
         self.command("notebook:run-cell")
         wait_for(lambda: "*" not in self.prompt(index), timeout, f"cell {index} to run")
         wait_for(self.idle, 30, "the kernel to be idle")
 
     def append_and_run(self, source: str, timeout: float = 60) -> int:
         """Add a cell at the end with ``source``, run it; returns its index."""
-        index = self.page.evaluate("""(src) => {
+        index = self.page.evaluate(
+            """(src) => {
             const panel = window.jupyterapp.shell.currentWidget;
             const nb = panel.content;
             nb.activeCellIndex = nb.widgets.length - 1;
             return nb.widgets.length;
-        }""", source)
+        }""",
+            source,
+        )
         self.command("notebook:insert-cell-below")
         self.set_cell(index, source)
         self.run_cell(index, timeout)
@@ -260,19 +291,25 @@ class Lab:
         return prompts[index] if index < len(prompts) else ""
 
     def output_text(self, index: int) -> str:
-        return self.page.evaluate("""(i) => {
+        return self.page.evaluate(
+            """(i) => {
             const cell = window.jupyterapp.shell.currentWidget.content.widgets[i];
             const area = cell && cell.node.querySelector('.jp-OutputArea');
             return area ? area.innerText : '';
-        }""", index)
+        }""",
+            index,
+        )
 
     def cell(self, index: int) -> Any:
         return self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").nth(index)
 
     def save(self) -> None:
         self.command("docmanager:save")
-        wait_for(lambda: not self.page.evaluate(
-            "() => window.jupyterapp.shell.currentWidget.context.model.dirty"), 30, "the notebook to be saved")
+        wait_for(
+            lambda: not self.page.evaluate("() => window.jupyterapp.shell.currentWidget.context.model.dirty"),
+            30,
+            "the notebook to be saved",
+        )
 
     def shutdown_kernel(self) -> None:
         self.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")

@@ -22,7 +22,7 @@ import time
 import pytest
 from lab import Lab, wait_for
 
-FAILING = '''\
+FAILING = """\
 import asyncio, pathlib
 from concurrent.futures import ThreadPoolExecutor
 import pdtnb
@@ -65,7 +65,7 @@ count = pdtnb.ProcessTask(
     "echo sleeping; sleep 120\\n", done=pdtnb.InProcessMetadataRepository(),
 )
 count.link("slow_in", slow_in, is_input=True)
-pipeline = pdtnb.Pipeline([parse, report, count], session, [quota], poll_interval=0.2)'''
+pipeline = pdtnb.Pipeline([parse, report, count], session, [quota], poll_interval=0.2)"""
 
 FAILURE_CELLS = ["%load_ext pdtnb", FAILING, "%pdt run", "dash = %pdt dashboard\ndash"]
 
@@ -104,8 +104,11 @@ def failing_nb(jl: Lab) -> Lab:
     jl.open("failures.ipynb")
     jl.run_all()
     jl.page.wait_for_selector(".pdtnb-dashboard .pdtnb-table button.pdtnb-count", timeout=60_000)
-    wait_for(lambda: count_of(jl, "parse", "failed") == 1 and count_of(jl, "sleeper", "live") == 1, 30,
-             "the failure and the live process job")
+    wait_for(
+        lambda: count_of(jl, "parse", "failed") == 1 and count_of(jl, "sleeper", "live") == 1,
+        30,
+        "the failure and the live process job",
+    )
     return jl
 
 
@@ -162,18 +165,24 @@ def test_kill_stops_the_live_process_job(failing_nb: Lab):
     except AssertionError:
         index = jl.append_and_run("print(dash.actions_done, dash._job_key, dash._job_state, dash.result.value)")
         raise AssertionError(f"{result_line(jl)!r}; the dashboard: {jl.output_text(index)}") from None
-    wait_for(lambda: count_of(jl, "sleeper", "live") == 0 and count_of(jl, "sleeper", "failed") == 1, 15,
-             "the killed job to count as failed")
+    wait_for(
+        lambda: count_of(jl, "sleeper", "live") == 0 and count_of(jl, "sleeper", "failed") == 1,
+        15,
+        "the killed job to count as failed",
+    )
     caption = page.locator(".pdtnb-dashboard .pdtnb-caption").inner_text()
-    wait_for(lambda: "last run finished" in page.locator(".pdtnb-dashboard .pdtnb-caption").inner_text(), 15,
-             "the run to end once nothing is live")
+    wait_for(
+        lambda: "last run finished" in page.locator(".pdtnb-dashboard .pdtnb-caption").inner_text(),
+        15,
+        "the run to end once nothing is live",
+    )
     assert "running for" not in page.locator(".pdtnb-dashboard .pdtnb-caption").inner_text(), caption
     jl.screenshot("failure-killed.png", page.locator(".pdtnb-dashboard"))
 
 
 # ---- progress -------------------------------------------------------------------------------------
 
-PROGRESS = '''\
+PROGRESS = """\
 import time
 from concurrent.futures import ThreadPoolExecutor
 import pdtnb
@@ -188,15 +197,18 @@ async def square(job, numbers, squares):
 
 square.link("numbers", numbers, is_input=True)
 square.link("squares", squares, is_output=True)
-pipeline = pdtnb.Pipeline([square], pdtnb.Session())'''
+pipeline = pdtnb.Pipeline([square], pdtnb.Session())"""
 
 
 def done_width(jl: Lab, cell: int) -> float:
-    return jl.page.evaluate("""(i) => {
+    return jl.page.evaluate(
+        """(i) => {
         const cell = window.jupyterapp.shell.currentWidget.content.widgets[i].node;
         const seg = cell.querySelector('.pdtnb-seg-done');
         return seg ? seg.getBoundingClientRect().width : 0;
-    }""", cell)
+    }""",
+        cell,
+    )
 
 
 def test_progress_bars_move_while_the_kernel_is_idle(jl: Lab):
@@ -229,8 +241,11 @@ def test_a_saved_notebook_reopened_shows_its_last_state(jl: Lab):
     page = jl.page
     assert "last run finished" in jl.output_text(2)
     jl.shutdown_kernel()
-    wait_for(lambda: "the kernel shut down at" in jl.output_text(2), 15,
-             "the live table to become its static copy when the kernel shuts down")
+    wait_for(
+        lambda: "the kernel shut down at" in jl.output_text(2),
+        15,
+        "the live table to become its static copy when the kernel shuts down",
+    )
     jl.save()
     page.reload()
     jl.open("progress.ipynb", wait_kernel=False)
@@ -245,7 +260,7 @@ def test_a_saved_notebook_reopened_shows_its_last_state(jl: Lab):
 
 # ---- redefinition ----------------------------------------------------------------------------------
 
-REDEFINED = '''\
+REDEFINED = """\
 import pathlib
 import pdtnb
 
@@ -257,7 +272,7 @@ async def work(job, inp):
     pathlib.Path(f"ran-{{LABEL}}-{{job}}").write_text(LABEL)
 
 work.link("inp", inp, is_input=True)
-pipeline = pdtnb.Pipeline([work], pdtnb.Session())'''
+pipeline = pdtnb.Pipeline([work], pdtnb.Session())"""
 
 
 def test_run_on_the_old_dashboard_after_a_redefinition_runs_the_new_code(jl: Lab):
@@ -280,7 +295,7 @@ def test_run_on_the_old_dashboard_after_a_redefinition_runs_the_new_code(jl: Lab
 
 # ---- the graph's width -------------------------------------------------------------------------------
 
-SIX = '''\
+SIX = """\
 import pdtnb
 
 source = pdtnb.InProcessMetadataRepository({f"doc{i}": i for i in range(5)})
@@ -300,7 +315,7 @@ for name in ("download_pages", "extract_text", "tokenize_words", "count_frequenc
     body.link("out", out, is_output=True)
     tasks.append(body)
     upstream = body
-pipeline = pdtnb.Pipeline(tasks, pdtnb.Session())'''
+pipeline = pdtnb.Pipeline(tasks, pdtnb.Session())"""
 
 
 def test_the_graph_of_six_tasks_fits_the_notebook_with_legible_labels(jl: Lab):
@@ -312,15 +327,18 @@ def test_the_graph_of_six_tasks_fits_the_notebook_with_legible_labels(jl: Lab):
     wait_for(lambda: graph.is_visible(), 60, "the graph")
     output_width = page.evaluate(
         "() => window.jupyterapp.shell.currentWidget.content.widgets[2].node"
-        ".querySelector('.jp-OutputArea-output').clientWidth")
+        ".querySelector('.jp-OutputArea-output').clientWidth"
+    )
     assert 1000 <= output_width <= 1200, f"the notebook's output area is {output_width} px wide"
     box = graph.bounding_box()
     assert box is not None and box["width"] <= output_width + 1, (box, output_width)
     jl.screenshot("graph-six-tasks.png", graph)
     svg = graph.locator("svg")
     if svg.count() == 0:
-        pytest.xfail("the dashboard's graph is a PNG: PipelineGraph(form='auto') (a width-fitting SVG) "
-                     "has not landed; the width holds but the labels' size cannot be measured")
+        pytest.xfail(
+            "the dashboard's graph is a PNG: PipelineGraph(form='auto') (a width-fitting SVG) "
+            "has not landed; the width holds but the labels' size cannot be measured"
+        )
     heights = page.evaluate("""() => Array.from(document.querySelectorAll('.pdtnb-dashboard .pdtnb-graph svg text'))
         .map(t => t.getBoundingClientRect().height).filter(h => h > 0)""")
     assert heights and min(heights) >= 9, f"the smallest label is {min(heights):.1f} px high"
@@ -342,8 +360,11 @@ def test_a_live_view_whose_kernel_died_says_so(jl: Lab):
     wait_for(lambda: stale.count() == 1, 10, "the live table")
     assert stale.bounding_box()["width"] == 0, "the notice shows while updates arrive"
     os.kill(pid, signal.SIGKILL)  # the kernel dies without a word
-    wait_for(lambda: (box := stale.bounding_box()) is not None and box["width"] > 50, 40,
-             "the live table to say it gets no updates")
+    wait_for(
+        lambda: (box := stale.bounding_box()) is not None and box["width"] > 50,
+        40,
+        "the live table to say it gets no updates",
+    )
     text = jl.output_text(2)
     assert re.search(r"no update since \d\d:\d\d:\d\d UTC: the kernel is busy, or it stopped", text), text
     jl.screenshot("kernel-died.png", jl.cell(2).locator(".jp-OutputArea"))
@@ -358,13 +379,19 @@ def test_a_notebook_run_elsewhere_shows_its_last_snapshot(jl: Lab):
 
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
-        "%load_ext pdtnb", PROGRESS.replace("time.sleep(0.8)", "time.sleep(0.1)"), "%pdt run",
-        "from pdtnb.notebook import controller_for\nawait controller_for(pipeline).wait(30)\n"
-        "import asyncio\nawait asyncio.sleep(0.5)",
-    )]
-    nbclient.NotebookClient(nb, kernel_name="python3", timeout=60,
-                            resources={"metadata": {"path": str(jl.server.root)}}).execute()
+    nb.cells = [
+        nbformat.v4.new_code_cell(src)
+        for src in (
+            "%load_ext pdtnb",
+            PROGRESS.replace("time.sleep(0.8)", "time.sleep(0.1)"),
+            "%pdt run",
+            "from pdtnb.notebook import controller_for\nawait controller_for(pipeline).wait(30)\n"
+            "import asyncio\nawait asyncio.sleep(0.5)",
+        )
+    ]
+    nbclient.NotebookClient(
+        nb, kernel_name="python3", timeout=60, resources={"metadata": {"path": str(jl.server.root)}}
+    ).execute()
     nbformat.write(nb, jl.server.root / "elsewhere.ipynb")
     jl.open("elsewhere.ipynb", wait_kernel=False)
     try:

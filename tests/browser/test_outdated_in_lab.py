@@ -12,7 +12,7 @@ import pytest
 from lab import Lab, wait_for
 from test_failure_loop_in_lab import count_button, count_of, listed, pick_job, result_line
 
-SETUP = '''\
+SETUP = """\
 import pdtnb
 
 inp = pdtnb.InProcessMetadataRepository({"1": 1, "2": 2, "3": 3})
@@ -20,22 +20,28 @@ out = pdtnb.InProcessMetadataRepository()
 done = pdtnb.InProcessMetadataRepository()
 
 def helper(x):
-    return x * 2'''
+    return x * 2"""
 
-TASK = '''\
+TASK = """\
 @pdtnb.InProcessSyncTask("double", done)
 async def double(job, inp, out):
     await out.dump(job, helper(await inp.info(job)))
 
 double.link("inp", inp, is_input=True)
-double.link("out", out, is_output=True)'''
+double.link("out", out, is_output=True)"""
 
 TASK_CHANGED = TASK.replace("helper(await inp.info(job))", "helper(await inp.info(job)) + 100")
 
 PIPELINE = "pipeline = pdtnb.Pipeline([double], pdtnb.Session())"
 
-CELLS = ["%load_ext pdtnb", SETUP, TASK, PIPELINE, "%pdt run\nsummary = %pdt wait --timeout 30\nsummary",
-         "dash = %pdt dashboard\ndash"]
+CELLS = [
+    "%load_ext pdtnb",
+    SETUP,
+    TASK,
+    PIPELINE,
+    "%pdt run\nsummary = %pdt wait --timeout 30\nsummary",
+    "dash = %pdt dashboard\ndash",
+]
 TASK_CELL, PIPELINE_CELL = 2, 3
 
 
@@ -102,8 +108,11 @@ def test_a_redefined_body_shows_an_outdated_count_and_retry_outdated_reruns_them
 
     list_retry.click()
     wait_for(lambda: result_line(jl) == "double: reset 3 jobs (1, 2, 3)", 10, "the retry's result line")
-    wait_for(lambda: count_of(jl, "double", "ready") == 3 and count_of(jl, "double", "outdated") == 0, 10,
-             "the jobs to be ready again")
+    wait_for(
+        lambda: count_of(jl, "double", "ready") == 3 and count_of(jl, "double", "outdated") == 0,
+        10,
+        "the jobs to be ready again",
+    )
     wait_for(lambda: not panel_retry(jl).is_visible(), 10, "Retry outdated to go with the outdated jobs")
     dash.locator(".pdtnb-run").click()
     wait_for(lambda: count_of(jl, "double", "done") == 3, 20, "the jobs to run again")

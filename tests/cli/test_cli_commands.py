@@ -9,8 +9,22 @@ import pytest
 import yaml
 
 SUBCOMMANDS = [
-    "update", "run", "status", "trace", "failed", "show", "why", "retry", "kill",
-    "rm", "ls", "cat", "inject", "launch", "shell", "fuse",
+    "update",
+    "run",
+    "status",
+    "trace",
+    "failed",
+    "show",
+    "why",
+    "retry",
+    "kill",
+    "rm",
+    "ls",
+    "cat",
+    "inject",
+    "launch",
+    "shell",
+    "fuse",
 ]
 
 

@@ -12,8 +12,21 @@ import pytest
 from pdtnb import cli
 from pdtnb.commands import BOTH, CLI, COMMANDS, NOTEBOOK, commands_for, help_text
 
-NOTEBOOK_ONLY = {"use", "load", "open", "close", "step", "wait", "stop", "graph", "dashboard", "debug", "timeline",
-                 "export", "help"}
+NOTEBOOK_ONLY = {
+    "use",
+    "load",
+    "open",
+    "close",
+    "step",
+    "wait",
+    "stop",
+    "graph",
+    "dashboard",
+    "debug",
+    "timeline",
+    "export",
+    "help",
+}
 
 
 def _subcommands(parser) -> dict[str, str]:
@@ -60,8 +73,11 @@ def test_cli_help_and_pdt_help_list_the_same_commands_from_the_table(script):
     parsed = _subcommands(magics._build_parser())
     assert list(parsed) == [c.name for c in commands_for(NOTEBOOK)]
     assert magics.HELP == help_text(NOTEBOOK)
-    listed = [line.split()[0] for line in magics.HELP.splitlines()[2:] if line.startswith("  ") and line.split()
-              and not line.startswith("   ")]
+    listed = [
+        line.split()[0]
+        for line in magics.HELP.splitlines()[2:]
+        if line.startswith("  ") and line.split() and not line.startswith("   ")
+    ]
     assert listed == [c.name for c in commands_for(NOTEBOOK)]
     flat = " ".join(magics.HELP.split())
     for c in commands_for(NOTEBOOK):
@@ -73,10 +89,16 @@ def test_cli_help_and_pdt_help_list_the_same_commands_from_the_table(script):
 
 def test_pdt_help_shows_each_notebook_argument():
     text = help_text(NOTEBOOK)
-    for needle in ("status [--all] [--live] [--interval S]", "trace JOB... [--all]", "rm TASK.LINK JOB... [-r]",
-                   "retry TASK [JOB...] [--failed] [--outdated] [-r]",
-                   "launch [TASK JOB] [--force] [--sync] [--no-meta]",
-                   "graph [--svg] [--full | --compact]", "show TASK JOB", "timeline [TASK...]"):
+    for needle in (
+        "status [--all] [--live] [--interval S]",
+        "trace JOB... [--all]",
+        "rm TASK.LINK JOB... [-r]",
+        "retry TASK [JOB...] [--failed] [--outdated] [-r]",
+        "launch [TASK JOB] [--force] [--sync] [--no-meta]",
+        "graph [--svg] [--full | --compact]",
+        "show TASK JOB",
+        "timeline [TASK...]",
+    ):
         assert needle in text, needle
     assert "--json" not in text, "--json is the command line's"
     assert "shell" not in text.split()
@@ -84,8 +106,9 @@ def test_pdt_help_shows_each_notebook_argument():
 
 
 def test_the_command_table_does_not_import_ipython():
-    code = ("import sys, pdtnb.commands, pdtnb.cli\n"
-            "assert 'IPython' not in sys.modules and 'ipywidgets' not in sys.modules")
+    code = (
+        "import sys, pdtnb.commands, pdtnb.cli\nassert 'IPython' not in sys.modules and 'ipywidgets' not in sys.modules"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
 

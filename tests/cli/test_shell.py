@@ -28,8 +28,13 @@ def run_shell(script: Path, tmp_path: Path, text: str, hide_ipython: bool) -> su
         (fake / "IPython" / "__init__.py").write_text('raise ImportError("IPython hidden by the test")\n')
         env["PYTHONPATH"] = os.pathsep.join([str(fake), *filter(None, [env.get("PYTHONPATH")])])
     return subprocess.run(
-        [sys.executable, str(script), "shell"], input=text, capture_output=True, text=True, timeout=60,
-        cwd=script.parent, env=env,
+        [sys.executable, str(script), "shell"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=script.parent,
+        env=env,
     )
 
 

@@ -113,8 +113,12 @@ async def test_info_all_gives_the_stored_dicts():
     repo = compact_repo()
     await repo.dump("d", [1, 2])
     everything = await repo.info_all()
-    assert everything == {"a": expected(START, END), "b": expected(START + 1, END + 1),
-                          "c": expected(START + 2, END + 2), "d": [1, 2]}
+    assert everything == {
+        "a": expected(START, END),
+        "b": expected(START + 1, END + 1),
+        "c": expected(START + 2, END + 2),
+        "d": [1, 2],
+    }
     assert everything["a"] is await repo.info("a")
     assert not any(_is_compact(v) for v in raw_values(repo.data))
 
@@ -188,7 +192,13 @@ async def test_a_pipeline_of_in_process_tasks_records_compactly_and_reads_back_d
     assert all(_is_compact(v) for v in raw_values(done.data))
     for job, record in done.data.items():
         assert set(record) == {
-            "result", "attempt", "start_time", "end_time", "host", "fingerprint", "fingerprint_parts"
+            "result",
+            "attempt",
+            "start_time",
+            "end_time",
+            "host",
+            "fingerprint",
+            "fingerprint_parts",
         }, job
         assert record["fingerprint"] == body.fingerprint().digest, "the code that made it, kept in the compact form"
         assert record["fingerprint_parts"] == dict(body.fingerprint().parts)

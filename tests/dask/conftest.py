@@ -38,7 +38,10 @@ def dask_client(service_unavailable) -> Iterator[Any]:
     try:
         with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
             cluster = distributed.LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
             )
     except Exception as e:
         service_unavailable("Dask LocalCluster", str(e))

@@ -171,8 +171,9 @@ async def test_a_worker_killed_mid_job_is_that_jobs_failure_and_the_pipeline_goe
     )
     raw = pdtnb.InProcessMetadataRepository({"victim": 1, "quick1": 2, "quick2": 3})
     done = pdtnb.InProcessMetadataRepository()
-    task = pdtnb.DaskTask("fragile", dask_client, done, func=hanging(tmp_path),
-                          retry=pdtnb.Retry(attempts=2, delay=0.05, jitter=0))
+    task = pdtnb.DaskTask(
+        "fragile", dask_client, done, func=hanging(tmp_path), retry=pdtnb.Retry(attempts=2, delay=0.05, jitter=0)
+    )
     task.link("raw", raw, is_input=True)
     pidfile = tmp_path / "victim.pid"
     async with pdtnb.Pipeline([task], pdtnb.Session()) as pipeline:
@@ -209,8 +210,9 @@ async def test_results_never_cross_and_what_cannot_be_pickled_is_a_named_failure
 
     ok = pdtnb.DaskTask("lock_result", dask_client, done, func=returns_a_lock)
     ok.link("raw", pdtnb.InProcessMetadataRepository({"r": 1}), is_input=True)
-    bad_exc = pdtnb.DaskTask("lock_exception", dask_client, pdtnb.InProcessMetadataRepository(),
-                             func=raises_unpicklable)
+    bad_exc = pdtnb.DaskTask(
+        "lock_exception", dask_client, pdtnb.InProcessMetadataRepository(), func=raises_unpicklable
+    )
     bad_exc.link("raw", pdtnb.InProcessMetadataRepository({"e": 1}), is_input=True)
     bad_arg = pdtnb.DaskTask("lock_argument", dask_client, pdtnb.InProcessMetadataRepository(), func=takes_locked)
     bad_arg.link("locked", LockedRepository({"a": 1}), is_input=True)
@@ -265,8 +267,9 @@ async def test_a_quota_limits_what_is_submitted(dask_client, tmp_path):
     quota = pdtnb.ResourceManager(pdtnb.Resources.parse(cpu=1, mem="1Gi"))
     raw = pdtnb.InProcessMetadataRepository({f"j{i}": i for i in range(4)})
     done = pdtnb.InProcessMetadataRepository()
-    task = pdtnb.DaskTask("metered", dask_client, done, func=body,
-                          resource_manager=quota, job_resources=pdtnb.Resources.parse(cpu=1))
+    task = pdtnb.DaskTask(
+        "metered", dask_client, done, func=body, resource_manager=quota, job_resources=pdtnb.Resources.parse(cpu=1)
+    )
     task.link("raw", raw, is_input=True)
     most = 0
     stop = asyncio.Event()
@@ -292,7 +295,11 @@ async def test_a_quota_limits_what_is_submitted(dask_client, tmp_path):
 async def test_the_scheduler_going_away_is_each_live_jobs_failure(tmp_path):
     """Its own cluster (the shared one must survive), with a worker thread: only the scheduler goes."""
     cluster = await asyncio.to_thread(
-        distributed.LocalCluster, n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+        distributed.LocalCluster,
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        dashboard_address=None,
     )
     client = await asyncio.to_thread(distributed.Client, cluster, set_as_default=False, timeout=3)
     raw = pdtnb.InProcessMetadataRepository({"orphan": 1})
@@ -366,7 +373,6 @@ async def test_the_notebook_dashboard_links_to_the_dask_dashboard(dask_client, m
         await controller.close()
 
 
-
 async def test_run_timeout_cancels_the_outstanding_futures(dask_client, tmp_path):
     """``run(timeout=...)`` stops a run whose jobs hang: their futures are cancelled on the
     scheduler (not left to run and be recorded later), and the jobs are ready again, unrecorded."""
@@ -385,8 +391,11 @@ async def test_run_timeout_cancels_the_outstanding_futures(dask_client, tmp_path
             with pytest.raises(TimeoutError, match=r"timed out after 1\.5 s"):
                 await pipeline.run(timeout=1.5)
             assert time.monotonic() - started < 10
-            await wait_for(lambda: not any(k.startswith("hangs") for k in on_scheduler()), 10,
-                           "the scheduler to drop every future of the run")
+            await wait_for(
+                lambda: not any(k.startswith("hangs") for k in on_scheduler()),
+                10,
+                "the scheduler to drop every future of the run",
+            )
             assert task.jobs_here() == 0 and done.data == {}, "nothing recorded: the jobs stay ready"
             assert (await pdtnb.pipeline_status(pipeline)).task("hangs").ready == 3
     finally:
@@ -415,11 +424,14 @@ def test_ctrl_c_of_a_command_line_run_cancels_its_futures_and_records_nothing(da
     workers: it exits 130 within seconds, the scheduler drops its futures, nothing is recorded."""
     asyncio.run(all_workers(dask_client))
     script = tmp_path / "pipeline.py"
-    script.write_text(CTRL_C_SCRIPT.format(
-        here=str(Path(__file__).parent), scratch=str(tmp_path), address=dask_client.scheduler.address
-    ))
-    proc = subprocess.Popen([sys.executable, str(script), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=tmp_path)
+    script.write_text(
+        CTRL_C_SCRIPT.format(
+            here=str(Path(__file__).parent), scratch=str(tmp_path), address=dask_client.scheduler.address
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
 
     def on_scheduler() -> set[str]:
         return set(dask_client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.tasks)))
@@ -489,8 +501,14 @@ def test_a_pipeline_file_declares_a_dask_task_by_its_scheduler_address(dask_clie
     dask_client.run_on_scheduler(add_path)
     try:
         env = {**os.environ, "DASK_SCHEDULER": dask_client.scheduler.address}
-        run = subprocess.run([sys.executable, "-m", "pdtnb", "-f", str(tmp_path / "pipeline.yaml"), "run"],
-                             env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        run = subprocess.run(
+            [sys.executable, "-m", "pdtnb", "-f", str(tmp_path / "pipeline.yaml"), "run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
     finally:
         dask_client.run(remove_path)
         dask_client.run_on_scheduler(remove_path)

@@ -45,10 +45,16 @@ def assert_at(error: pdtnb.DeclarationError, file: Path | str, line: int, column
         assert fragment in error.reason, f"{fragment!r} not in {error.reason!r}"
 
 
-def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """``python -m pdtnb ARGS`` in a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "pdtnb", *args], capture_output=True, text=True, cwd=cwd,
-        env={**os.environ, **(env or {})}, timeout=timeout, check=False,
+        [sys.executable, "-m", "pdtnb", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        check=False,
     )

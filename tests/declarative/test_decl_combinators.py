@@ -39,8 +39,13 @@ async def test_every_combinator_a_directory_repository_and_a_user_class_run_from
     assert sorted(_read(tmp_path / "and-out")) == ["b"]  # in nums and in extra
     assert sorted(_read(tmp_path / "or-out")) == ["a", "b", "c", "d"]  # in either
     assert _read(tmp_path / "tagged") == {  # nums unless skip, through the user's class
-        "a": {"tag": "from-a-file", "value": "ran"}, "b": {"tag": "from-a-file", "value": "ran"}}
+        "a": {"tag": "from-a-file", "value": "ran"},
+        "b": {"tag": "from-a-file", "value": "ran"},
+    }
     assert _read(tmp_path / "map-out") == {"a": 3, "b": 6, "c": 9}  # triple(nums)
     assert _read(tmp_path / "rel-out") == {"x": 1, "y": 3}  # nums at names' translation
-    assert {p.name: (p / "value.txt").read_text() for p in sorted((tmp_path / "dirs").iterdir())
-            if p.is_dir() and not p.name.startswith(".")} == {"a": "1", "b": "2", "c": "3"}
+    assert {
+        p.name: (p / "value.txt").read_text()
+        for p in sorted((tmp_path / "dirs").iterdir())
+        if p.is_dir() and not p.name.startswith(".")
+    } == {"a": "1", "b": "2", "c": "3"}

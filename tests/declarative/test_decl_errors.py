@@ -18,28 +18,39 @@ from pdtnb.declarative.command import main as command_main
 
 
 def test_an_unknown_key_is_reported_where_the_key_is_written(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         version: 1
         repositories:
           done:
             kind: InProcessMetadataRepository
             bogus: 1
           inline: {kind: InProcessBlobRepository, dtaa: {}}
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 5, 5, "repositories.done: unknown key 'bogus'")
     path.write_text(path.read_text().replace("    bogus: 1\n", ""))
     assert_at(refusal(path), path, 5, 43, "unknown key 'dtaa'", "did you mean 'data'?")
 
 
 def test_a_value_of_the_wrong_type(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         repositories:
           books:
             kind: FileRepository
             basedir: 3
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 4, 14, "repositories.books.basedir: 3 is not of type 'string'")
-    path = write(tmp_path, "q.yaml", """
+    path = write(
+        tmp_path,
+        "q.yaml",
+        """
         repositories:
           done: {kind: InProcessMetadataRepository}
         tasks:
@@ -47,29 +58,48 @@ def test_a_value_of_the_wrong_type(tmp_path: Path) -> None:
             kind: in-process
             func: 12
             done: done
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 6, 11, "tasks.t.func: 12 is not of type 'string'")
 
 
 def test_an_unknown_kind(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         repositories:
           books:
             kind: FileRepo
             basedir: books
-        """)
-    assert_at(refusal(path), path, 3, 11, "'FileRepo' is not one of", "did you mean 'FileRepository'?",
-              "nor an import path package.module:Class")
-    path = write(tmp_path, "q.yaml", """
+        """,
+    )
+    assert_at(
+        refusal(path),
+        path,
+        3,
+        11,
+        "'FileRepo' is not one of",
+        "did you mean 'FileRepository'?",
+        "nor an import path package.module:Class",
+    )
+    path = write(
+        tmp_path,
+        "q.yaml",
+        """
         tasks:
           t:
             kind: in-procss
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 3, 11, "tasks.t.kind: 'in-procss' is not one of", "did you mean 'in-process'?")
 
 
 def test_a_template_given_twice_or_not_at_all(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         tasks:
           t:
             kind: process
@@ -79,7 +109,8 @@ def test_a_template_given_twice_or_not_at_all(tmp_path: Path) -> None:
             pids: pids
             template: "echo {{ job }}"
             template_file: job.sh
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 2, 3, "tasks.t: give one of template, template_file, not both")
     text = path.read_text().replace('    template: "echo {{ job }}"\n', "")
     path.write_text(text.replace("    template_file: job.sh\n", ""))
@@ -89,16 +120,24 @@ def test_a_template_given_twice_or_not_at_all(tmp_path: Path) -> None:
 
 
 def test_a_missing_argument_and_a_bad_name(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         repositories:
           books:
             kind: FileRepository
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 2, 3, "repositories.books: 'basedir' is required")
-    path = write(tmp_path, "q.yaml", """
+    path = write(
+        tmp_path,
+        "q.yaml",
+        """
         repositories:
           "my books": {kind: FileRepository, basedir: books}
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 2, 3, "'my books' is not a valid name")
 
 
@@ -106,23 +145,40 @@ def test_a_missing_argument_and_a_bad_name(tmp_path: Path) -> None:
 
 
 def test_an_unknown_class(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         repositories:
           done:
             kind: nosuch.module:Cls
-        """)
-    assert_at(refusal(path), path, 3, 11, "repository 'done': class 'nosuch.module:Cls' cannot be imported",
-              "No module named 'nosuch'")
-    path = write(tmp_path, "q.yaml", """
+        """,
+    )
+    assert_at(
+        refusal(path),
+        path,
+        3,
+        11,
+        "repository 'done': class 'nosuch.module:Cls' cannot be imported",
+        "No module named 'nosuch'",
+    )
+    path = write(
+        tmp_path,
+        "q.yaml",
+        """
         repositories:
           done:
             kind: json:JSONDecoder
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 3, 11, "'json:JSONDecoder' is not a pdtnb Repository class")
 
 
 def test_an_unknown_function(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         import_paths: ["@FILES@"]
         repositories:
           done: {kind: InProcessMetadataRepository}
@@ -131,15 +187,24 @@ def test_an_unknown_function(tmp_path: Path) -> None:
             kind: in-process
             func: decl_bodies:nosuch
             done: done
-        """)
-    assert_at(refusal(path), path, 7, 11,
-              "task 't': func 'decl_bodies:nosuch': module 'decl_bodies' has no attribute 'nosuch'")
+        """,
+    )
+    assert_at(
+        refusal(path),
+        path,
+        7,
+        11,
+        "task 't': func 'decl_bodies:nosuch': module 'decl_bodies' has no attribute 'nosuch'",
+    )
     path.write_text(path.read_text().replace("decl_bodies:nosuch", "no_such_bodies:double"))
     assert_at(refusal(path), path, 7, 11, "cannot be imported", "No module named 'no_such_bodies'")
 
 
 def test_a_link_to_an_undefined_repository(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         import_paths: ["@FILES@"]
         repositories:
           numbers: {kind: InProcessMetadataRepository}
@@ -152,16 +217,26 @@ def test_a_link_to_an_undefined_repository(tmp_path: Path) -> None:
             links:
               numbers: {repo: numbers, kind: input}
               doubled: {repo: doubeld, kind: output}
-        """)
-    assert_at(refusal(path), path, 12, 23, "task 't': link doubled: repository 'doubeld' is not a declared repository",
-              "repositories: done, numbers")
+        """,
+    )
+    assert_at(
+        refusal(path),
+        path,
+        12,
+        23,
+        "task 't': link doubled: repository 'doubeld' is not a declared repository",
+        "repositories: done, numbers",
+    )
     # a constructor argument naming a repository, too
     path.write_text(path.read_text().replace("done: done", "done: dnoe").replace("doubeld", "numbers"))
     assert_at(refusal(path), path, 9, 11, "task 't': done 'dnoe' is not a declared repository")
 
 
 def test_a_plug_into_an_undefined_task(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         import_paths: ["@FILES@"]
         repositories:
           done: {kind: InProcessMetadataRepository}
@@ -171,34 +246,46 @@ def test_a_plug_into_an_undefined_task(tmp_path: Path) -> None:
             func: decl_bodies:report
             done: done
             plug: [double]
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 9, 12, "task 't': plugs into 'double', which is not a declared task")
     path.write_text(path.read_text().replace("plug: [double]", "plug: {task: t}"))
     assert_at(refusal(path), path, 9, 11, "task 't': a task cannot plug into itself")
 
 
 def test_a_missing_environment_variable_is_reported_where_it_is_named(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         repositories:
           books:
             kind: FileRepository
             basedir: "${HOME_OF_BOOKS:-books}/${BOOK_SHELF}"
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 4, 39, "the environment variable BOOK_SHELF is not set", "${BOOK_SHELF:-default}")
     # in a template block, on the line that names it
-    path = write(tmp_path, "q.yaml", """
+    path = write(
+        tmp_path,
+        "q.yaml",
+        """
         tasks:
           t:
             kind: process
             template: |
               #!/bin/sh
               echo {{ job }} > "${OUT_DIR}/x"
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 6, 25, "OUT_DIR is not set")
 
 
 def test_a_cycle_through_plug_is_listed(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         import_paths: ["@FILES@"]
         repositories:
           a-done: {kind: InProcessMetadataRepository}
@@ -220,12 +307,16 @@ def test_a_cycle_through_plug_is_listed(tmp_path: Path) -> None:
             func: decl_bodies:report
             done: c-done
             plug: b
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 7, 3, "the tasks form a cycle: a -> b -> c -> a")
 
 
 def test_a_cycle_through_an_output_another_task_takes_as_input(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         import_paths: ["@FILES@"]
         repositories:
           left: {kind: InProcessMetadataRepository}
@@ -247,7 +338,8 @@ def test_a_cycle_through_an_output_another_task_takes_as_input(tmp_path: Path) -
             links:
               source: {repo: left, kind: [input]}
               negated: {repo: right, is_output: true}
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 8, 3, "the tasks form a cycle: one -> two -> one")
     # the done records of another task, required, are an edge too
     path.write_text(path.read_text().replace("{repo: right, kind: input}", "{repo: done-2, kind: required}"))
@@ -255,7 +347,10 @@ def test_a_cycle_through_an_output_another_task_takes_as_input(tmp_path: Path) -
 
 
 def test_a_cycle_through_a_process_task_s_stdout_and_stdin(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         import_paths: ["@FILES@"]
         resources:
           procs: {kind: local-processes, app: decl}
@@ -283,12 +378,16 @@ def test_a_cycle_through_a_process_task_s_stdout_and_stdin(tmp_path: Path) -> No
             links:
               source: {repo: out, kind: input}
               negated: {repo: back, kind: output}
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 12, 3, "the tasks form a cycle: shell -> python -> shell")
 
 
 def test_two_tasks_with_one_name(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         import_paths: ["@FILES@"]
         repositories:
           done: {kind: InProcessMetadataRepository}
@@ -299,12 +398,16 @@ def test_two_tasks_with_one_name(tmp_path: Path) -> None:
             done: done
           t:
             kind: in-process
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 9, 3, "'t' is given twice in this mapping (first on line 5)")
 
 
 def test_two_tasks_with_one_name_across_an_include(tmp_path: Path) -> None:
-    main = write(tmp_path, "main.yaml", """
+    main = write(
+        tmp_path,
+        "main.yaml",
+        """
         import_paths: ["@FILES@"]
         include: [more/tasks.yaml]
         repositories:
@@ -314,19 +417,27 @@ def test_two_tasks_with_one_name_across_an_include(tmp_path: Path) -> None:
             kind: in-process
             func: decl_bodies:report
             done: done
-        """)
-    more = write(tmp_path, "more/tasks.yaml", """
+        """,
+    )
+    more = write(
+        tmp_path,
+        "more/tasks.yaml",
+        """
         tasks:
           u: {kind: in-process, func: "decl_bodies:report", done: done}
           t: {kind: in-process, func: "decl_bodies:report", done: done}
-        """)
+        """,
+    )
     error = refusal(main)
     assert_at(error, more, 3, 3, "two tasks are named 't'")
     assert f"the other is at {main}:6:3" in error.reason
 
 
 def test_a_template_that_does_not_compile_is_reported_on_its_bad_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         resources:
           procs: {kind: local-processes, app: decl}
         quotas:
@@ -346,7 +457,8 @@ def test_a_template_that_does_not_compile_is_reported_on_its_bad_line(tmp_path: 
               {% if job %}
               echo {{ job | }}
               {% endif %}
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 18, 7, "task 't': the template does not compile", "(template line 4)")
     # on one line: at the template's value
     text = path.read_text()
@@ -362,27 +474,38 @@ def test_a_template_that_does_not_compile_is_reported_on_its_bad_line(tmp_path: 
 
 
 def test_a_yaml_syntax_error(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         repositories:
           done: {kind: InProcessMetadataRepository
           other: {kind: InProcessMetadataRepository}
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 3, 8, "invalid YAML")
     path = write(tmp_path, "q.yaml", "repositories:\n  done: {kind: x}\n\tother: 1\n")
     assert_at(refusal(path), path, 3, 1, "invalid YAML", "cannot start any token")
 
 
 def test_toml_errors_have_their_line_and_column(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.toml", """
+    path = write(
+        tmp_path,
+        "p.toml",
+        """
         [repositories.done]
         kind = "InProcessMetadataRepository"
 
         [repositories.books]
         kind = "FileRepository"
         basedir = books
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 6, 11, "invalid TOML")
-    path = write(tmp_path, "q.toml", """
+    path = write(
+        tmp_path,
+        "q.toml",
+        """
         [repositories.books]
         kind = "FileRepository"
         basedir = "books"
@@ -405,7 +528,8 @@ def test_toml_errors_have_their_line_and_column(tmp_path: Path) -> None:
         cpus = {cpu = 1, mem = "1Gi"}
         [repositories.pids]
         kind = "InProcessMetadataRepository"
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 4, 13, "repositories.books.extension: 5 is not of type 'string'")
     path.write_text(path.read_text().replace("extension = 5", "extenson = '.txt'"))
     assert_at(refusal(path), path, 4, 1, "unknown key 'extenson'", "did you mean 'extension'?")
@@ -418,31 +542,43 @@ def test_toml_errors_have_their_line_and_column(tmp_path: Path) -> None:
 
 
 def test_json_errors_have_their_line_and_column(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.json", """
+    path = write(
+        tmp_path,
+        "p.json",
+        """
         {
           "repositories": {
             "done": {"kind": "InProcessMetadataRepository",}
           }
         }
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 3, 52, "invalid JSON")
-    path = write(tmp_path, "q.json", """
+    path = write(
+        tmp_path,
+        "q.json",
+        """
         {
           "repositories": {
             "done": {"kind": "InProcessMetadataRepository"},
             "books": {"kind": "FileRepository", "basedir": ["books"]}
           }
         }
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 4, 52, "repositories.books.basedir: ['books'] is not of type 'string'")
-    path = write(tmp_path, "r.json", """
+    path = write(
+        tmp_path,
+        "r.json",
+        """
         {
           "repositories": {
             "done": {"kind": "InProcessMetadataRepository"},
             "done": {"kind": "InProcessBlobRepository"}
           }
         }
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 4, 5, "'done' is given twice in this mapping (first on line 3)")
 
 
@@ -450,11 +586,15 @@ def test_json_errors_have_their_line_and_column(tmp_path: Path) -> None:
 
 
 def test_a_missing_included_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         include:
           - repositories.yaml
           - tasks.yaml
-        """)
+        """,
+    )
     write(tmp_path, "repositories.yaml", "repositories: {done: {kind: InProcessMetadataRepository}}\n")
     assert_at(refusal(path), path, 3, 5, "included file 'tasks.yaml' does not exist")
 
@@ -475,14 +615,21 @@ def test_a_file_included_twice(tmp_path: Path) -> None:
 
 
 def test_a_bad_quota_quantity(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         quotas:
           cpus:
             cpu: 2
             mem: 4 GB
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 4, 10, "quota 'cpus': mem: invalid quantity '4 GB'")
-    path = write(tmp_path, "q.yaml", """
+    path = write(
+        tmp_path,
+        "q.yaml",
+        """
         resources:
           procs: {kind: local-processes, app: decl}
         quotas:
@@ -497,12 +644,16 @@ def test_a_bad_quota_quantity(tmp_path: Path) -> None:
             job_resources: {cpu: 1x}
             pids: pids
             template: "echo {{ job }}"
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 12, 26, "task 't': job_resources.cpu: invalid quantity '1x'")
 
 
 def test_a_retry_naming_no_exception(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         import_paths: ["@FILES@"]
         repositories:
           done: {kind: InProcessMetadataRepository}
@@ -513,7 +664,8 @@ def test_a_retry_naming_no_exception(tmp_path: Path) -> None:
             done: done
             retry:
               on: [ValueError, ValueEror]
-        """)
+        """,
+    )
     assert_at(refusal(path), path, 10, 24, "retry.on: 'ValueEror' is neither a builtin exception")
     path.write_text(path.read_text().replace("ValueEror", "decl_bodies:report"))
     assert_at(refusal(path), path, 10, 24, "retry.on: 'decl_bodies:report' is not an exception class")
@@ -523,7 +675,10 @@ def test_a_retry_naming_no_exception(tmp_path: Path) -> None:
 
 
 async def test_the_command_line_prints_one_line_and_exits_1(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         import_paths: ["@FILES@"]
         repositories:
           left: {kind: InProcessMetadataRepository}
@@ -544,16 +699,21 @@ async def test_the_command_line_prints_one_line_and_exits_1(tmp_path: Path) -> N
             plug: one
             links:
               negated: {repo: right, kind: output}
-        """)
+        """,
+    )
     bad = write(tmp_path, "q.toml", '[repositories.done]\nkind = "InProcessMetadataRepository"\nsize = 3\n')
-    cycle, unknown = await asyncio.gather(asyncio.to_thread(cli, "-f", str(path), "check"),
-                                          asyncio.to_thread(cli, "-f", str(bad), "status"))
+    cycle, unknown = await asyncio.gather(
+        asyncio.to_thread(cli, "-f", str(path), "check"), asyncio.to_thread(cli, "-f", str(bad), "status")
+    )
     assert (cycle.returncode, cycle.stdout) == (1, "")
-    assert cycle.stderr == (f"error: {path}:7:3: the tasks form a cycle: one -> two -> one "
-                            "(through plug, or an output another task takes as input)\n")
+    assert cycle.stderr == (
+        f"error: {path}:7:3: the tasks form a cycle: one -> two -> one "
+        "(through plug, or an output another task takes as input)\n"
+    )
     assert (unknown.returncode, unknown.stdout) == (1, "")
-    assert unknown.stderr == (f"error: {bad}:3:1: repositories.done: unknown key 'size' "
-                              "(the keys here are: data, kind)\n")
+    assert unknown.stderr == (
+        f"error: {bad}:3:1: repositories.done: unknown key 'size' (the keys here are: data, kind)\n"
+    )
 
 
 # ---- nothing is created before the whole file validates --------------------------------------------
@@ -563,7 +723,10 @@ async def test_nothing_is_created_when_the_last_task_is_wrong(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     work = tmp_path / "work"
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         import_paths: ["@FILES@"]
         resources:
           procs: {kind: local-processes, app: decl, local_path: work/processes}
@@ -589,7 +752,8 @@ async def test_nothing_is_created_when_the_last_task_is_wrong(
             links:
               source: {repo: doubled, kind: input}
               negated: {repo: negated, kind: output}
-        """)
+        """,
+    )
     with pytest.raises(pdtnb.DeclarationError, match=r"p\.yaml:22:23: tasks\.last\.retry\.attempts"):
         pdtnb.load(path)
     with pytest.raises(pdtnb.DeclarationError):
@@ -601,13 +765,22 @@ async def test_nothing_is_created_when_the_last_task_is_wrong(
 
     # what only the built pipeline shows (the body's parameters against the task's links) is
     # found by load and by the command line's check, before anything is opened
-    path.write_text(path.read_text().replace("retry: {attempts: 0}", "retry: {attempts: 1}")
-                    .replace("negated: {repo: negated", "negate: {repo: negated"))
+    path.write_text(
+        path.read_text()
+        .replace("retry: {attempts: 0}", "retry: {attempts: 1}")
+        .replace("negated: {repo: negated", "negate: {repo: negated")
+    )
     pdtnb.check(path)
     with pytest.raises(pdtnb.DeclarationError) as info:
         pdtnb.load(path)
-    assert_at(info.value, path, 20, 11, "task 'last': its function takes parameter 'negated' but the task has no "
-              "link of that name (links: done, negate, source)")
+    assert_at(
+        info.value,
+        path,
+        20,
+        11,
+        "task 'last': its function takes parameter 'negated' but the task has no "
+        "link of that name (links: done, negate, source)",
+    )
     assert command_main(str(path), ["check"]) == 1
     assert capsys.readouterr().err == f"error: {info.value}\n"
     assert not work.exists()
@@ -622,7 +795,10 @@ async def test_nothing_is_created_when_the_last_task_is_wrong(
 
 
 def test_a_task_that_could_never_start(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         import_paths: ["@FILES@"]
         repositories:
           done: {kind: InProcessMetadataRepository}
@@ -634,7 +810,8 @@ def test_a_task_that_could_never_start(tmp_path: Path) -> None:
             done: done
             links:
               low_in: {repo: out, kind: output}
-        """)
+        """,
+    )
     pdtnb.check(path)
     with pytest.raises(pdtnb.DeclarationError) as info:
         pdtnb.load(path)

@@ -30,8 +30,14 @@ def environment(work: Path, books: Path) -> dict[str, str]:
 
 
 def run_script(work: Path, books: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(PIPELINE_PY), *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **environment(work, books)}, check=False)
+    return subprocess.run(
+        [sys.executable, str(PIPELINE_PY), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **environment(work, books)},
+        check=False,
+    )
 
 
 def run_file(work: Path, books: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -50,8 +56,9 @@ def record(path: Path) -> dict:
 
 async def test_the_yaml_example_gives_the_python_example_s_files_and_records(tmp_path: Path, books: Path) -> None:
     from_file, from_script = tmp_path / "from-file", tmp_path / "from-script"
-    declared, scripted = await asyncio.gather(asyncio.to_thread(run_file, from_file, books, "run"),
-                                              asyncio.to_thread(run_script, from_script, books, "run"))
+    declared, scripted = await asyncio.gather(
+        asyncio.to_thread(run_file, from_file, books, "run"), asyncio.to_thread(run_script, from_script, books, "run")
+    )
     for result in (declared, scripted):
         assert result.returncode == 0, result.stderr
         assert "# run: finished: 6 succeeded, 0 failed" in result.stderr
@@ -74,13 +81,22 @@ async def test_the_yaml_example_gives_the_python_example_s_files_and_records(tmp
             assert record(written[f"{done}/{name}.yaml"])["result"] == "success"
 
     # status reads the same, and a second run redoes nothing
-    status, again = await asyncio.gather(asyncio.to_thread(run_file, from_file, books, "status"),
-                                         asyncio.to_thread(run_file, from_file, books, "run"))
+    status, again = await asyncio.gather(
+        asyncio.to_thread(run_file, from_file, books, "status"), asyncio.to_thread(run_file, from_file, books, "run")
+    )
     assert status.returncode == 0, status.stderr
     n = len(names)
     assert status.stdout.splitlines() == [
-        "summary", f"summary.books {n}", f"summary.done {n}", f"summary.reports {n}", "",
-        "index", f"index.reports {n}", f"index.done {n}", f"index.index {n}", "",
+        "summary",
+        f"summary.books {n}",
+        f"summary.done {n}",
+        f"summary.reports {n}",
+        "",
+        "index",
+        f"index.reports {n}",
+        f"index.done {n}",
+        f"index.index {n}",
+        "",
     ]
     assert f"# summary: ready 0, live 0, done {n}, failed 0" in status.stderr
     assert again.returncode == 0 and "0 launched" in again.stderr

@@ -31,14 +31,24 @@ def bodies() -> Any:
 
 def outputs(pipeline: pdtnb.Pipeline, task: str) -> dict[str, dict[str, Any]]:
     """A task's output links, by name, to what their repositories hold."""
-    return {name: dict(link.repo.data) for name, link in pipeline.tasks[task].links.items()
-            if link.is_output and hasattr(link.repo, "data")}
+    return {
+        name: dict(link.repo.data)
+        for name, link in pipeline.tasks[task].links.items()
+        if link.is_output and hasattr(link.repo, "data")
+    }
 
 
 def flags(pipeline: pdtnb.Pipeline, task: str, link: str) -> set[str]:
     spec = pipeline.tasks[task].links[link]
-    names = ("is_input", "is_output", "is_status", "required_for_start", "inhibits_start", "required_for_output",
-             "inhibits_output")
+    names = (
+        "is_input",
+        "is_output",
+        "is_status",
+        "required_for_start",
+        "inhibits_start",
+        "required_for_output",
+        "inhibits_output",
+    )
     return {name for name in names if getattr(spec, name)}
 
 
@@ -55,8 +65,14 @@ async def test_every_link_kind_and_plug_option(bodies: Any) -> None:
     assert flags(pipeline, "flags", "source") == {"is_input", "required_for_start"}
     assert flags(pipeline, "flags", "blocked") == {"inhibits_start"}
     # plug: output_links picks double's outputs; meta brings its gates; without meta, none
-    assert set(pipeline.tasks["report"].links) == {"done", "reports", "doubled", "double_done", "double_gate",
-                                                   "double_hold"}
+    assert set(pipeline.tasks["report"].links) == {
+        "done",
+        "reports",
+        "doubled",
+        "double_done",
+        "double_gate",
+        "double_hold",
+    }
     assert set(pipeline.tasks["eager"].links) == {"done", "reports", "doubled"}
     async with pipeline:
         summary = await pipeline.run(timeout=20)

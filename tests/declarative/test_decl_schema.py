@@ -61,9 +61,14 @@ PIPELINE_FILES = pipeline_files()
 
 def test_the_pipeline_files_are_found() -> None:
     names = {str(p.relative_to(ROOT)) for p in PIPELINE_FILES}
-    assert {"examples/books/pipeline.yaml", "tests/declarative/files/books.toml", "tests/declarative/files/books.json",
-            "tests/declarative/files/links.yaml", "tests/declarative/files/runs.yaml",
-            "tests/declarative/files/processes.yaml"} <= names
+    assert {
+        "examples/books/pipeline.yaml",
+        "tests/declarative/files/books.toml",
+        "tests/declarative/files/books.json",
+        "tests/declarative/files/links.yaml",
+        "tests/declarative/files/runs.yaml",
+        "tests/declarative/files/processes.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", PIPELINE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -97,8 +102,10 @@ def _constructor_parameters(target: Any) -> set[str]:
 
 
 def _branches(schema: dict[str, Any], section: str) -> dict[str, set[str]]:
-    return {branch["if"]["properties"]["kind"]["const"]: set(branch["then"]["properties"])
-            for branch in schema["$defs"][section]["allOf"]}
+    return {
+        branch["if"]["properties"]["kind"]["const"]: set(branch["then"]["properties"])
+        for branch in schema["$defs"][section]["allOf"]
+    }
 
 
 def test_every_constructor_parameter_of_every_kind_is_in_the_schema() -> None:

@@ -18,11 +18,24 @@ from pdtnb.declarative.source import Dumper, Loader
 def shape(pipeline: pdtnb.Pipeline) -> dict[str, Any]:
     """A pipeline's tasks: their class, body, and every link with its repository and flags."""
     return {
-        name: (type(task).__name__, task.func, {
-            link: (repr(spec.repo), spec.is_input, spec.is_output, spec.is_status, spec.required_for_start,
-                   spec.inhibits_start, spec.required_for_output, spec.inhibits_output, spec.require_success)
-            for link, spec in task.links.items()
-        })
+        name: (
+            type(task).__name__,
+            task.func,
+            {
+                link: (
+                    repr(spec.repo),
+                    spec.is_input,
+                    spec.is_output,
+                    spec.is_status,
+                    spec.required_for_start,
+                    spec.inhibits_start,
+                    spec.required_for_output,
+                    spec.inhibits_output,
+                    spec.require_success,
+                )
+                for link, spec in task.links.items()
+            },
+        )
         for name, task in pipeline.tasks.items()
     }
 
@@ -44,7 +57,10 @@ def test_toml_and_json_forms_of_the_example_are_the_same_pipeline(form: str, tmp
 
 
 async def test_a_pipeline_split_over_files_with_paths_relative_to_each(tmp_path: Path) -> None:
-    main = write(tmp_path, "site/main.yaml", """
+    main = write(
+        tmp_path,
+        "site/main.yaml",
+        """
         import_paths: ["@FILES@"]
         include: [parts/storage.yaml, ../shared/tasks.yaml]
         repositories:
@@ -57,13 +73,21 @@ async def test_a_pipeline_split_over_files_with_paths_relative_to_each(tmp_path:
             links:
               source: {repo: numbers, kind: input}
               negated: {repo: negated, kind: output}
-        """)
-    write(tmp_path, "site/parts/storage.yaml", """
+        """,
+    )
+    write(
+        tmp_path,
+        "site/parts/storage.yaml",
+        """
         repositories:
           negated: {kind: YamlMetadataFileRepository, filename: data/negated}
           double-done: {kind: YamlMetadataFileRepository, filename: data/double-done}
-        """)
-    write(tmp_path, "shared/tasks.yaml", """
+        """,
+    )
+    write(
+        tmp_path,
+        "shared/tasks.yaml",
+        """
         repositories:
           reports: {kind: FileRepository, basedir: out/reports, extension: .txt}
           report-done: {kind: InProcessMetadataRepository}
@@ -76,15 +100,23 @@ async def test_a_pipeline_split_over_files_with_paths_relative_to_each(tmp_path:
             links:
               reports: {repo: reports, kind: output}
         import_paths: [lib]
-        """)
-    write(tmp_path, "shared/lib/shared_bodies.py", """
+        """,
+    )
+    write(
+        tmp_path,
+        "shared/lib/shared_bodies.py",
+        """
         async def report(job, negated, reports):
             async with await reports.open(job, "w") as fp:
                 await fp.write(f"{job} = {await negated.info(job)}\\n")
-        """)
+        """,
+    )
     document = pdtnb.check(main)
-    assert [p.resolve() for p in document.files] == [main, tmp_path / "site/parts/storage.yaml",
-                                                     tmp_path / "shared/tasks.yaml"]
+    assert [p.resolve() for p in document.files] == [
+        main,
+        tmp_path / "site/parts/storage.yaml",
+        tmp_path / "shared/tasks.yaml",
+    ]
     pipeline = pdtnb.load(main)
     async with pipeline:
         await pipeline.run(timeout=10)
@@ -95,7 +127,10 @@ async def test_a_pipeline_split_over_files_with_paths_relative_to_each(tmp_path:
 
 
 def test_environment_variables_defaults_and_dollars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         repositories:
           values:
             kind: InProcessMetadataRepository
@@ -109,7 +144,8 @@ def test_environment_variables_defaults_and_dollars(tmp_path: Path, monkeypatch:
               shell: "echo $HOME ${1} $"
               number: ${DECL_NUMBER}
               secret: ${DECL_SECRET}
-        """)
+        """,
+    )
     monkeypatch.setenv("DECL_GREETING", "hello")
     monkeypatch.setenv("DECL_NUMBER", "42")
     monkeypatch.setenv("DECL_SECRET", "${DECL_GREETING} $$ {x: 1}")
@@ -134,7 +170,10 @@ def test_environment_variables_defaults_and_dollars(tmp_path: Path, monkeypatch:
 
 
 def test_interpolated_values_reach_the_objects(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.toml", """
+    path = write(
+        tmp_path,
+        "p.toml",
+        """
         import_paths = ["@FILES@"]
         [repositories.numbers]
         kind = "InProcessMetadataRepository"
@@ -151,7 +190,8 @@ def test_interpolated_values_reach_the_objects(tmp_path: Path) -> None:
         done = "done"
         links.numbers = { repo = "numbers", kind = "input" }
         links.squares = { repo = "out", kind = "output" }
-        """)
+        """,
+    )
     pipeline = pdtnb.load(path, environ={"DECL_OUT": str(tmp_path / "elsewhere"), "DECL_BODY": "square"})
     repo = pipeline.tasks["t"].links["squares"].repo
     assert (repo.basedir, repo.extension) == (tmp_path / "elsewhere" / "negated", ".txt")
@@ -159,22 +199,49 @@ def test_interpolated_values_reach_the_objects(tmp_path: Path) -> None:
 
 
 def test_yaml_is_read_with_the_yaml_1_2_core_schema(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", """
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
         repositories:
           values:
             kind: InProcessMetadataRepository
             data: {yes: no, on: off, y: n, octal: 0755, hex: 0x1F, new-octal: 0o17, date: 2024-01-01,
                    true: false, exponent: 1e3, sexagesimal: 1:30, nothing: null, tilde: ~}
-        """)
+        """,
+    )
     data = pdtnb.check(path).entries["repositories"]["values"].value["data"]
-    assert data == {"yes": "no", "on": "off", "y": "n", "octal": 755, "hex": 31, "new-octal": 15, "date": "2024-01-01",
-                    True: False, "exponent": 1000.0, "sexagesimal": "1:30", "nothing": None, "tilde": None}
+    assert data == {
+        "yes": "no",
+        "on": "off",
+        "y": "n",
+        "octal": 755,
+        "hex": 31,
+        "new-octal": 15,
+        "date": "2024-01-01",
+        True: False,
+        "exponent": 1000.0,
+        "sexagesimal": "1:30",
+        "nothing": None,
+        "tilde": None,
+    }
 
 
 def test_the_dumper_writes_what_yaml_1_2_and_1_1_read_back_the_same() -> None:
-    values = {"exponent": "1e3", "octal": "0o17", "leading-zero": "0755", "on": "on", "yes": "yes",
-              "date": "2024-01-01", "null": "null", "infinity": ".inf", "text": "plain text", "number": 1e3,
-              "flag": True, "none": None}
+    values = {
+        "exponent": "1e3",
+        "octal": "0o17",
+        "leading-zero": "0755",
+        "on": "on",
+        "yes": "yes",
+        "date": "2024-01-01",
+        "null": "null",
+        "infinity": ".inf",
+        "text": "plain text",
+        "number": 1e3,
+        "flag": True,
+        "none": None,
+    }
     text = yaml.dump(values, Dumper=Dumper)
     assert yaml.load(text, Loader=Loader) == values
     assert yaml.safe_load(text) == values

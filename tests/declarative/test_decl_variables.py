@@ -40,12 +40,22 @@ def test_a_whole_variable_gives_a_number_or_a_boolean_where_one_is_wanted(path):
     assert args["client_keys"] == [str(path.parent / "keys" / "id")]
 
 
-@pytest.mark.parametrize(("environ", "written", "message"), [
-    ({"POLL": "fast", "PORT": "22", "DURABLE": "true"}, '"${POLL}"', "pipeline.poll_interval: 'fast' is not a number"),
-    ({"POLL": "1", "PORT": "22x", "DURABLE": "true"}, '"${PORT}"', "resources.conn.port: '22x' is not an integer"),
-    ({"POLL": "1", "PORT": "22", "DURABLE": "yes"}, '"${DURABLE}"',
-     "repositories.done.durable: 'yes' is not a boolean"),
-])
+@pytest.mark.parametrize(
+    ("environ", "written", "message"),
+    [
+        (
+            {"POLL": "fast", "PORT": "22", "DURABLE": "true"},
+            '"${POLL}"',
+            "pipeline.poll_interval: 'fast' is not a number",
+        ),
+        ({"POLL": "1", "PORT": "22x", "DURABLE": "true"}, '"${PORT}"', "resources.conn.port: '22x' is not an integer"),
+        (
+            {"POLL": "1", "PORT": "22", "DURABLE": "yes"},
+            '"${DURABLE}"',
+            "repositories.done.durable: 'yes' is not a boolean",
+        ),
+    ],
+)
 def test_a_variable_that_is_not_what_is_wanted_is_refused_where_it_is_written(path, environ, written, message):
     with pytest.raises(pdtnb.DeclarationError) as caught:
         pdtnb.check(path, environ=environ)

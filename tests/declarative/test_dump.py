@@ -19,14 +19,24 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "books"
 
 def _shape(pipeline: pdtnb.Pipeline) -> dict:
     """Every task's links: the repository's class and place, and every flag."""
+
     def place(repo: object) -> str:
         return str(getattr(repo, "basedir", "")) or type(repo).__name__
 
     return {
         name: {
-            link_name: (type(link.repo).__name__, place(link.repo), link.is_input, link.is_output, link.is_status,
-                        link.required_for_start, link.inhibits_start, link.required_for_output,
-                        link.inhibits_output, link.require_success)
+            link_name: (
+                type(link.repo).__name__,
+                place(link.repo),
+                link.is_input,
+                link.is_output,
+                link.is_status,
+                link.required_for_start,
+                link.inhibits_start,
+                link.required_for_output,
+                link.inhibits_output,
+                link.require_success,
+            )
             for link_name, link in task.links.items()
         }
         for name, task in pipeline.tasks.items()
@@ -43,8 +53,11 @@ def _import_example(monkeypatch: pytest.MonkeyPatch, work: Path) -> pdtnb.Pipeli
 
 
 def _results(work: Path) -> dict[str, str]:
-    return {str(p.relative_to(work)): p.read_text() for p in sorted(work.rglob("*"))
-            if p.is_file() and ".pdtnb-meta" not in p.parts and p.parent.name not in ("results", "index-done")}
+    return {
+        str(p.relative_to(work)): p.read_text()
+        for p in sorted(work.rglob("*"))
+        if p.is_file() and ".pdtnb-meta" not in p.parts and p.parent.name not in ("results", "index-done")
+    }
 
 
 def test_the_python_example_dumps_to_a_file_that_loads_to_the_same_graph_and_results(tmp_path, monkeypatch):
@@ -98,7 +111,7 @@ def test_a_declared_resource_dumps_its_kind_and_never_a_secret(tmp_path):
     (tmp_path / "p.yaml").write_text(
         "resources:\n"
         "  store: {kind: s3, endpoint_url: 'http://127.0.0.1:9', aws_access_key_id: AKIA,\n"
-        "          aws_secret_access_key: \"${SECRET}\"}\n"
+        '          aws_secret_access_key: "${SECRET}"}\n'
         "repositories:\n"
         "  out: {kind: S3BucketRepository, client: store, bucket: b, prefix: out/}\n"
         "  done: {kind: YamlMetadataFileRepository, filename: done}\n"

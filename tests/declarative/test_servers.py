@@ -140,8 +140,11 @@ async def test_s3_repositories_declared_and_run_on_moto(s3: Any) -> None:
             assert record["result"] == "success", record
 
         # A second run over the same bucket finds everything done.
-        assert (await run(load("s3.yaml", DECL_S3_URL=s3.url, DECL_S3_KEY=key, DECL_S3_SECRET=secret,
-                               DECL_S3_BUCKET=bucket))).launched == 0
+        assert (
+            await run(
+                load("s3.yaml", DECL_S3_URL=s3.url, DECL_S3_KEY=key, DECL_S3_SECRET=secret, DECL_S3_BUCKET=bucket)
+            )
+        ).launched == 0
 
 
 # ---- MongoDB, run from the command line ---------------------------------------------------------
@@ -163,17 +166,26 @@ def test_mongo_repositories_and_python_resource_run_as_python_m_pdtnb_f(mongo_ur
         env = {**os.environ, "DECL_MONGO_URL": mongo_url, "DECL_MONGO_DB": database}
         ran = subprocess.run(
             [sys.executable, "-m", "pdtnb", "-f", str(SERVERS / "mongo.toml"), "run", "--timeout", str(RUN_TIMEOUT)],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT + 30, check=False,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT + 30,
+            check=False,
         )
         assert ran.returncode == 0, ran.stderr
         assert "2 launched" in ran.stderr, ran.stderr
 
         totals = {doc["_id"]: doc["data"] for doc in db["orders.totals"].find()}
-        assert totals == {"o1": {"customer": "ada", "total": 16, "lines": 2},
-                          "o2": {"customer": "bob", "total": 5, "lines": 1}}
+        assert totals == {
+            "o1": {"customer": "ada", "total": 16, "lines": 2},
+            "o2": {"customer": "bob", "total": 5, "lines": 1},
+        }
         # job records hold datetimes, which the repository keeps as YAML text: {"_id", "yaml"}
-        done = {doc["_id"]: yaml.safe_load(doc["yaml"]) if "yaml" in doc else doc["data"]
-                for doc in db["orders.done"].find()}
+        done = {
+            doc["_id"]: yaml.safe_load(doc["yaml"]) if "yaml" in doc else doc["data"]
+            for doc in db["orders.done"].find()
+        }
         assert set(done) == set(ORDERS) and all(r["result"] == "success" for r in done.values()), done
         audit = {doc["_id"]: doc["data"] for doc in db["audit"].find()}  # the python resource's collection
         assert audit == {job: {"summarized_by": "summarize"} for job in ORDERS}
@@ -197,8 +209,10 @@ async def test_docker_repository_tags_are_jobs_on_the_registry(registry_domain: 
 
     assert (await run(load("docker.yaml", **variables))).launched == 2
     for tag in ("v1", "v2"):
-        assert await described.info(tag) == {"withdomain": f"{registry_domain}/{image}:{tag}",
-                                             "withoutdomain": f"{image}:{tag}"}
+        assert await described.info(tag) == {
+            "withdomain": f"{registry_domain}/{image}:{tag}",
+            "withoutdomain": f"{image}:{tag}",
+        }
         assert (await done.info(tag))["result"] == "success"
 
     # A tag pushed later is a new job: the next run launches it alone.
@@ -236,8 +250,10 @@ async def test_process_tasks_over_ssh_and_locally(sshd_server: Any, tmp_path: Pa
     summary = await run(pipeline)
     assert (summary.launched, summary.succeeded, summary.failed) == (6, 6, 0)
     ssh_uid = pwd.getpwnam(sshd_server.user).pw_uid
-    for task, out, user in (("remote", variables["DECL_SSH_OUT"], sshd_server.user),
-                            ("local", variables["DECL_LOCAL_OUT"], getpass.getuser())):
+    for task, out, user in (
+        ("remote", variables["DECL_SSH_OUT"], sshd_server.user),
+        ("local", variables["DECL_LOCAL_OUT"], getpass.getuser()),
+    ):
         for job, n in jobs.items():
             written = Path(out) / f"{job}.txt"
             assert written.read_text() == f"{job} {2 * n} {user}\n", task
@@ -306,9 +322,13 @@ class Node:
             # waiting for the lease the controller holds (the records are shared files here).
             assert pod_env.get("PDTNB_FUNCTION_JOB") == f"fn/{job}", pod_env
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, *command[1:], cwd=self.cwd, env={**self.env, **pod_env},
+                sys.executable,
+                *command[1:],
+                cwd=self.cwd,
+                env={**self.env, **pod_env},
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
             )
             out, _ = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
             code, logs = proc.returncode or 0, out.decode()
@@ -358,6 +378,7 @@ async def test_kube_and_kube_function_tasks_on_kmock_emulated_api_server(tmp_pat
         try:
             summary = await run(pipeline, timeout=300)
         finally:
+
             async def kube_config() -> Any:
                 from kubernetes_asyncio import client, config
 
@@ -386,8 +407,9 @@ async def test_kube_and_kube_function_tasks_on_kmock_emulated_api_server(tmp_pat
     async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
         emulator.resources["v1/pods"] = {"namespaced": True}  # so that an empty list is not a 404
         host = str(server.url).rstrip("/")
-        variables.update(DECL_KUBE_API="kube-emulator.yaml", DECL_KUBE_HOST=host, DECL_KUBE_TOKEN=token,
-                         DECL_KUBE_NAMESPACE="declns")
+        variables.update(
+            DECL_KUBE_API="kube-emulator.yaml", DECL_KUBE_HOST=host, DECL_KUBE_TOKEN=token, DECL_KUBE_NAMESPACE="declns"
+        )
 
         def config() -> Any:
             c = client.Configuration()
@@ -424,8 +446,11 @@ async def test_kube_and_kube_function_tasks_on_kmock_emulated_api_server(tmp_pat
         assert await read_text(FileRepository(tmp_path / "fn-logs", ".log"), job) == output
 
     # The pipeline reached the API server with the declared token (the test's observer sends none).
-    creations = [r for r in emulator if r.action == kmock.action.CREATE and r.resource is not None
-                 and r.resource.plural == "pods"]
+    creations = [
+        r
+        for r in emulator
+        if r.action == kmock.action.CREATE and r.resource is not None and r.resource.plural == "pods"
+    ]
     assert len(creations) == 3
     assert all(r.headers.get("Authorization") == f"Bearer {token}" for r in creations)
     assert {r.headers.get("Authorization") for r in emulator} == {None, f"Bearer {token}"}

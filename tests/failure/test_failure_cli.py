@@ -31,8 +31,13 @@ class Cli:
         return proc
 
     def start(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(SCRIPT), *args], env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, str(SCRIPT), *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
 
 @pytest.fixture
@@ -87,10 +92,14 @@ def test_from_status_to_the_cause_and_back_to_done(cli):
     assert "traceback: |" in cat and "\\n" not in cat
 
     trace = cli("trace", "j2", "j4")
-    assert "# j2: parse failed (ValueError: cannot parse j2: '22' is not a number), count blocked, report blocked" \
+    assert (
+        "# j2: parse failed (ValueError: cannot parse j2: '22' is not a number), count blocked, report blocked"
         in trace.stderr
-    assert "# j4: parse done, count failed (exit code 3: counting j4: the input is corrupt), report blocked" \
+    )
+    assert (
+        "# j4: parse done, count failed (exit code 3: counting j4: the input is corrupt), report blocked"
         in trace.stderr
+    )
     missing = cli("trace", "nosuch", check=1)
     assert missing.stderr == "error: no repository of this pipeline holds job 'nosuch'\n"
 

@@ -114,10 +114,16 @@ def test_output_tails_are_the_last_4_kib():
         ({"return_code": 0}, Outcome.SUCCESS, "succeeded"),
         ({"return_code": 2}, Outcome.FAILURE, "exit code 2"),
         # earlier pdtnb releases
-        ({"result": "exception", "exception": "Boom('it broke')", "traceback": "Traceback..."}, Outcome.FAILURE,
-         "Boom: it broke"),
-        ({"result": "failure", "exit_code": 137, "timed_out": True, "reason": "timeout: ran longer than 1s"},
-         Outcome.TIMEOUT, "timeout: ran longer than 1s (exit code 137)"),
+        (
+            {"result": "exception", "exception": "Boom('it broke')", "traceback": "Traceback..."},
+            Outcome.FAILURE,
+            "Boom: it broke",
+        ),
+        (
+            {"result": "failure", "exit_code": 137, "timed_out": True, "reason": "timeout: ran longer than 1s"},
+            Outcome.TIMEOUT,
+            "timeout: ran longer than 1s (exit code 137)",
+        ),
         ({"result": "success", "exit_code": 0}, Outcome.SUCCESS, "succeeded"),
         # not a record at all
         ("garbage", Outcome.FAILURE, "unreadable record: 'garbage'"),

@@ -27,6 +27,7 @@ def chain(fail: set[str], n: int = 6, require_success: bool = True, kind: str = 
             raise ValueError(f"cannot parse {job}")
 
     if kind == "executor":
+
         def sync_parse(job, raw, parsed):
             seen["parse"].append(job)
             parsed.data[job] = raw.data[job]

@@ -97,8 +97,15 @@ def test_ordinary_records_are_unchanged():
         raise ValueError("bad input 7")
     except ValueError as e:
         record = record_from_exception(e, NOW)
-    record.extra = {"phase": "Failed", "image": "busybox", "node": "n1", "timed_out": False,
-                    "sizes": [1, 2, 3], "labels": {"a": "b"}, "when": NOW}
+    record.extra = {
+        "phase": "Failed",
+        "image": "busybox",
+        "node": "n1",
+        "timed_out": False,
+        "sizes": [1, 2, 3],
+        "labels": {"a": "b"},
+        "when": NOW,
+    }
     record.reason = "OOMKilled"
     record.stdout_tail = "out\n"
     record.fingerprint_parts = {"body": "0123456789ab"}

@@ -25,6 +25,7 @@ def flaky_task(kind: str, done, failures: dict[str, int], executor=None, retry=N
     if kind == "executor":
         task = pdtnb.ExecutorTask("flaky", executor, done, func=lambda job: attempt(job), retry=retry)
     else:
+
         async def body(job):
             attempt(job)
 
@@ -200,8 +201,13 @@ async def test_kill_a_process_job_kills_its_process_group(tmp_path):
     quota = pdtnb.ResourceManager(pdtnb.Resources.parse(cpu=4, mem="1Gi"))
     pidfile = tmp_path / "child.pid"
     task = pdtnb.ProcessTask(
-        "p", procman, quota, pdtnb.Resources.parse(cpu=1, mem="1Mi"), pids,
-        f"sleep 60 & echo $! > {pidfile}\necho started\nwait\n", done=done,
+        "p",
+        procman,
+        quota,
+        pdtnb.Resources.parse(cpu=1, mem="1Mi"),
+        pids,
+        f"sleep 60 & echo $! > {pidfile}\necho started\nwait\n",
+        done=done,
     )
     task.link("raw", raw, is_input=True)
     async with pdtnb.Pipeline([task], session, [quota]) as pipeline:

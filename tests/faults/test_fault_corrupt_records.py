@@ -87,7 +87,8 @@ def _check_others_complete(pipe, where):
             if path.exists() and path.read_bytes() != expected_values(job, pipe.stages)[stage]:
                 problems.append(f"{stage} {job}: incomplete output")
         bad = [
-            j for j, r in pipe.records(stage).items()
+            j
+            for j, r in pipe.records(stage).items()
             if j != BAD and not (isinstance(r, dict) and r.get("result") == "success")
         ]
         if bad:

@@ -68,8 +68,13 @@ def test_hostile_function_bodies_fail_their_jobs_alone(stage, make_pipe):
     index = pipe.stages.index(stage)
     for s in pipe.stages:
         i = pipe.stages.index(s)
-        want = {"done": N, "failed": 0, "blocked": 0} if i < index else (
-            {"done": N - 4, "failed": 4, "blocked": 0} if i == index else {"done": N - 4, "failed": 0, "blocked": 4})
+        want = (
+            {"done": N, "failed": 0, "blocked": 0}
+            if i < index
+            else (
+                {"done": N - 4, "failed": 4, "blocked": 0} if i == index else {"done": N - 4, "failed": 0, "blocked": 4}
+            )
+        )
         got = {k: tasks[s][k] for k in want}
         assert got == want and tasks[s]["ready"] == 0 and tasks[s]["live"] == 0, f"status of {s}: {tasks[s]}"
     for job in ("j4", "j5"):  # the messages that cannot be encoded or computed

@@ -132,8 +132,10 @@ def interrupt_trial(sig: signal.Signals, code: int, trial: int, make_pipe, tally
     counts["cancelled mid-body"] += len(in_flight)
     counts["sent after the run ended"] += not mid_run
     counts["slowest exit (ms)"] = max(counts["slowest exit (ms)"], int(took * 1000) if mid_run else 0)
-    print(f"{name} {where}: mid-run={mid_run} exit in {took:.2f} s rc={first.returncode} "
-          f"cancelled={sorted(in_flight)} duplicates={pipe.duplicates()}")
+    print(
+        f"{name} {where}: mid-run={mid_run} exit in {took:.2f} s rc={first.returncode} "
+        f"cancelled={sorted(in_flight)} duplicates={pipe.duplicates()}"
+    )
     assert not problems, f"{where}: mid-run={mid_run}\n" + "\n".join(problems) + f"\n--- interrupted run:\n{first}"
 
 

@@ -78,8 +78,14 @@ class Mount:
 
     def cli(self, *args: str, input: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """The pipeline's own command line (``ls``, ``cat``, ...), as another process."""
-        return subprocess.run([sys.executable, str(self.script), *args], input=input, capture_output=True,
-                              text=True, timeout=timeout, cwd=self.script.parent)
+        return subprocess.run(
+            [sys.executable, str(self.script), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.script.parent,
+        )
 
     def sh(self, command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """A shell command run in the mount point, in another process."""
@@ -87,8 +93,12 @@ class Mount:
 
     def py(self, code: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Python code run in another process, with ``MOUNT`` the mount point."""
-        return subprocess.run([sys.executable, "-c", f"MOUNT = {str(self.path)!r}\n" + textwrap.dedent(code)],
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-c", f"MOUNT = {str(self.path)!r}\n" + textwrap.dedent(code)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def log(self) -> str:
         return self.stderr.read_text() if self.stderr.exists() else ""
@@ -131,12 +141,16 @@ def mount_pipeline(tmp_path: Path, service_unavailable: Callable[[str, str], Non
     fuse_available(service_unavailable)
     started: list[Mount] = []
 
-    def start(*options: str, jobs: dict[str, str] | None = None, opts: dict[str, str] | None = None,
-              run_first: bool = True) -> Mount:
+    def start(
+        *options: str, jobs: dict[str, str] | None = None, opts: dict[str, str] | None = None, run_first: bool = True
+    ) -> Mount:
         script = tmp_path / "pipeline.py"
         script.write_text(PIPELINE_SCRIPT)
-        seed(tmp_path, {"a1": "hello\n", "b2": "world\n"} if jobs is None else jobs,
-             {"a1": "suffix: '!'\n"} if opts is None else opts)
+        seed(
+            tmp_path,
+            {"a1": "hello\n", "b2": "world\n"} if jobs is None else jobs,
+            {"a1": "suffix: '!'\n"} if opts is None else opts,
+        )
         mount_path = tmp_path / "mnt"
         mount_path.mkdir(exist_ok=True)
         stderr = tmp_path / f"fuse-{len(started)}.log"
@@ -145,9 +159,14 @@ def mount_pipeline(tmp_path: Path, service_unavailable: Callable[[str, str], Non
             result = probe.cli("run", timeout=60)
             assert result.returncode == 0, result.stderr
         with open(stderr, "w") as err:
-            proc = subprocess.Popen([sys.executable, str(script), "fuse", str(mount_path), *options],
-                                    stdout=subprocess.DEVNULL, stderr=err, text=True, cwd=tmp_path,
-                                    stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [sys.executable, str(script), "fuse", str(mount_path), *options],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                text=True,
+                cwd=tmp_path,
+                stdin=subprocess.DEVNULL,
+            )
         mount = Mount(script, mount_path, proc, stderr, list(options))
         started.append(mount)
         wait_mounted(mount)

@@ -184,8 +184,13 @@ def test_listing_a_thousand_jobs(mount_pipeline):
 def test_missing_pyfuse3_is_one_line(tmp_path, blocked_script):
     """Without pyfuse3 the command says what to install, in one line, and exits 1 (no FUSE needed)."""
     (tmp_path / "mnt").mkdir()
-    result = subprocess.run([sys.executable, str(blocked_script), "fuse", str(tmp_path / "mnt")],
-                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(blocked_script), "fuse", str(tmp_path / "mnt")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines

@@ -156,13 +156,18 @@ async def test_sync_and_async_hooks_get_each_record_task_hooks_first() -> None:
     assert done.data["b"]["result"] == "failure"
     by_job = {j: [(who, what, arg) for who, what, _t, jj, arg in calls if jj == j] for j in ("a", "b")}
     assert by_job["a"] == [
-        ("task", "on_launch", 1), ("pipe", "on_launch", 1),
-        ("task", "after_job", "success"), ("pipe", "after_job", "success"),
+        ("task", "on_launch", 1),
+        ("pipe", "on_launch", 1),
+        ("task", "after_job", "success"),
+        ("pipe", "after_job", "success"),
     ]
     assert by_job["b"] == [
-        ("task", "on_launch", 1), ("pipe", "on_launch", 1),
-        ("task", "after_job", "failure"), ("pipe", "after_job", "failure"),
-        ("task", "on_failure", "ValueError"), ("pipe", "on_failure", "ValueError"),
+        ("task", "on_launch", 1),
+        ("pipe", "on_launch", 1),
+        ("task", "after_job", "failure"),
+        ("pipe", "after_job", "failure"),
+        ("task", "on_failure", "ValueError"),
+        ("pipe", "on_failure", "ValueError"),
     ]
     assert task._hook_set is not None and len(task._hook_set.hooks) == 1, "closing drops the pipeline's hooks"
 
@@ -186,9 +191,11 @@ async def test_executor_task_hooks(tmp_path: Path) -> None:
         pool.shutdown(wait=True)
     ended = sorted((who, what, job, arg) for who, what, _t, job, arg in calls if what != "on_launch")
     assert ended == [
-        ("pipe", "after_job", "bad", "failure"), ("pipe", "after_job", "ok", "success"),
+        ("pipe", "after_job", "bad", "failure"),
+        ("pipe", "after_job", "ok", "success"),
         ("pipe", "on_failure", "bad", "KeyError"),
-        ("task", "after_job", "bad", "failure"), ("task", "after_job", "ok", "success"),
+        ("task", "after_job", "bad", "failure"),
+        ("task", "after_job", "ok", "success"),
         ("task", "on_failure", "bad", "KeyError"),
     ]
 
@@ -204,9 +211,14 @@ async def test_process_task_hooks(tmp_path: Path) -> None:
     resources = ResourceManager(Resources.parse(cpu=4, mem="1Gi"))
     done = InProcessMetadataRepository()
     task = ProcessTask(
-        "proc", procman, resources, Resources.parse(cpu=1, mem="1Mi"), InProcessMetadataRepository(),
+        "proc",
+        procman,
+        resources,
+        Resources.parse(cpu=1, mem="1Mi"),
+        InProcessMetadataRepository(),
         'if [ "{{ job }}" = "bad" ]; then exit 3; fi\necho fine\n',
-        done=done, hooks=[AsyncRecorder("task", calls)],
+        done=done,
+        hooks=[AsyncRecorder("task", calls)],
     )
     task.link("inp", InProcessMetadataRepository({"ok": 1, "bad": 2}), is_input=True)
     async with Pipeline([task], session, [resources], hooks=[Recorder("pipe", calls)]) as pipeline:
@@ -214,9 +226,11 @@ async def test_process_task_hooks(tmp_path: Path) -> None:
     assert done.data["bad"]["exit_code"] == 3
     ended = sorted((who, what, job, arg) for who, what, _t, job, arg in calls if what != "on_launch")
     assert ended == [
-        ("pipe", "after_job", "bad", "failure"), ("pipe", "after_job", "ok", "success"),
+        ("pipe", "after_job", "bad", "failure"),
+        ("pipe", "after_job", "ok", "success"),
         ("pipe", "on_failure", "bad", "failure"),
-        ("task", "after_job", "bad", "failure"), ("task", "after_job", "ok", "success"),
+        ("task", "after_job", "bad", "failure"),
+        ("task", "after_job", "ok", "success"),
         ("task", "on_failure", "bad", "failure"),
     ]
     launched = sorted((who, job) for who, what, _t, job, _a in calls if what == "on_launch")
@@ -257,8 +271,11 @@ async def test_a_raising_hook_is_logged_once_per_method_and_changes_nothing(capl
     assert sum(1 for c in calls if c[1] == "after_job") == 20, "the next hook is still called"
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert sorted(r.getMessage().split(" raised")[0] for r in errors) == [
-        "hook broken-hook.after_job", "hook broken-hook.before_launch", "hook broken-hook.close",
-        "hook broken-hook.on_failure", "hook broken-hook.on_launch",
+        "hook broken-hook.after_job",
+        "hook broken-hook.before_launch",
+        "hook broken-hook.close",
+        "hook broken-hook.on_failure",
+        "hook broken-hook.on_launch",
     ]
 
 

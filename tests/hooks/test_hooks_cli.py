@@ -37,5 +37,8 @@ def test_why_from_the_command_line_names_the_veto(tmp_path: Path) -> None:
 
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert sorted((e["event"], e["job"]) for e in events) == [
-        ("launch", "a"), ("launch", "c"), ("outcome", "a"), ("outcome", "c"),
+        ("launch", "a"),
+        ("launch", "c"),
+        ("outcome", "a"),
+        ("outcome", "c"),
     ]

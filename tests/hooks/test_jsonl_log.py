@@ -19,7 +19,7 @@ async def run_jobs(log: JsonLinesLog, n: int, fail: set[str] = frozenset()) -> I
     @InProcessSyncTask("work", done)
     async def work(job, inp):
         if job in fail:
-            raise ValueError(f"{job}: \"quoted\"\nand a second line ü")
+            raise ValueError(f'{job}: "quoted"\nand a second line ü')
 
     work.link("inp", InProcessMetadataRepository({f"j{i:03}": i for i in range(n)}), is_input=True)
     async with Pipeline([work], Session(), hooks=[log]) as pipeline:

@@ -42,6 +42,7 @@ async def kube() -> AsyncIterator[tuple[PodManager, Kubelet]]:
 
     async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
         emulator.resources["v1/pods"] = {"namespaced": True}  # so that an empty list is not a 404
+
         def cfg() -> Any:
             c = client.Configuration()
             c.host = str(server.url).rstrip("/")

@@ -38,9 +38,16 @@ class Kubelet:
                 raise AssertionError(f"pod {pod_name} did not reach {sorted(phases)} in {timeout} s")
             await asyncio.sleep(0.5)
 
-    async def set_phase(self, pod_name: str, phase: str, exit_code: int | None = None, reason: str | None = None,
-                        node: str | None = None, message: str | None = None,
-                        container_reason: str | None = None) -> None:
+    async def set_phase(
+        self,
+        pod_name: str,
+        phase: str,
+        exit_code: int | None = None,
+        reason: str | None = None,
+        node: str | None = None,
+        message: str | None = None,
+        container_reason: str | None = None,
+    ) -> None:
         """Emulator only: patch the pod's status the way a kubelet would. ``reason`` and
         ``message`` are the pod's (``Evicted``), ``container_reason`` the terminated container's
         (``OOMKilled``, ``Error``)."""
@@ -56,10 +63,16 @@ class Kubelet:
             terminated: dict[str, Any] = {"exitCode": exit_code, "finishedAt": finished}
             if container_reason is not None:
                 terminated["reason"] = container_reason
-            status["containerStatuses"] = [{
-                "name": "main", "image": "busybox", "imageID": "", "ready": False, "restartCount": 0,
-                "state": {"terminated": terminated},
-            }]
+            status["containerStatuses"] = [
+                {
+                    "name": "main",
+                    "image": "busybox",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"terminated": terminated},
+                }
+            ]
         if node is not None:  # scheduled before it ends, so a fast reaper never sees an ended pod without a node
             await self.podman.v1.patch_namespaced_pod(pod_name, self.podman.namespace, {"spec": {"nodeName": node}})
         await self.podman.v1.patch_namespaced_pod_status(pod_name, self.podman.namespace, {"status": status})
@@ -79,7 +92,6 @@ class Kubelet:
         """The pod's container ends with ``exit_code`` after printing ``logs``."""
         if self.emulated:
             self.set_logs(pod_name, logs)
-            await self.set_phase(pod_name, "Succeeded" if exit_code == 0 else "Failed", exit_code=exit_code,
-                                 node=node)
+            await self.set_phase(pod_name, "Succeeded" if exit_code == 0 else "Failed", exit_code=exit_code, node=node)
         else:
             await self._wait_phase(pod_name, {"Succeeded", "Failed"})

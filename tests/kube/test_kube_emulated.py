@@ -44,8 +44,7 @@ def make_task(podman: PodManager, quota: Resources | None = None, **kw):
     if done is None:
         done = InProcessMetadataRepository()
     rm = ResourceManager(quota or Resources.parse(cpu=2, mem="4Gi"))
-    task = KubeTask("work", lambda: podman, rm, kw.pop("template", TEMPLATE), logs, done,
-                    env={"image": IMAGE}, **kw)
+    task = KubeTask("work", lambda: podman, rm, kw.pop("template", TEMPLATE), logs, done, env={"image": IMAGE}, **kw)
     task.link("inp", inp, is_input=True)
     return task, inp, logs, done, rm
 
@@ -59,8 +58,11 @@ def test_pod_names_are_valid_and_case_distinct():
 
 async def test_pod_manager_launch_query_logs_delete_on_emulated_api_server(kube):
     pm, kubelet = kube
-    manifest = {"apiVersion": "v1", "kind": "Pod",
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}}
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]},
+    }
     p1 = await pm.launch("Job1", "t", manifest)
     p2 = await pm.launch("job1", "t", manifest)
     assert p1.metadata.name != p2.metadata.name
@@ -197,6 +199,7 @@ async def test_kube_task_timeout_on_emulated_api_server(kube):
     (pod,) = await pm.query(job="T")
     await kubelet.run(pod.metadata.name)
     import asyncio
+
     await asyncio.sleep(0.1)
     await task.update()
     assert calls == [pod.metadata.name]
@@ -205,14 +208,17 @@ async def test_kube_task_timeout_on_emulated_api_server(kube):
     assert await pm.query() == []
 
 
-@pytest.mark.parametrize("template, message", [
-    ("apiVersion: v1\nkind: Job\nspec: {}\n", "kind Pod"),
-    (TEMPLATE.replace("Never", "Always"), "restartPolicy"),
-    (TEMPLATE.replace("Never", "OnFailure"), "restartPolicy: Never \\(it has 'OnFailure'"),
-    (TEMPLATE + "---\n" + TEMPLATE, "exactly one"),
-    (TEMPLATE.replace("{{ job }}", "{{ nope }}"), "nope"),
-    ("kind: Pod\n  bad: [\n", "YAML"),
-])
+@pytest.mark.parametrize(
+    "template, message",
+    [
+        ("apiVersion: v1\nkind: Job\nspec: {}\n", "kind Pod"),
+        (TEMPLATE.replace("Never", "Always"), "restartPolicy"),
+        (TEMPLATE.replace("Never", "OnFailure"), "restartPolicy: Never \\(it has 'OnFailure'"),
+        (TEMPLATE + "---\n" + TEMPLATE, "exactly one"),
+        (TEMPLATE.replace("{{ job }}", "{{ nope }}"), "nope"),
+        ("kind: Pod\n  bad: [\n", "YAML"),
+    ],
+)
 async def test_kube_task_rejects_bad_manifests_before_creating_anything_on_emulated_api_server(kube, template, message):
     pm, _kubelet = kube
     task, inp, _logs, _done, rm = make_task(pm, template=template)
@@ -234,10 +240,14 @@ def test_check_manifest_sets_restart_policy_never_when_absent():
     text = text.replace("{{ inp.sleep }}", "0").replace("{{ inp.code }}", "0")
     assert task.check_manifest("J", text)["spec"]["restartPolicy"] == "Never"
     # an explicit null is "absent" too; Never stays Never; anything else is refused, named
-    assert task.check_manifest("J", text.replace("spec:\n", "spec:\n  restartPolicy: null\n"))["spec"][
-        "restartPolicy"] == "Never"
-    assert task.check_manifest("J", text.replace("spec:\n", "spec:\n  restartPolicy: Never\n"))["spec"][
-        "restartPolicy"] == "Never"
+    assert (
+        task.check_manifest("J", text.replace("spec:\n", "spec:\n  restartPolicy: null\n"))["spec"]["restartPolicy"]
+        == "Never"
+    )
+    assert (
+        task.check_manifest("J", text.replace("spec:\n", "spec:\n  restartPolicy: Never\n"))["spec"]["restartPolicy"]
+        == "Never"
+    )
     for policy in ("Always", "OnFailure"):
         with pytest.raises(TaskConfigError, match=f"it has '{policy}'"):
             task.check_manifest("J", text.replace("spec:\n", f"spec:\n  restartPolicy: {policy}\n"))
@@ -344,8 +354,11 @@ async def test_terminating_pods_are_neither_live_nor_adopted_on_emulated_api_ser
     (pod,) = await pm.query(job="G")
     if EMULATED:  # what a real API server shows during a deletion's grace period (the finalizer keeps
         # the emulator from removing the object at once)
-        await pm.v1.patch_namespaced_pod(pod.metadata.name, pm.namespace, {"metadata": {
-            "finalizers": ["pdtnb.test/hold"], "deletionTimestamp": "2026-01-01T00:00:00Z"}})
+        await pm.v1.patch_namespaced_pod(
+            pod.metadata.name,
+            pm.namespace,
+            {"metadata": {"finalizers": ["pdtnb.test/hold"], "deletionTimestamp": "2026-01-01T00:00:00Z"}},
+        )
     else:
         await pm.v1.delete_namespaced_pod(pod.metadata.name, pm.namespace, grace_period_seconds=30)
     assert await pm.query(job="G") == []
@@ -384,7 +397,8 @@ async def test_reaping_gives_up_after_repeated_failures_on_emulated_api_server(k
 async def test_logs_are_kept_byte_for_byte_on_emulated_api_server(kube, text):
     pm, kubelet = kube
     template = TEMPLATE.replace("echo output of {{ job }}", 'printf %s \\"$TEXT\\"').replace(
-        "    resources:", "    env: [{name: TEXT, value: {{ env.text | tojson }}}]\n    resources:")
+        "    resources:", "    env: [{name: TEXT, value: {{ env.text | tojson }}}]\n    resources:"
+    )
     task, inp, logs, done, _rm = make_task(pm, template=template)
     task.env["text"] = text
     await inp.dump("T", {"code": 0, "sleep": 0})
@@ -400,8 +414,16 @@ async def test_logs_are_kept_byte_for_byte_on_emulated_api_server(kube, text):
 async def test_kube_function_task_from_a_kernel_needs_script_on_emulated_api_server(kube, monkeypatch):
     pm, _kubelet = kube
     rm = ResourceManager(Resources.parse(cpu=2, mem="4Gi"))
-    fn = KubeFunctionTask("fn", lambda: pm, rm, FUNC_TEMPLATE, None, InProcessMetadataRepository(),
-                          InProcessMetadataRepository(), func=lambda job: None)
+    fn = KubeFunctionTask(
+        "fn",
+        lambda: pm,
+        rm,
+        FUNC_TEMPLATE,
+        None,
+        InProcessMetadataRepository(),
+        InProcessMetadataRepository(),
+        func=lambda job: None,
+    )
     monkeypatch.setattr("sys.argv", ["/venv/lib/python3/site-packages/ipykernel_launcher.py", "-f", "k.json"])
     with pytest.raises(TaskConfigError, match="script="):
         await fn.launch("K")
@@ -421,8 +443,15 @@ def test_kubernetes_doc_example_renders_to_a_valid_pod():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "kubernetes.md").read_text()
     template = re.search(r'    """\n(    apiVersion: v1\n.*?)    """', doc, re.S).group(1)
     books = InProcessMetadataRepository()
-    task = KubeTask("fetch", lambda: None, ResourceManager(Resources.parse(cpu=1, mem="1Gi")), template,
-                    None, None, env={"image": "busybox:1.36"})
+    task = KubeTask(
+        "fetch",
+        lambda: None,
+        ResourceManager(Resources.parse(cpu=1, mem="1Gi")),
+        template,
+        None,
+        None,
+        env={"image": "busybox:1.36"},
+    )
     task.link("books", books, is_input=True)
 
     async def render():
@@ -450,8 +479,16 @@ async def test_job_ids_cannot_escape_the_template_on_emulated_api_server(kube, j
 async def test_kube_function_task_without_a_function_is_refused_at_validation(kube):
     pm, _kubelet = kube
     rm = ResourceManager(Resources.parse(cpu=2, mem="4Gi"))
-    fn = KubeFunctionTask("fn", lambda: pm, rm, FUNC_TEMPLATE, None, InProcessMetadataRepository(),
-                          InProcessMetadataRepository(), script="pipeline.py")
+    fn = KubeFunctionTask(
+        "fn",
+        lambda: pm,
+        rm,
+        FUNC_TEMPLATE,
+        None,
+        InProcessMetadataRepository(),
+        InProcessMetadataRepository(),
+        script="pipeline.py",
+    )
     fn.link("inp", InProcessMetadataRepository(), is_input=True)
     with pytest.raises(TaskConfigError, match="'fn' has no function"):
         await fn.validate()
@@ -524,11 +561,15 @@ async def test_pod_marked_killed_is_recorded_killed_by_whoever_finds_it_on_emula
     p1, p2 = (await pm.query(job="M1"))[0], (await pm.query(job="M2"))[0]
     for pod in (p1, p2):
         await kubelet.run(pod.metadata.name)
-        await pm.v1.patch_namespaced_pod(pod.metadata.name, pm.namespace,
-                                         {"metadata": {"annotations": {KILLED_ANNOTATION: "request"}}})
+        await pm.v1.patch_namespaced_pod(
+            pod.metadata.name, pm.namespace, {"metadata": {"annotations": {KILLED_ANNOTATION: "request"}}}
+        )
     # M2's pod is being deleted (its grace period): not listed, so it looks vanished.
-    await pm.v1.patch_namespaced_pod(p2.metadata.name, pm.namespace, {"metadata": {
-        "finalizers": ["pdtnb.test/hold"], "deletionTimestamp": "2026-01-01T00:00:00Z"}})
+    await pm.v1.patch_namespaced_pod(
+        p2.metadata.name,
+        pm.namespace,
+        {"metadata": {"finalizers": ["pdtnb.test/hold"], "deletionTimestamp": "2026-01-01T00:00:00Z"}},
+    )
     await task.update()
     for job in ("M1", "M2"):
         record = await done.info(job)
@@ -552,8 +593,14 @@ async def test_failed_pod_record_holds_exit_code_reason_and_log_tail_on_emulated
     (pod,) = await pm.query(job="O")
     output = "".join(f"line {i} of O\n" for i in range(1000))  # about 14 KiB
     kubelet.set_logs(pod.metadata.name, output)
-    await kubelet.set_phase(pod.metadata.name, "Failed", exit_code=137, node="node-b",
-                            container_reason="OOMKilled", message="the container used too much memory")
+    await kubelet.set_phase(
+        pod.metadata.name,
+        "Failed",
+        exit_code=137,
+        node="node-b",
+        container_reason="OOMKilled",
+        message="the container used too much memory",
+    )
     await task.update()
     stored = await done.info("O")
     assert stored["result"] == "failure"

@@ -67,8 +67,11 @@ def pod_creations(kubelet: Kubelet) -> int | None:
         return None
     import kmock
 
-    return sum(1 for r in kubelet.emulator
-               if r.action == kmock.action.CREATE and r.resource is not None and r.resource.plural == "pods")
+    return sum(
+        1
+        for r in kubelet.emulator
+        if r.action == kmock.action.CREATE and r.resource is not None and r.resource.plural == "pods"
+    )
 
 
 class Node:
@@ -195,8 +198,9 @@ async def test_pipeline_runs_kube_stage_then_in_process_stage_within_quota_on_em
         # What stage 1 had left when this job started here: its output, its outcome, its pod.
         seen_by_stage2[job] = (await logs.contains(job), await work_done.contains(job), await work_live.contains(job))
         record = await work_done.info(job)
-        await summary.dump(job, {"result": record["result"], "exit_code": record["exit_code"],
-                                 "log": await read_blob(logs, job)})
+        await summary.dump(
+            job, {"result": record["result"], "exit_code": record["exit_code"], "log": await read_blob(logs, job)}
+        )
 
     summarize.plug(s1.task, require_success=False)  # a report: it sees the failed jobs too
     summarize.link("summary", summary, is_output=True)
@@ -219,8 +223,7 @@ async def test_pipeline_runs_kube_stage_then_in_process_stage_within_quota_on_em
             assert record["node"] == "node-a"
         assert await read_blob(s1.logs, job) == f"output of {job}\n"
         assert (await done2.info(job))["result"] == "success", await done2.info(job)
-        assert await summary.info(job) == {"result": record["result"], "exit_code": code,
-                                           "log": f"output of {job}\n"}
+        assert await summary.info(job) == {"result": record["result"], "exit_code": code, "log": f"output of {job}\n"}
     # Stage 2 ran once per job, and only once stage 1's output and outcome were in and its pod gone.
     assert seen_by_stage2 == {job: (True, True, False) for job in codes}
     assert await pm.query() == []
@@ -254,8 +257,9 @@ async def test_evicted_pod_is_retried_and_exit_code_is_not_on_emulated_api_serve
         (pe,) = await pm.query(job="E")
         (px,) = await pm.query(job="X")
         assert pe.metadata.annotations[ATTEMPT_ANNOTATION] == "1"
-        await kubelet.set_phase(pe.metadata.name, "Failed", reason="Evicted", node="node-a",
-                                message="The node was low on resource: memory.")
+        await kubelet.set_phase(
+            pe.metadata.name, "Failed", reason="Evicted", node="node-a", message="The node was low on resource: memory."
+        )
         await kubelet.finish(px.metadata.name, 3, logs="output of X\n")
         await pipeline.update_phase()
         first = JobRecord.from_dict(await s1.done.info("E"))
@@ -597,7 +601,9 @@ async def test_kube_function_task_failure_through_the_cli_emulated_only(kube, tm
 NOTEBOOK_CELLS = [
     ("parameters", 'DATA = "data"  # where the repositories live, relative to the script'),
     ("", SCRIPT.split("quota = ")[0].replace('Path(__file__).resolve().parent / "data"', "Path(DATA)")),
-    ("", '''quota = pdtnb.ResourceManager(pdtnb.Resources.parse(cpu=2, mem="4Gi"))
+    (
+        "",
+        '''quota = pdtnb.ResourceManager(pdtnb.Resources.parse(cpu=2, mem="4Gi"))
 fn_in = pdtnb.YamlMetadataFileRepository(BASE / "fn_in")
 fn_out = pdtnb.YamlMetadataFileRepository(BASE / "fn_out")
 fn_logs = pdtnb.FileRepository(BASE / "fn_logs")
@@ -623,7 +629,8 @@ async def fn(job, fn_in, fn_out):
 
 fn.link("fn_in", fn_in, is_input=True)
 fn.link("fn_out", fn_out, is_output=True)
-pipeline = pdtnb.Pipeline([fn], session, [quota])'''),
+pipeline = pdtnb.Pipeline([fn], session, [quota])''',
+    ),
     ("", "%load_ext pdtnb\n%pdt status"),
     ("", "pipeline"),
 ]

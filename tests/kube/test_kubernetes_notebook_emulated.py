@@ -155,12 +155,6 @@ class EmulatedCluster:
 # ---- running the notebook ---------------------------------------------------------------------
 
 
-
-
-
-
-
-
 def outputs_of(nb: Any, source: str) -> list[str]:
     """What each code cell whose source is exactly ``source`` showed, in order."""
     return [cell_text(c) for c in nb.cells if c.cell_type == "code" and c.source.strip() == source]
@@ -209,13 +203,24 @@ def test_kubernetes_notebook_runs_its_pods_on_emulated_api_server(tmp_path, monk
 
     with EmulatedCluster(app, namespace) as cluster:
         monkeypatch.setenv("PDTNB_KUBE_HOST", cluster.url)
-        nb = execute(NOTEBOOK, tmp_path, kernel, CELL_TIMEOUT,
-                     lambda: f"\nthe emulated cluster failed: {cluster.error!r}" if cluster.error else "")
+        nb = execute(
+            NOTEBOOK,
+            tmp_path,
+            kernel,
+            CELL_TIMEOUT,
+            lambda: f"\nthe emulated cluster failed: {cluster.error!r}" if cluster.error else "",
+        )
         # exported as a script (the pdtnb-skip cells left out), it finds the same jobs and no pods
         script = tmp_path / "pipeline.py"
         exported = export_main([str(NOTEBOOK), "-o", str(script)])  # python -m pdtnb export, in this process
-        status = subprocess.run([sys.executable, str(script), "status"], cwd=tmp_path, capture_output=True,
-                                text=True, timeout=60, check=False)
+        status = subprocess.run(
+            [sys.executable, str(script), "status"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     nbformat.write(nb, tmp_path / "kubernetes.executed.ipynb")  # to look at when a check fails
     assert cluster.error is None, f"the emulated cluster failed: {cluster.error!r}"
 
@@ -229,28 +234,60 @@ def test_kubernetes_notebook_runs_its_pods_on_emulated_api_server(tmp_path, monk
     statuses = [counts(text) for text in outputs_of(nb, "%pdt status")]
     assert len(statuses) == 4
     fresh, launched, reaped, final = statuses
-    assert fresh == {"ready": 4, "live": 0, "done": 0, "failed": 0,
-                     "texts jobs": 4, "live jobs": 0, "logs jobs": 0, "done jobs": 0}
+    assert fresh == {
+        "ready": 4,
+        "live": 0,
+        "done": 0,
+        "failed": 0,
+        "texts jobs": 4,
+        "live jobs": 0,
+        "logs jobs": 0,
+        "done jobs": 0,
+    }
     assert "count:river launched" in output_of(nb, "%pdt launch count river")
     # the quota (1 CPU, 500m a pod) lets one more pod start next to river's and holds two back
     assert "launch phase: 3 ready, 1 launched, 0 failed to launch, 2 held back" in output_of(nb, "%pdt launch")
     pods_shown = output_containing(nb, "quota.quota")
     assert len(re.findall(r"requests 500m CPU and 64Mi", pods_shown)) == 2, pods_shown
     assert "job river" in pods_shown
-    assert launched == {"ready": 2, "live": 2, "done": 0, "failed": 0,
-                        "texts jobs": 4, "live jobs": 2, "logs jobs": 0, "done jobs": 0}
+    assert launched == {
+        "ready": 2,
+        "live": 2,
+        "done": 0,
+        "failed": 0,
+        "texts jobs": 4,
+        "live jobs": 2,
+        "logs jobs": 0,
+        "done jobs": 0,
+    }
     phases = ast.literal_eval(output_containing(nb, "await wait_for_pods_to_end()"))
     assert list(phases.values()) == ["Succeeded", "Succeeded"], phases
     assert "tasks with live or reaped jobs: count" in output_of(nb, "%pdt update")
-    assert reaped == {"ready": 2, "live": 0, "done": 2, "failed": 0,
-                      "texts jobs": 4, "live jobs": 0, "logs jobs": 2, "done jobs": 2}
+    assert reaped == {
+        "ready": 2,
+        "live": 0,
+        "done": 2,
+        "failed": 0,
+        "texts jobs": 4,
+        "live jobs": 0,
+        "logs jobs": 2,
+        "done jobs": 2,
+    }
     assert output_of(nb, "%pdt cat count.logs river") == f"{WORDS['river']} words\n"
     record = yaml.safe_load(output_of(nb, "%pdt cat count.done river"))
     assert record["result"] == "success" and record["phase"] == "Succeeded" and record["exit_code"] == 0
     assert (record["image"], record["node"]) == (IMAGE, NODE)
     assert "pods left: 0" in output_containing(nb, "while await pipeline.update()")
-    assert final == {"ready": 0, "live": 0, "done": 4, "failed": 0,
-                     "texts jobs": 4, "live jobs": 0, "logs jobs": 4, "done jobs": 4}
+    assert final == {
+        "ready": 0,
+        "live": 0,
+        "done": 4,
+        "failed": 0,
+        "texts jobs": 4,
+        "live jobs": 0,
+        "logs jobs": 4,
+        "done jobs": 4,
+    }
     table = output_containing(nb, "for job in sorted(await done.job_ids())").splitlines()
     assert [line.split()[:2] for line in table] == [[job, "success"] for job in sorted(TEXTS)]
     for line in table:

@@ -24,14 +24,21 @@ class Runner:
 
     def __call__(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, str(PIPELINE), *args], env={**self.env, **env},
-            capture_output=True, text=True, timeout=timeout,
+            [sys.executable, str(PIPELINE), *args],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def start(self, *args: str, script: Path = PIPELINE, **env: str) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, str(script), *args], env={**self.env, **env},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            [sys.executable, str(script), *args],
+            env={**self.env, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
 
     def runs(self) -> collections.Counter:

@@ -22,8 +22,11 @@ if STORE == "s3":
     async def bucket():
         s3 = aiobotocore.session.get_session()
         async with s3.create_client(
-            "s3", endpoint_url=os.environ["S3_URL"], region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
+            "s3",
+            endpoint_url=os.environ["S3_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
         ) as client:
             yield client
 

@@ -148,4 +148,3 @@ def kernel_session(kernel: KernelInfo, tmp_path: Path) -> Iterator[KernelSession
     with KernelSession(kernel, tmp_path) as session:
         session.version_check()
         yield session
-

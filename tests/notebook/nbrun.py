@@ -40,7 +40,7 @@ class KernelInfo:
     major: int
 
 
-_TRACEBACK_MARKERS = ("Traceback (most recent call last)", "Cell In[", "File \"", "---> ")
+_TRACEBACK_MARKERS = ("Traceback (most recent call last)", "Cell In[", 'File "', "---> ")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 

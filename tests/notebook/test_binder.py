@@ -102,11 +102,14 @@ def test_binder_environment(binder_venv: Path) -> None:
     config = (binder_venv / "pyvenv.cfg").read_text()
     assert re.search(r"^include-system-site-packages = false$", config, re.M), config
     run_step([str(binder_venv / "bin" / "python"), "-m", "pip", "check"])
-    probe = run_step([
-        str(binder_venv / "bin" / "python"), "-c",
-        "import sys, ipykernel, ipywidgets, pdtnb, pdtnb.notebook.magics; "
-        "print(sys.prefix); print(pdtnb.__file__); print(ipywidgets.__version__)",
-    ]).splitlines()
+    probe = run_step(
+        [
+            str(binder_venv / "bin" / "python"),
+            "-c",
+            "import sys, ipykernel, ipywidgets, pdtnb, pdtnb.notebook.magics; "
+            "print(sys.prefix); print(pdtnb.__file__); print(ipywidgets.__version__)",
+        ]
+    ).splitlines()
     assert probe[0] == str(binder_venv)
     assert probe[1] == str(ROOT / "pdtnb" / "__init__.py")  # editable: this checkout's code
     assert int(probe[2].split(".")[0]) >= 8
@@ -117,13 +120,20 @@ def test_binder_environment(binder_venv: Path) -> None:
 def test_quickstart_runs_in_the_binder_environment(binder_venv: Path, kernelspec_dir: Path, tmp_path: Path) -> None:
     spec = kernelspec_dir / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True, exist_ok=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [str(binder_venv / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "pdtnb Binder environment",
-        "language": "python",
-    }))
-    ex = execute("quickstart.ipynb", KERNEL_NAME, tmp_path / "notebooks", extra_cells=(
-        "import sys, pdtnb\nprint(sys.prefix)\nprint(pdtnb.__file__)",
-    ))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [str(binder_venv / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "pdtnb Binder environment",
+                "language": "python",
+            }
+        )
+    )
+    ex = execute(
+        "quickstart.ipynb",
+        KERNEL_NAME,
+        tmp_path / "notebooks",
+        extra_cells=("import sys, pdtnb\nprint(sys.prefix)\nprint(pdtnb.__file__)",),
+    )
     assert ex.stdout("extra-0").splitlines() == [str(binder_venv), str(ROOT / "pdtnb" / "__init__.py")]
     check_quickstart(ex)

@@ -274,9 +274,7 @@ def check_quickstart(ex: Executed) -> None:
     assert ex.text("cat") == f"river: {words} words on {lines} lines\n"
     done = yaml.safe_load(ex.text("cat-done"))
     assert done["result"] == "success" and done["start_time"] <= done["end_time"]
-    expected = "".join(
-        f"{job:<12} {w:>4} words {n:>3} lines\n" for job, (w, n) in books.items() if job != "meadow"
-    )
+    expected = "".join(f"{job:<12} {w:>4} words {n:>3} lines\n" for job, (w, n) in books.items() if job != "meadow")
     assert ex.stdout("python-results") == expected
 
     check_graph(ex, "graph")
@@ -295,9 +293,12 @@ def check_quickstart(ex: Executed) -> None:
 
 
 def test_quickstart(kernel: KernelInfo, tmp_path: Path) -> None:
-    ex = execute("quickstart.ipynb", kernel.name, tmp_path / "notebooks", extra_cells=(
-        "import ipykernel\nipykernel.__version__",
-    ))
+    ex = execute(
+        "quickstart.ipynb",
+        kernel.name,
+        tmp_path / "notebooks",
+        extra_cells=("import ipykernel\nipykernel.__version__",),
+    )
     assert ex.text("extra-0").strip("'").split(".")[0] == str(kernel.major)
     check_quickstart(ex)
     if kernel.major == 7:
@@ -314,8 +315,9 @@ def check_quickstart_script(ex: Executed) -> None:
     assert export([str(ex.dir / "quickstart.ipynb"), "-o", str(script)]) == 0
 
     def shell(*args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, str(script), *args], cwd=ex.dir, capture_output=True, text=True,
-                              timeout=60)
+        done = subprocess.run(
+            [sys.executable, str(script), *args], cwd=ex.dir, capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0, done.stderr
         return done
 
@@ -334,8 +336,9 @@ def test_example_notebook_exports_as_a_script(name: str, tmp_path: Path) -> None
 
     script = tmp_path / name.replace(".ipynb", ".py")
     assert export([str(NOTEBOOKS / name), "-o", str(script)]) == 0
-    done = subprocess.run([sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and "status" in done.stdout, done.stderr
 
 
@@ -361,8 +364,10 @@ def check_local_processes(ex: Executed, local_path: Path) -> dict[str, tuple[int
     # The local manager worked under LOCAL_PATH/APP and removed each job's directory once reaped.
     assert list((local_path / "pdtnb-notebook" / "wc").iterdir()) == []
     for job, (words, _) in texts.items():
-        assert (ex.dir / "data-processes" / "local" / "counts" / f"{job}.txt").read_text().startswith(
-            f"{job}: {words} words"
+        assert (
+            (ex.dir / "data-processes" / "local" / "counts" / f"{job}.txt")
+            .read_text()
+            .startswith(f"{job}: {words} words")
         )
     return texts
 
@@ -372,8 +377,9 @@ def test_processes_without_an_ssh_host(kernel: KernelInfo, tmp_path: Path) -> No
     """Without PDTNB_SSH_HOST the local part runs and the SSH part is skipped, saying why."""
     env = {k: v for k, v in os.environ.items() if k not in SSH_VARIABLES}
     local_path = tmp_path / "local-procs"
-    ex = execute("processes.ipynb", kernel.name, tmp_path / "notebooks",
-                 parameters={"LOCAL_PATH": str(local_path)}, env=env)
+    ex = execute(
+        "processes.ipynb", kernel.name, tmp_path / "notebooks", parameters={"LOCAL_PATH": str(local_path)}, env=env
+    )
     check_local_processes(ex, local_path)
     assert ex.stdout("ssh-settings").startswith("Skipping the SSH part: PDTNB_SSH_HOST is not set.")
     assert "PDTNB_SSH_KNOWN_HOSTS" in ex.stdout("ssh-settings")
@@ -418,8 +424,13 @@ def test_processes_over_ssh(sshd: Any, kernel: KernelInfo, tmp_path: Path) -> No
     local_path = tmp_path / "local-procs"
     remote_path = Path(f"/tmp/pdtnb-nb-ssh-{uuid.uuid4().hex[:12]}")  # made by the SSH user itself
     try:
-        ex = execute("processes.ipynb", kernel.name, tmp_path / "notebooks",
-                     parameters={"LOCAL_PATH": str(local_path), "REMOTE_PATH": str(remote_path)}, env=env)
+        ex = execute(
+            "processes.ipynb",
+            kernel.name,
+            tmp_path / "notebooks",
+            parameters={"LOCAL_PATH": str(local_path), "REMOTE_PATH": str(remote_path)},
+            env=env,
+        )
         texts = check_local_processes(ex, local_path)
         assert ex.stdout("ssh-settings") == f"The SSH part runs on {sshd.user}@{sshd.host}:{sshd.port}\n"
         remote_user = pwd.getpwnam(sshd.user)
@@ -467,8 +478,10 @@ def test_dashboard_tour(kernel: KernelInfo, tmp_path: Path) -> None:
     # The dashboard: closed at the end too (a static copy); its widgets' last state is saved.
     assert ex.data("dashboard", WIDGET_VIEW) == []
     assert ex.text("dashboard").startswith("Dashboard(pipeline · status at ")
-    assert {task: (row["ready"], row["live"], row["done"], row["failed"])
-            for task, row in status_rows(ex.html("dashboard")).items()} == final
+    assert {
+        task: (row["ready"], row["live"], row["done"], row["failed"])
+        for task, row in status_rows(ex.html("dashboard")).items()
+    } == final
     models = ex.widget_models()
     (dash_id,) = [i for i, m in models.items() if "pdtnb-dashboard" in m["state"].get("_dom_classes", [])]
     by_kind: dict[str, list[dict[str, Any]]] = {}
@@ -483,8 +496,13 @@ def test_dashboard_tour(kernel: KernelInfo, tmp_path: Path) -> None:
     labels = [b["description"] for b in panel]
     assert labels[:7] == ["Launch", "Step update", "Step launch", "Step", "Run", "Stop", "Retry failed"]
     assert [b["_dom_classes"] for b in panel[:7]] == [
-        ["pdtnb-launch"], ["pdtnb-step-update"], ["pdtnb-step-launch"], ["pdtnb-step"], ["pdtnb-run"],
-        ["pdtnb-stop"], ["pdtnb-retry-failed"],
+        ["pdtnb-launch"],
+        ["pdtnb-step-update"],
+        ["pdtnb-step-launch"],
+        ["pdtnb-step"],
+        ["pdtnb-run"],
+        ["pdtnb-stop"],
+        ["pdtnb-retry-failed"],
     ]
     for button in ("Retry", "Kill", "Why"):
         assert button in labels
@@ -495,8 +513,11 @@ def test_dashboard_tour(kernel: KernelInfo, tmp_path: Path) -> None:
     (job_field,) = by_kind["ComboboxModel"]
     assert job_field["description"] == "job" and job_field["value"] == "n8"  # the job the tour opened
     assert [c["description"] for c in by_kind["CheckboxModel"]] == ["force"]
-    graph_models = [m for m in by_kind.get("HTMLModel", []) + by_kind.get("ImageModel", [])
-                    if "pdtnb-graph" in m.get("_dom_classes", [])]
+    graph_models = [
+        m
+        for m in by_kind.get("HTMLModel", []) + by_kind.get("ImageModel", [])
+        if "pdtnb-graph" in m.get("_dom_classes", [])
+    ]
     assert len(graph_models) == 1
 
     # Stepping by hand.
@@ -525,8 +546,9 @@ def test_dashboard_tour(kernel: KernelInfo, tmp_path: Path) -> None:
     # The failure loop.
     failed_run = ex.stdout("failure-run").splitlines()
     assert re.fullmatch(started, failed_run[0]), failed_run
-    assert re.fullmatch(r"finished: 0 succeeded, 1 failed, 1 blocked \(1 launched in \d+ rounds, [\d.]+ s\)",
-                        failed_run[1]), failed_run
+    assert re.fullmatch(
+        r"finished: 0 succeeded, 1 failed, 1 blocked \(1 launched in \d+ rounds, [\d.]+ s\)", failed_run[1]
+    ), failed_run
     reason = "ValueError: cannot square -8: negative numbers are not allowed here"
     assert ex.stdout("failure-list") == (
         "square: 1 failed job · click one to see it\n"
@@ -535,8 +557,7 @@ def test_dashboard_tour(kernel: KernelInfo, tmp_path: Path) -> None:
         f"    n8: upstream square failed: {reason}\n"
     )
     assert ex.stdout("failure-job") == (
-        "the job's buttons: Retry, Why, Refresh, Close\n"
-        "to debug it, run %pdt debug square n8 in a cell\n"
+        "the job's buttons: Retry, Why, Refresh, Close\nto debug it, run %pdt debug square n8 in a cell\n"
     )
     retried = ex.stdout("failure-retry").splitlines()
     assert retried[0] == "Retry: square: reset 1 job (n8)"
@@ -591,8 +612,11 @@ def test_declarative(kernel: KernelInfo, tmp_path: Path) -> None:
     broken = ex.dir / "data-declarative" / "broken.yaml"
     line = next(i for i, text in enumerate(broken.read_text().splitlines(), 1) if "novels" in text)
     mistake = ex.stdout("mistake").strip()
-    assert re.fullmatch(rf"data-declarative/broken\.yaml:{line}:\d+: task 'summary': link books: repository 'novels' "
-                        r"is not a declared repository \(.*\)", mistake), mistake
+    assert re.fullmatch(
+        rf"data-declarative/broken\.yaml:{line}:\d+: task 'summary': link books: repository 'novels' "
+        r"is not a declared repository \(.*\)",
+        mistake,
+    ), mistake
 
     assert ex.text("export").startswith(f"wrote {ex.dir / 'data-declarative' / 'declarative.py'}: pipeline 'pipeline'")
     script = (ex.dir / "data-declarative" / "declarative.py").read_text()

@@ -126,7 +126,7 @@ factor = 2
 label = "n"
 """
 
-DEFINITION = r'''
+DEFINITION = r"""
 root = Path(data_dir)
 (root / "inp").mkdir(parents=True, exist_ok=True)
 for job, value in {"a": 1, "b": 2, "c": 3}.items():
@@ -160,7 +160,7 @@ shout = pdt.ProcessTask(
 )
 shout.link("out", out, is_input=True)
 pipeline = pdt.Pipeline([double, shout], session, [resources])
-'''
+"""
 
 # Tagged pdtnb-skip: top-level await on the kernel's loop, as notebooks do.
 RUN_IN_NOTEBOOK = """\
@@ -395,8 +395,9 @@ def test_refused_cells_name_the_cell_and_its_first_line() -> None:
     assert "cell 3" in widget and "Dashboard" in widget
 
     assert "no Pipeline is defined" in export_error("import pdtnb\nx = 1")
-    hidden = export_error(PIPELINE.replace("pipeline = ", "other = "), ("pipeline = other", ["pdtnb-skip"]),
-                          pipeline="pipeline")
+    hidden = export_error(
+        PIPELINE.replace("pipeline = ", "other = "), ("pipeline = other", ["pdtnb-skip"]), pipeline="pipeline"
+    )
     assert "--pipeline pipeline" in hidden and "pdtnb-skip" in hidden
     several = export_error(PIPELINE, "second = pdtnb.Pipeline([], pdtnb.Session())")
     assert "several pipelines are defined (pipeline, second)" in several and "--pipeline NAME" in several
@@ -461,20 +462,52 @@ def test_parameters_from_options_and_environment(tmp_path: Path) -> None:
         return json.loads(line[len("PARAMS ") :])
 
     defaults = params()
-    assert defaults == {"count": 3, "ratio": 0.5, "name": "plain", "flag": False, "items": [1, 2], "mapping": {"k": 1},
-                        "pair": [1, "x"], "pair_type": "tuple", "nothing": None, "computed": 2}
+    assert defaults == {
+        "count": 3,
+        "ratio": 0.5,
+        "name": "plain",
+        "flag": False,
+        "items": [1, 2],
+        "mapping": {"k": 1},
+        "pair": [1, "x"],
+        "pair_type": "tuple",
+        "nothing": None,
+        "computed": 2,
+    }
     given = params(
-        "--param", "count=7", "--param=ratio=1e-3", "--param", "flag=yes", "--param", "items=[4, 5, 6]", "--debug",
-        "--param", "pair=[2, \"y\"]", "--param", "nothing=12", "--param", "name=a=b",
+        "--param",
+        "count=7",
+        "--param=ratio=1e-3",
+        "--param",
+        "flag=yes",
+        "--param",
+        "items=[4, 5, 6]",
+        "--debug",
+        "--param",
+        'pair=[2, "y"]',
+        "--param",
+        "nothing=12",
+        "--param",
+        "name=a=b",
         env={"PDTNB_PARAM_COUNT": "99", "PDTNB_PARAM_MAPPING": '{"j": 2}'},
     )
-    assert given == {"count": 7, "ratio": 0.001, "name": "a=b", "flag": True, "items": [4, 5, 6], "mapping": {"j": 2},
-                     "pair": [2, "y"], "pair_type": "tuple", "nothing": 12, "computed": 3}
+    assert given == {
+        "count": 7,
+        "ratio": 0.001,
+        "name": "a=b",
+        "flag": True,
+        "items": [4, 5, 6],
+        "mapping": {"j": 2},
+        "pair": [2, "y"],
+        "pair_type": "tuple",
+        "nothing": 12,
+        "computed": 3,
+    }
     assert params(env={"PDTNB_PARAM_FLAG": "off", "PDTNB_PARAM_NOTHING": "free text"})["nothing"] == "free text"
 
     for args, env, expected in [
         (["--param", "flag=maybe"], {}, "flag"),
-        (["--param", "items={\"a\": 1}"], {}, "items"),
+        (["--param", 'items={"a": 1}'], {}, "items"),
         ([], {"PDTNB_PARAM_RATIO": "half"}, "PDTNB_PARAM_RATIO"),
         (["--param", "computed=1"], {}, "no such parameter"),
         (["--param", "count"], {}, "NAME=VALUE"),
@@ -500,8 +533,10 @@ def test_shell_command_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     # Exit status and output format, in real processes (nbformat makes each take a few seconds).
     refused = pdtnb_cli("export", "bad.ipynb", "-o", "bad.py", cwd=tmp_path)
     assert refused.returncode == 2 and refused.stdout == ""
-    assert refused.stderr == "error: cell 4 (`print(jobs)`): line 1 uses jobs, which is assigned by `%pdt ls t.inp` " \
+    assert (
+        refused.stderr == "error: cell 4 (`print(jobs)`): line 1 uses jobs, which is assigned by `%pdt ls t.inp` "
         "in cell 3; the script would not have it: compute it in Python, or tag this cell pdtnb-skip\n"
+    )
     unknown = pdtnb_cli("frobnicate", cwd=tmp_path)
     assert unknown.returncode == 2 and "error: unknown command 'frobnicate'" in unknown.stderr
     assert "usage: python -m pdtnb" in unknown.stderr and "python -m pdtnb export NOTEBOOK.ipynb" in unknown.stderr

@@ -65,7 +65,7 @@ def refused(*sources: str) -> str:
 
 # ---- in a kernel ---------------------------------------------------------------------------------
 
-DEFINITION = r'''
+DEFINITION = r"""
 import pdtnb
 from pathlib import Path
 
@@ -85,7 +85,7 @@ async def double(job, inp, out):
 double.link("inp", inp, is_input=True)
 double.link("out", out, is_output=True)
 pipeline = pdtnb.Pipeline([double], pdtnb.Session())
-'''
+"""
 
 # What a user writes to wait for the background run's outputs before looking at them.
 WAIT = """\
@@ -225,8 +225,12 @@ def test_await_defining_what_kept_code_uses_is_refused(tmp_path: Path, capsys: A
 
     make_notebook(
         tmp_path / "refused.ipynb",
-        [("markdown", "intro"), ("code", "import pdtnb\n" + LOAD), ("code", "x = await load()"),
-         ("code", "inp = pdtnb.InProcessMetadataRepository(x)\npipeline = pdtnb.Pipeline([], pdtnb.Session())")],
+        [
+            ("markdown", "intro"),
+            ("code", "import pdtnb\n" + LOAD),
+            ("code", "x = await load()"),
+            ("code", "inp = pdtnb.InProcessMetadataRepository(x)\npipeline = pdtnb.Pipeline([], pdtnb.Session())"),
+        ],
     )
     assert export_main([str(tmp_path / "refused.ipynb"), "-o", str(tmp_path / "refused.py")]) == 2
     err = capsys.readouterr().err

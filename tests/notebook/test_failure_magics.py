@@ -140,24 +140,33 @@ CELLS_BEFORE_INTERRUPT = [
     ("retry_failed", "%pdt retry report --failed -r"),
     ("retry_succeeded", "%pdt retry parse 1"),
     ("rerun", "%pdt run\nsummary = %pdt wait --timeout 20\nsummary"),
-    ("after_retry", "show(parse_done=sorted(parse_done.data), parsed=dict(parsed.data), "
-                    "report_attempt=report_done.data['2'].get('attempt'))"),
+    (
+        "after_retry",
+        "show(parse_done=sorted(parse_done.data), parsed=dict(parsed.data), "
+        "report_attempt=report_done.data['2'].get('attempt'))",
+    ),
     ("failed_after_retry", "%pdt failed parse"),
     ("timeline", "%pdt timeline"),
     ("timeline_tasks", "%pdt timeline parse count"),
     ("timeline_unknown", "%pdt timeline nosuch"),
-    ("timeline_figure", "from pdtnb.notebook.timeline import timeline_figure\n"
-                        "fig = await timeline_figure(pipeline)\n"
-                        "show(kind=type(fig).__name__, bars=len(fig.axes[0].patches), "
-                        "legend=[t.get_text() for t in fig.axes[0].get_legend().get_texts()])"),
+    (
+        "timeline_figure",
+        "from pdtnb.notebook.timeline import timeline_figure\n"
+        "fig = await timeline_figure(pipeline)\n"
+        "show(kind=type(fig).__name__, bars=len(fig.axes[0].patches), "
+        "legend=[t.get_text() for t in fig.axes[0].get_legend().get_texts()])",
+    ),
     ("graph_form", "%pdt graph --compact"),
     ("add_slow", "await inp.dump('slow', 5)\n%pdt run --forever"),
     ("slow_live", WAIT_FOR_SLOW),
     ("show_live", "%pdt show count slow"),
     ("kill", "%pdt kill count slow"),
-    ("after_kill", "for _ in range(60):\n    if 'slow' in count_done.data and 'slow' not in pids.data:\n        break\n"
-                   "    await asyncio.sleep(0.05)\n"
-                   "show(record=count_done.data.get('slow', {}).get('result'), live='slow' in pids.data)"),
+    (
+        "after_kill",
+        "for _ in range(60):\n    if 'slow' in count_done.data and 'slow' not in pids.data:\n        break\n"
+        "    await asyncio.sleep(0.05)\n"
+        "show(record=count_done.data.get('slow', {}).get('result'), live='slow' in pids.data)",
+    ),
 ]
 
 CELLS_AFTER_INTERRUPT = [
@@ -166,8 +175,11 @@ CELLS_AFTER_INTERRUPT = [
     ("rm_all", "%pdt rm parse.inp __all__ -r"),
     ("redefine", REDEFINE),
     ("status_after_redefine", "%pdt status   # the new definition"),
-    ("after_redefine", "show(old_open=old_ref().is_open, old_retired=old_controller.retired, "
-                       "successor=old_controller.successor is controller_for(pipeline), new_open=pipeline.is_open)"),
+    (
+        "after_redefine",
+        "show(old_open=old_ref().is_open, old_retired=old_controller.retired, "
+        "successor=old_controller.successor is controller_for(pipeline), new_open=pipeline.is_open)",
+    ),
     ("comment_only", "%pdt   # nothing but a comment"),
 ]
 

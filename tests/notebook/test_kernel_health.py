@@ -28,7 +28,7 @@ INTERRUPTED_WITHIN = INTERRUPT_AFTER + 4.0
 
 SETUP = (
     SHOW_HELPER
-    + '''
+    + """
 %load_ext pdtnb
 import asyncio, pathlib, threading
 import pdtnb
@@ -70,7 +70,7 @@ async def slow(job, slow_in):
 
 slow.link("slow_in", slow_in, is_input=True)
 pipeline = pdtnb.Pipeline([double, slow], session)
-'''
+"""
 )
 
 CELLS_BEFORE_INTERRUPTS = {
@@ -305,9 +305,7 @@ def test_interrupt_stops_a_top_level_magic(health: Recorded):
 
 
 def test_interrupt_stops_a_magic_inside_a_function(health: Recorded):
-    _assert_stopped_by_interrupt(
-        health["interrupt_function"], health.facts.get("interrupt_function_nudged", False)
-    )
+    _assert_stopped_by_interrupt(health["interrupt_function"], health.facts.get("interrupt_function_nudged", False))
 
 
 @pytest.mark.parametrize("label", ["interrupt_top", "interrupt_function"])
@@ -344,13 +342,15 @@ def test_load_ext_and_a_magic_in_the_first_cell(run_notebook):
     """The usual first cell: the extension is loaded and used in the same cell, before the
     await-rewriting transformer can apply, so that magic goes through run_sync."""
     setup = SETUP.replace("%load_ext pdtnb\n", "")
-    cells = run_notebook([
-        "import ipykernel\nipykernel.__version__",
-        setup,
-        "%load_ext pdtnb\n%pdt status",
-        "await asyncio.sleep(0.01)\n%pdt launch double 2\nshow(out=dict(out.data), open=pipeline.is_open)",
-        "%pdt status",
-    ])
+    cells = run_notebook(
+        [
+            "import ipykernel\nipykernel.__version__",
+            setup,
+            "%load_ext pdtnb\n%pdt status",
+            "await asyncio.sleep(0.01)\n%pdt launch double 2\nshow(out=dict(out.data), open=pipeline.is_open)",
+            "%pdt status",
+        ]
+    )
     for cell in cells:
         cell.check()
     assert cells[0].plain.strip("'").startswith(f"{run_notebook.kernel.major}.")

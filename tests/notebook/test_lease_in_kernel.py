@@ -20,8 +20,11 @@ PIPELINE = LEASE_TESTS / "lease_pipeline.py"
 
 def cli(data: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(PIPELINE), *args], env={**os.environ, "DATA": str(data), **env},
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, str(PIPELINE), *args],
+        env={**os.environ, "DATA": str(data), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -49,8 +52,11 @@ def test_the_notebook_holds_the_lease_only_while_it_acts(kernel_session: KernelS
 
     ks.run("%pdt rm work.done __all__").check()
     terminal = subprocess.Popen(
-        [sys.executable, str(PIPELINE), "run"], env={**os.environ, "DATA": str(data), "SLEEP": "4"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(PIPELINE), "run"],
+        env={**os.environ, "DATA": str(data), "SLEEP": "4"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 20

@@ -69,7 +69,9 @@ def notebook_cells(work: Path) -> list[str]:
     ]
 
 
-OTHER = SHOW_HELPER + """
+OTHER = (
+    SHOW_HELPER
+    + """
 import pdtnb
 lonely_in = pdtnb.InProcessMetadataRepository({"x": 1})
 
@@ -80,6 +82,7 @@ async def lonely(job, lonely_in):
 lonely.link("lonely_in", lonely_in, is_input=True)
 other = pdtnb.Pipeline([lonely], pdtnb.Session())
 """
+)
 
 FACTS = (
     "from pdtnb.notebook import controller_for\n"
@@ -94,8 +97,9 @@ def loaded(kernel: KernelInfo, tmp_path_factory: pytest.TempPathFactory) -> Reco
     example = copy_example(root)
     work = root / "work"
     broken = root / "broken.yaml"
-    broken.write_text((example / "pipeline.yaml").read_text().replace("{repo: books, kind: input}",
-                                                                      "{repo: novels, kind: input}"))
+    broken.write_text(
+        (example / "pipeline.yaml").read_text().replace("{repo: books, kind: input}", "{repo: novels, kind: input}")
+    )
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbformat.v4.new_markdown_cell("# A pipeline file, loaded")]
@@ -124,28 +128,36 @@ def loaded(kernel: KernelInfo, tmp_path_factory: pytest.TempPathFactory) -> Reco
         cell("missing", session.run("%pdt load nosuch.yaml as fresh"))
         cell("bad_name", session.run("%pdt load example/pipeline.yaml as 2x"))
         cell("bad_words", session.run("%pdt load example/pipeline.yaml into x"))
-        cell("after_mistakes", session.run(
-            "show(tasks=list(books.tasks), open=books.is_open, fresh='fresh' in dir(), x='x' in dir())"
-        ))
+        cell(
+            "after_mistakes",
+            session.run("show(tasks=list(books.tasks), open=books.is_open, fresh='fresh' in dir(), x='x' in dir())"),
+        )
         # The file edited (the index task renamed), loaded again into the same variable.
         text = (example / "pipeline.yaml").read_text()
         assert "\n  index:\n    kind: in-process" in text
-        (example / "pipeline.yaml").write_text(text.replace("\n  index:\n    kind: in-process",
-                                                            "\n  indexer:\n    kind: in-process"))
+        (example / "pipeline.yaml").write_text(
+            text.replace("\n  index:\n    kind: in-process", "\n  indexer:\n    kind: in-process")
+        )
         # Kept under names %pdt ignores (starting with _): another variable holding the old
         # pipeline would keep it from being closed.
         cell("remember", session.run("_old = books\n_old_controller = controller_for(books)"))
         cell("reload", session.run("%pdt load example/pipeline.yaml as books"))
-        cell("after_reload", session.run(
-            "show(old_open=_old.is_open, tasks=list(books.tasks), new=books is not _old, "
-            "hands_over=_old_controller.current() is controller_for(books), retired=_old_controller.retired, "
-            "dash_follows=dash.controller.current() is controller_for(books))"
-        ))
+        cell(
+            "after_reload",
+            session.run(
+                "show(old_open=_old.is_open, tasks=list(books.tasks), new=books is not _old, "
+                "hands_over=_old_controller.current() is controller_for(books), retired=_old_controller.retired, "
+                "dash_follows=dash.controller.current() is controller_for(books))"
+            ),
+        )
         cell("status_reload", session.run("%pdt status"))
         cell("default_name", session.run("%pdt load example/pipeline.yaml"))
-        cell("after_default", session.run(
-            "show(pipeline=type(pipeline).__name__, distinct=pipeline is not books, books_open=books.is_open)"
-        ))
+        cell(
+            "after_default",
+            session.run(
+                "show(pipeline=type(pipeline).__name__, distinct=pipeline is not books, books_open=books.is_open)"
+            ),
+        )
         cell("status_default", session.run("%pdt status"))
         cell("use_books", session.run("%pdt use books\n%pdt close"))
         rec.log = session.kernel_log()
@@ -176,8 +188,9 @@ def test_step_run_and_status_work_on_the_loaded_pipeline(loaded: Recorded) -> No
     rows = status_rows(loaded["status_step"].html)
     assert rows["index"]["ready"] == str(n)
     assert loaded["run"].check().widgets
-    assert re.fullmatch(rf"finished: {n} succeeded, 0 failed \({n} launched in \d+ rounds, [\d.]+ s\)",
-                        loaded["wait"].check().plain), loaded["wait"].plain
+    assert re.fullmatch(
+        rf"finished: {n} succeeded, 0 failed \({n} launched in \d+ rounds, [\d.]+ s\)", loaded["wait"].check().plain
+    ), loaded["wait"].plain
     assert counts(loaded["status_run"].check().plain) == {"summary": (0, 0, n, 0), "index": (0, 0, n, 0)}
     work = loaded.facts["work"]
     assert sorted(p.stem for p in (work / "reports").glob("*.txt")) == BOOKS
@@ -214,8 +227,14 @@ def test_loading_again_replaces_and_closes_the_old_pipeline(loaded: Recorded) ->
         "replaced the old definition (closed it)"
     )
     facts = shown(loaded["after_reload"])
-    assert facts == {"old_open": False, "tasks": ["summary", "indexer"], "new": True, "hands_over": True,
-                     "retired": True, "dash_follows": True}
+    assert facts == {
+        "old_open": False,
+        "tasks": ["summary", "indexer"],
+        "new": True,
+        "hands_over": True,
+        "retired": True,
+        "dash_follows": True,
+    }
     n = len(BOOKS)
     assert counts(loaded["status_reload"].check().plain) == {"summary": (0, 0, n, 0), "indexer": (0, 0, n, 0)}
     # Without `as NAME`: the variable `pipeline`, which becomes the current one.
@@ -233,8 +252,15 @@ def test_loading_again_replaces_and_closes_the_old_pipeline(loaded: Recorded) ->
 def run_script(script: Path, *args: str, cwd: Path, work: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PDTNB_PARAM_")}
     env["PDTNB_EXAMPLE_DIR"] = str(work)
-    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=SCRIPT_TIMEOUT, check=False)
+    done = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=SCRIPT_TIMEOUT,
+        check=False,
+    )
     assert done.returncode == 0, f"{script.name} {' '.join(args)} exited {done.returncode}:\n{done.stderr}"
     return done
 
@@ -246,8 +272,10 @@ def test_export_keeps_the_load_and_the_script_runs_from_anywhere(loaded: Recorde
     script = root / "scripts" / "books.py"
     text = script.read_text()
     exported_from = (root / "example" / "pipeline.yaml").as_posix()
-    assert (f"books = pdtnb.load(_pdtnb_file('../example/pipeline.yaml', {exported_from!r}))"
-            "  # %pdt load example/pipeline.yaml") in text
+    assert (
+        f"books = pdtnb.load(_pdtnb_file('../example/pipeline.yaml', {exported_from!r}))"
+        "  # %pdt load example/pipeline.yaml"
+    ) in text
     assert "_PDTNB_HERE = _PdtnbPath(__file__).resolve().parent" in text
     assert text.rstrip().endswith('if __name__ == "__main__":\n    pdtnb.main(books)')
     assert "%pdt" not in "".join(line.split("#")[0] for line in text.splitlines())
@@ -257,9 +285,14 @@ def test_export_keeps_the_load_and_the_script_runs_from_anywhere(loaded: Recorde
     # The shell export of the same notebook, elsewhere, writes the same script.
     shell_dir = root / "shell"
     shell_dir.mkdir()
-    done = subprocess.run([sys.executable, "-m", "pdtnb", "export", str(root / "declared.ipynb"), "-o",
-                           str(shell_dir / "books.py")], capture_output=True, text=True, cwd=ROOT,
-                          timeout=SCRIPT_TIMEOUT, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "pdtnb", "export", str(root / "declared.ipynb"), "-o", str(shell_dir / "books.py")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=SCRIPT_TIMEOUT,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert (shell_dir / "books.py").read_text() == text
 
@@ -306,8 +339,9 @@ def test_export_paths_and_refusals(tmp_path: Path) -> None:
     assert relative.rstrip().endswith("pdtnb.main(flow)")
     beside = render_script(plan("%pdt load p.yaml", load_base=scripts, script_dir=scripts))
     assert f"pipeline = pdtnb.load(_pdtnb_file('p.yaml', {(scripts / 'p.yaml').as_posix()!r}))" in beside
-    absolute = render_script(plan("import pdtnb as pdt", "%pdt load /srv/p.yaml  # the prod one",
-                                  load_base=base, script_dir=scripts))
+    absolute = render_script(
+        plan("import pdtnb as pdt", "%pdt load /srv/p.yaml  # the prod one", load_base=base, script_dir=scripts)
+    )
     assert "pipeline = pdt.load('/srv/p.yaml')" in absolute and "import pdtnb\n" not in absolute
     assert absolute.rstrip().endswith("pdt.main(pipeline)")
     home = render_script(plan("%pdt load '~/my pipelines/p.yaml' as p", load_base=base, script_dir=scripts))
@@ -315,13 +349,18 @@ def test_export_paths_and_refusals(tmp_path: Path) -> None:
     shadowed = render_script(plan("pdtnb = 3", "%pdt load p.yaml", load_base=base, script_dir=base))
     assert "import pdtnb as _pdtnb\npipeline = _pdtnb.load(" in shadowed and "_pdtnb.main(pipeline)" in shadowed
     # Without a load, the script has no _PDTNB_HERE.
-    plain = render_script(plan("import pdtnb\npipeline = pdtnb.Pipeline([], pdtnb.Session())",
-                               load_base=base, script_dir=base))
+    plain = render_script(
+        plan("import pdtnb\npipeline = pdtnb.Pipeline([], pdtnb.Session())", load_base=base, script_dir=base)
+    )
     assert "_PDTNB_HERE" not in plain and "_pdtnb_file" not in plain
     # Loaded and defined in Python: two pipelines, choose one.
     with pytest.raises(ExportError, match=r"several pipelines are defined \(flow, pipeline\)"):
-        plan("%pdt load p.yaml as flow", "import pdtnb\npipeline = pdtnb.Pipeline([], pdtnb.Session())",
-             load_base=base, script_dir=base)
+        plan(
+            "%pdt load p.yaml as flow",
+            "import pdtnb\npipeline = pdtnb.Pipeline([], pdtnb.Session())",
+            load_base=base,
+            script_dir=base,
+        )
 
     refusals = {
         "%pdt load $path": "variable expansion",

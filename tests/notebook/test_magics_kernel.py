@@ -125,8 +125,10 @@ VOCABULARY = [
     ("wait_idle", "%pdt wait"),
     ("wait_bad_timeout", "%pdt wait --timeout -1"),
     ("graph", "%pdt graph"),
-    ("live", "live = %pdt status --live\nawait asyncio.sleep(0.3)\n"
-             "show(refreshes=live.refreshes, value=live.value)\nlive"),
+    (
+        "live",
+        "live = %pdt status --live\nawait asyncio.sleep(0.3)\nshow(refreshes=live.refreshes, value=live.value)\nlive",
+    ),
     ("dashboard", "%pdt dashboard"),
     ("define_other", OTHER),
     ("several", "%pdt status"),
@@ -224,8 +226,14 @@ def test_status_html_is_the_table(vocabulary: Recorded):
 def test_trace_shows_where_the_job_is(vocabulary: Recorded):
     trace = vocabulary["trace"].check()
     lines = trace.plain.splitlines()
-    for expected in ("double.inp 2 3", "double.done 2 3", "double.out 2 3", "plus.out 2 3", "plus.done 2 3",
-                     "plus.res 2 3"):
+    for expected in (
+        "double.inp 2 3",
+        "double.done 2 3",
+        "double.out 2 3",
+        "plus.out 2 3",
+        "plus.done 2 3",
+        "plus.res 2 3",
+    ):
         assert expected in lines, trace.plain
     assert "2 done" in trace.html and "3 done" in trace.html
 
@@ -322,8 +330,29 @@ def test_inject_errors_are_one_line(vocabulary: Recorded):
 
 def test_help_lists_the_vocabulary(vocabulary: Recorded):
     text = vocabulary["help"].check().plain
-    for word in ("use", "open", "close", "status", "trace", "ls", "cat", "rm", "inject", "launch", "update",
-                 "step", "run", "stop", "graph", "dashboard", "help", "--live", "--forever", "--sync", "--force"):
+    for word in (
+        "use",
+        "open",
+        "close",
+        "status",
+        "trace",
+        "ls",
+        "cat",
+        "rm",
+        "inject",
+        "launch",
+        "update",
+        "step",
+        "run",
+        "stop",
+        "graph",
+        "dashboard",
+        "help",
+        "--live",
+        "--forever",
+        "--sync",
+        "--force",
+    ):
         assert re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text), word
 
 
@@ -409,20 +438,26 @@ def background(kernel: KernelInfo, tmp_path_factory: pytest.TempPathFactory) -> 
         run("version", session.run("import ipykernel\nipykernel.__version__"))
         run("load", session.run("%load_ext pdtnb"))
         run("setup", session.run(RUN_SETUP))
-        run("run", session.run(
-            "started = time.monotonic()\n"
-            "live = %pdt run\n"
-            "show(returned_after=time.monotonic() - started, done_at_return=len(done.data), "
-            "running=controller.running)\n"
-            "live"
-        ))
+        run(
+            "run",
+            session.run(
+                "started = time.monotonic()\n"
+                "live = %pdt run\n"
+                "show(returned_after=time.monotonic() - started, done_at_return=len(done.data), "
+                "running=controller.running)\n"
+                "live"
+            ),
+        )
         run("next_cell", session.run("show(done=len(done.data), running=controller.running)"))
         time.sleep(2.5)  # the kernel is idle: the run must go on by itself
-        run("after_idle", session.run(
-            "show(done=sorted(done.data), results=sorted(r['result'] for r in done.data.values()), "
-            "bodies=len(bodies), running=controller.running, last_run=repr(controller.last_run), "
-            "refreshes=live.refreshes, value=live.value)"
-        ))
+        run(
+            "after_idle",
+            session.run(
+                "show(done=sorted(done.data), results=sorted(r['result'] for r in done.data.values()), "
+                "bodies=len(bodies), running=controller.running, last_run=repr(controller.last_run), "
+                "refreshes=live.refreshes, value=live.value)"
+            ),
+        )
         run("forever", session.run("%pdt run --forever\nshow(running=controller.running)"))
         run("run_twice", session.run("%pdt run"))
         run("feed", session.run("await inp.dump('late', 99)"))
@@ -432,16 +467,20 @@ def background(kernel: KernelInfo, tmp_path_factory: pytest.TempPathFactory) -> 
         run("after_wait_timeout", session.run("show(running=controller.running)"))
         run("stop", session.run("%pdt stop"))
         run("after_stop", session.run("show(running=controller.running, last_run=repr(controller.last_run))"))
-        run("wait_run", session.run(
-            "await inp.dump('waited', 5)\n%pdt run\nsummary = %pdt wait --timeout 30\n"
-            "show(running=controller.running, summary=repr(summary), waited='waited' in done.data, "
-            "launched=summary.launched, stopped=summary.stopped)"
-        ))
+        run(
+            "wait_run",
+            session.run(
+                "await inp.dump('waited', 5)\n%pdt run\nsummary = %pdt wait --timeout 30\n"
+                "show(running=controller.running, summary=repr(summary), waited='waited' in done.data, "
+                "launched=summary.launched, stopped=summary.stopped)"
+            ),
+        )
         run("timeout_run", session.run("%pdt run --forever --timeout 0.3"))
         time.sleep(1.0)
-        run("after_timeout", session.run(
-            "show(running=controller.running, last_run=repr(controller.last_run), value=live.value)"
-        ))
+        run(
+            "after_timeout",
+            session.run("show(running=controller.running, last_run=repr(controller.last_run), value=live.value)"),
+        )
         run("last_forever", session.run("%pdt run --forever\nshow(running=controller.running)"))
         rec.facts["marker_before_shutdown"] = (cwd / "run-session-closed.marker").exists()
         started = time.monotonic()

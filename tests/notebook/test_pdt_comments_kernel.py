@@ -37,8 +37,10 @@ def test_trailing_comments_are_ignored(kernel_session: KernelSession) -> None:
         "%pdt status#no space before it",
     ):
         assert run(line).check().plain == plain, line
-    assert run("jobs = %pdt ls double.inp  # the pipeline's inputs\njobs").check().plain == run(
-        "%pdt ls double.inp").check().plain
+    assert (
+        run("jobs = %pdt ls double.inp  # the pipeline's inputs\njobs").check().plain
+        == run("%pdt ls double.inp").check().plain
+    )
     in_function = "def listing():\n    jobs = %pdt ls double.inp   # don't run anything\n    return jobs\nlisting()"
     assert run(in_function).check().plain == run("%pdt ls double.inp").check().plain
     # a quoted '#' is an argument, not a comment: the error names the whole id

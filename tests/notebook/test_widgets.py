@@ -239,8 +239,10 @@ async def test_run_button_runs_in_the_background(demo: Demo, dashboard: Dashboar
     await eventually(lambda: result_text(dashboard).startswith("run finished: "), what="the result line to follow")
     summary = demo.controller.last_run
     assert result_text(dashboard) == f"run {summary.describe()}"
-    await eventually(lambda: "last run finished: 8 succeeded, 0 failed" in caption_text(dashboard),
-                     what="the caption to say the run finished")
+    await eventually(
+        lambda: "last run finished: 8 succeeded, 0 failed" in caption_text(dashboard),
+        what="the caption to say the run finished",
+    )
     assert "running" not in caption_text(dashboard) and "background" not in result_text(dashboard)
 
 
@@ -361,7 +363,10 @@ async def test_status_table_html_has_each_task_and_its_counts(demo: Demo):
     rows = status_rows(table._repr_html_())
     assert set(rows) == {"double", "plus", "nap"}
     assert {k: rows["double"][k] for k in ("ready", "live", "done", "failed")} == {
-        "ready": "2", "live": "0", "done": "1", "failed": "0"
+        "ready": "2",
+        "live": "0",
+        "done": "1",
+        "failed": "0",
     }
     assert rows["plus"]["ready"] == "1" and rows["nap"]["ready"] == "2"
     assert rows["double"]["links (jobs)"] == "inp 3, done 1, out 1"
@@ -378,8 +383,10 @@ async def test_every_view_of_a_pipeline_shares_one_feed(demo: Demo):
     bars = Progress(demo.controller, interval=0.2).start()
     dash = Dashboard(demo.pipeline, interval=0.2, graph=False).start()
     try:
-        await eventually(lambda: min(first.refreshes, second.refreshes, bars.refreshes, dash.refreshes) >= 3,
-                         what="every view to be refreshed")
+        await eventually(
+            lambda: min(first.refreshes, second.refreshes, bars.refreshes, dash.refreshes) >= 3,
+            what="every view to be refreshed",
+        )
         feeds = [task for task in asyncio.all_tasks() if task.get_name() == "pdtnb-status-feed"]
         assert len(feeds) == 1, "one refresh loop for the pipeline, whatever the number of views"
         others = [task.get_name() for task in asyncio.all_tasks() if task.get_name().startswith("pdtnb-live")]
@@ -388,8 +395,7 @@ async def test_every_view_of_a_pipeline_shares_one_feed(demo: Demo):
         assert len(feed.subscriptions) == 4 and feed.interval == 0.05  # the shortest asked for
         # An action refreshes every view from the same snapshot.
         await demo.controller.launch("double", "1")
-        await eventually(lambda: status_rows(first.value).get("double", {}).get("done") == "1",
-                         what="the first table")
+        await eventually(lambda: status_rows(first.value).get("double", {}).get("done") == "1", what="the first table")
         assert status_rows(second.value)["double"]["done"] == "1"
         assert dash.count_buttons[("double", "done")].description == "1"
         assert feed.refreshes < first.refreshes + second.refreshes, "each refresh serves every view"
@@ -407,10 +413,13 @@ async def test_dashboard_table_caption_and_hint_come_from_one_snapshot(demo: Dem
         for state in ("ready", "live", "done", "failed"):
             assert dashboard.count_buttons[(t.name, state)].description == str(t.count(state))
     assert f"{status.taken_at:%H:%M:%S}" in caption_text(dashboard) or f"{feed.taken_at:%H:%M:%S}" in caption_text(
-        dashboard)
+        dashboard
+    )
     dashboard.task_picker.value = "plus"
-    await eventually(lambda: dashboard.job_field.placeholder == "no ready job of plus: type a job id",
-                     what="an exact hint for a task with no ready job")
+    await eventually(
+        lambda: dashboard.job_field.placeholder == "no ready job of plus: type a job id",
+        what="an exact hint for a task with no ready job",
+    )
     dashboard.task_picker.value = "double"
     await eventually(lambda: dashboard.job_field.placeholder == "job id: 3 ready jobs of double", what="the hint")
 
@@ -462,8 +471,9 @@ async def test_live_table_has_a_progress_bar_per_task_and_a_text_rendering(demo:
     live = LiveStatus(demo.controller, interval=0.05).start()
     try:
         await demo.controller.launch("double", "1")
-        await eventually(lambda: status_rows(live.value).get("double", {}).get("done") == "1",
-                         what="the launch to show")
+        await eventually(
+            lambda: status_rows(live.value).get("double", {}).get("done") == "1", what="the launch to show"
+        )
         rows = status_rows(live.value)
         assert rows["double"]["progress"].startswith("1/3") and rows["plus"]["progress"].startswith("0/1")
         assert "pdtnb-seg-done" in live.value
@@ -501,13 +511,21 @@ async def test_stop_says_what_the_run_did_and_leaves_no_job_live():
         assert "RunSummary(" not in text
         assert text == summary.describe() + "; 4 jobs are still live: recorded as they end, nothing new is launched"
         assert text.startswith("stopped: 0 succeeded, 0 failed")
-        await eventually(lambda: "last run stopped: " in caption_text(dash) and
-                         "recording the jobs still live as they end" in caption_text(dash), what="the caption")
+        await eventually(
+            lambda: (
+                "last run stopped: " in caption_text(dash)
+                and "recording the jobs still live as they end" in caption_text(dash)
+            ),
+            what="the caption",
+        )
         assert "running" not in caption_text(dash)
         gate.set()
         # The jobs the run left live are reaped as they end: nothing stays "live" for jobs long over.
-        await eventually(lambda: dash.count_buttons[("slow", "done")].description == "4" and
-                         not controller.draining, timeout=5, what="the live jobs to be recorded")
+        await eventually(
+            lambda: dash.count_buttons[("slow", "done")].description == "4" and not controller.draining,
+            timeout=5,
+            what="the live jobs to be recorded",
+        )
         assert dash.count_buttons[("slow", "live")].description == "0"
         await eventually(lambda: "recording" not in caption_text(dash), what="the caption to drop the drain")
     finally:
@@ -593,8 +611,10 @@ async def failing_dash(failing: Failing) -> AsyncIterator[Dashboard]:
 
 async def open_list(dash: Dashboard, task: str, state: str) -> list[tuple[str, str]]:
     dash.count_buttons[(task, state)].click()
-    await eventually(lambda: dash._list_key == (task, state) and dash.jobs_panel.layout.display is None,
-                     what=f"the list of {state} jobs of {task}")
+    await eventually(
+        lambda: dash._list_key == (task, state) and dash.jobs_panel.layout.display is None,
+        what=f"the list of {state} jobs of {task}",
+    )
     return [tuple(option) for option in dash.job_list.options]
 
 
@@ -612,8 +632,9 @@ async def test_failed_blocked_and_retrying_counts_are_buttons(failing: Failing, 
     assert "1 failed" in plain(dash.jobs_title.value)
     assert (dash.task_picker.value, dash.state_picker.value) == ("parse", "failed")
     assert await open_list(dash, "report", "blocked") == [
-        ("bad: upstream parse failed: ValueError: negative input: -1", "bad")]
-    (label, job), = await open_list(dash, "flaky", "retrying")
+        ("bad: upstream parse failed: ValueError: negative input: -1", "bad")
+    ]
+    ((label, job),) = await open_list(dash, "flaky", "retrying")
     assert job == "f" and "OSError: the network is down" in label
     # The job field offers the chosen task's jobs in the chosen state.
     await eventually(lambda: dash.job_field.options == ("f",), what="the retrying job offered")
@@ -624,8 +645,9 @@ async def test_a_job_opens_with_retry_and_retry_resets_it(failing: Failing, fail
     dash = failing_dash
     await open_list(dash, "parse", "failed")
     dash.job_list.value = "bad"
-    await eventually(lambda: dash.job_panel.layout.display is None and "negative input" in dash.job_view.value,
-                     what="the job's view")
+    await eventually(
+        lambda: dash.job_panel.layout.display is None and "negative input" in dash.job_view.value, what="the job's view"
+    )
     assert "ValueError" in plain(dash.job_view.value)
     assert not dash.job_buttons["Retry"].disabled and dash.job_buttons["Kill"].layout.display == "none"
     assert "%pdt debug parse bad" in plain(dash.debug_hint.value)
@@ -680,8 +702,13 @@ async def test_kill_stops_a_live_process_job(tmp_path):
     done = pdtnb.InProcessMetadataRepository()
     quota = pdtnb.ResourceManager(pdtnb.Resources.parse(cpu=4, mem="1Gi"))
     task = pdtnb.ProcessTask(
-        "sleeper", procman, quota, pdtnb.Resources.parse(cpu=1, mem="1Mi"), pids,
-        'if [ "{{ job }}" = "slow" ]; then sleep 60; fi\n', done=done,
+        "sleeper",
+        procman,
+        quota,
+        pdtnb.Resources.parse(cpu=1, mem="1Mi"),
+        pids,
+        'if [ "{{ job }}" = "slow" ]; then sleep 60; fi\n',
+        done=done,
     )
     task.link("inp", inp, is_input=True)
     pipeline = pdtnb.Pipeline([task], session, [quota], poll_interval=0.1)
@@ -690,20 +717,29 @@ async def test_kill_stops_a_live_process_job(tmp_path):
     dash = Dashboard(controller, interval=0.1, graph=False).start()
     try:
         await controller.start_run()
-        await eventually(lambda: dash.count_buttons[("sleeper", "live")].description == "1" and
-                         dash.count_buttons[("sleeper", "done")].description == "1", timeout=10,
-                         what="the slow job to be the only live one")
+        await eventually(
+            lambda: (
+                dash.count_buttons[("sleeper", "live")].description == "1"
+                and dash.count_buttons[("sleeper", "done")].description == "1"
+            ),
+            timeout=10,
+            what="the slow job to be the only live one",
+        )
         await open_list(dash, "sleeper", "live")
         dash.job_list.value = "slow"
-        await eventually(lambda: dash._job_key == ("sleeper", "slow") and dash._job_state == "live",
-                         what="the live job's view")
+        await eventually(
+            lambda: dash._job_key == ("sleeper", "slow") and dash._job_state == "live", what="the live job's view"
+        )
         assert dash.job_buttons["Kill"].layout.display is None and not dash.job_buttons["Kill"].disabled
         before = dash.actions_done
         dash.job_buttons["Kill"].click()
         await eventually(lambda: dash.actions_done > before, timeout=10, what="the kill")
         assert result_text(dash) == "sleeper slow: attempt 1 killed", result_text(dash)
-        await eventually(lambda: dash.count_buttons[("sleeper", "failed")].description == "1", timeout=10,
-                         what="the killed job to count as failed")
+        await eventually(
+            lambda: dash.count_buttons[("sleeper", "failed")].description == "1",
+            timeout=10,
+            what="the killed job to count as failed",
+        )
         assert dash.count_buttons[("sleeper", "live")].description == "0"
         await controller.wait(10)
     finally:
@@ -737,11 +773,14 @@ async def test_a_dashboard_follows_the_redefined_pipeline():
         new = _single_task_pipeline(ran, "new")
         new_controller = controller_for(new, "pipeline")
         await old_controller.retire(new_controller)  # what %pdt does when the variable is rebound
-        await eventually(lambda: dash.controller is new_controller and live.controller is new_controller,
-                         what="the views to move to the new definition")
+        await eventually(
+            lambda: dash.controller is new_controller and live.controller is new_controller,
+            what="the views to move to the new definition",
+        )
         assert not old.is_open
-        await eventually(lambda: new.is_open and "redefined pipeline" in caption_text(dash),
-                         what="the new definition shown")
+        await eventually(
+            lambda: new.is_open and "redefined pipeline" in caption_text(dash), what="the new definition shown"
+        )
         text = await click(dash, "Run")
         assert text.startswith(("run started", "run finished: 2 succeeded")), text
         await eventually(lambda: sorted(ran) == ["new:a", "new:b"], what="the new code to run")
@@ -782,7 +821,9 @@ async def test_a_dashboard_that_does_not_follow_greys_out_and_refuses():
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
-KERNEL_SETUP = SHOW_HELPER.lstrip("\n") + '''
+KERNEL_SETUP = (
+    SHOW_HELPER.lstrip("\n")
+    + """
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 import pdtnb
@@ -801,7 +842,8 @@ async def work(job, inp, out):
 work.link("inp", inp, is_input=True)
 work.link("out", out, is_output=True)
 pipeline = pdtnb.Pipeline([work], pdtnb.Session())
-'''
+"""
+)
 
 
 def _outputs(session: KernelSession, index: int) -> list[dict[str, Any]]:
@@ -830,8 +872,7 @@ def test_live_views_display_a_snapshot_and_leave_a_static_copy_when_closed(kerne
     assert "a snapshot" in data["text/html"]
 
     session.run("await controller_for(pipeline).start_run()\nawait controller_for(pipeline).wait(20)").check()
-    facts = shown(session.run(
-        "await asyncio.sleep(0.5)\nshow(value=live.value, refreshes=live.refreshes)").check())
+    facts = shown(session.run("await asyncio.sleep(0.5)\nshow(value=live.value, refreshes=live.refreshes)").check())
     assert status_rows(facts["value"])["work"]["done"] == "4"
     assert "last run finished: 4 succeeded, 0 failed" in facts["value"]
 
@@ -854,7 +895,8 @@ def test_a_click_after_the_pipeline_cell_is_rerun_runs_the_new_code(kernel_sessi
     # The user edits the pipeline cell and runs it again: a new Pipeline in the same variable.
     session.run(KERNEL_SETUP.replace('LABEL = "first"', 'LABEL = "second"')).check()
     # No %pdt line ran since: the old dashboard's Run must still act on the new definition.
-    facts = shown(session.run('''
+    facts = shown(
+        session.run("""
 before = dash.actions_done
 dash.buttons["Run"].click()
 for _ in range(200):
@@ -865,7 +907,8 @@ await controller_for(pipeline).wait(20)
 await asyncio.sleep(0.3)
 show(ran=sorted(ran), follows=dash.controller.pipeline is pipeline, result=dash.result.value,
      caption=dash.caption.value[-600:])
-''').check())
+""").check()
+    )
     assert facts["ran"] == [f"second:j{i}" for i in range(4)], facts
     assert facts["follows"] is True
     assert "redefined pipeline" in facts["caption"]
@@ -878,8 +921,14 @@ def test_a_kernel_shutdown_replaces_live_views_by_static_copies(kernel: KernelIn
 
     km, client = start_new_kernel(kernel_name=kernel.name, cwd=str(tmp_path))
     try:
-        for code in ("%load_ext pdtnb", KERNEL_SETUP, "await controller_for(pipeline).open()",
-                     "%pdt status --live", "dash = %pdt dashboard\ndash", "await asyncio.sleep(1)"):
+        for code in (
+            "%load_ext pdtnb",
+            KERNEL_SETUP,
+            "await controller_for(pipeline).open()",
+            "%pdt status --live",
+            "dash = %pdt dashboard\ndash",
+            "await asyncio.sleep(1)",
+        ):
             reply = client.execute_interactive(code, timeout=60, output_hook=lambda msg: None)
             assert reply["content"]["status"] == "ok", reply["content"]
         while True:  # drain what the cells sent

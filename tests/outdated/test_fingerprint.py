@@ -132,6 +132,7 @@ def test_plain_values_bound_to_the_body_are_a_part(tmp_path):
     def make(threshold):
         async def body(job, inp):
             return threshold
+
         return body
 
     assert function_parts(make(0.5))["bound"] != function_parts(make(0.7))["bound"]
@@ -154,8 +155,13 @@ def test_a_template_task_fingerprints_its_text_without_comments_and_its_environm
     def task(template: str, environ: dict[str, str] | None = None) -> pdtnb.ProcessTask:
         quota = pdtnb.ResourceManager(pdtnb.Resources.parse(cpu=1))
         return pdtnb.ProcessTask(
-            "p", lambda: None, quota, pdtnb.Resources.parse(cpu=1), pdtnb.InProcessMetadataRepository(),
-            template, environ=environ,
+            "p",
+            lambda: None,
+            quota,
+            pdtnb.Resources.parse(cpu=1),
+            pdtnb.InProcessMetadataRepository(),
+            template,
+            environ=environ,
         )
 
     base = task("echo {{ job }}\n").fingerprint()

@@ -115,8 +115,13 @@ class Script:
     def __call__(
         self, *args: str, check: int | None = 0, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, str(self.path), *args], env={**self.env, **(env or {})},
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, str(self.path), *args],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if check is not None:
             assert proc.returncode == check, (args, proc.returncode, proc.stdout, proc.stderr)
         return proc
@@ -156,7 +161,9 @@ def test_edits_that_change_no_code_leave_results_done_and_a_code_change_makes_th
     script.edit("return text.strip( )  # both ends", "return text.strip().upper()")
     states = script.states()
     assert {n: (t["done"], t["outdated"]) for n, t in states.items()} == {
-        "parse": (0, 4), "count": (4, 0), "report": (4, 0)
+        "parse": (0, 4),
+        "count": (4, 0),
+        "report": (4, 0),
     }
     assert all(t["total"] == 4 for t in states.values()), "each job in exactly one state"
     assert "# parse: ready 0, live 0, done 0, outdated 4, failed 0," in script("status").stderr

@@ -69,8 +69,9 @@ async def test_records_without_a_fingerprint_failures_and_live_jobs_are_never_ou
     (tmp_path / "done" / "old.yaml").write_text(yaml.safe_dump({"success": True, "start_time": None, "end_time": None}))
     task, _ = stage("t", done, inp, 2)
     async with pdtnb.Pipeline([task], pdtnb.Session()) as pipeline:
-        await done.dump("bad", {"result": "failure", "error_type": "ValueError", "message": "no",
-                                "fingerprint": "0123456789abcdef"})
+        await done.dump(
+            "bad", {"result": "failure", "error_type": "ValueError", "message": "no", "fingerprint": "0123456789abcdef"}
+        )
         await pipeline.run()
     task2, _ = stage("t", done, inp, 5)
     async with pdtnb.Pipeline([task2], pdtnb.Session()) as pipeline:

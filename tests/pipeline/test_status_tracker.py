@@ -39,8 +39,9 @@ def build(kind: str, tmp_path, n: int = 40):
 
 
 def counts(status: pdtnb.PipelineStatus) -> list[tuple]:
-    return [(t.name, t.ready, t.live, t.done, t.failed, [(link.name, link.count) for link in t.links])
-            for t in status.tasks]
+    return [
+        (t.name, t.ready, t.live, t.done, t.failed, [(link.name, link.count) for link in t.links]) for t in status.tasks
+    ]
 
 
 @pytest.mark.parametrize("kind", ["memory", "files"])

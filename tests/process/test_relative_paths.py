@@ -75,9 +75,16 @@ async def test_process_task_gets_absolute_paths_of_relative_repositories(tmp_pat
     counts = FileRepository("data/counts")
     done = YamlMetadataFileRepository("data/wc-done")
     pids = YamlMetadataFileRepository("data/wc-pids")
-    task = ProcessTask("wc", localhost, quota, Resources.parse(cpu=1, mem="10Mi"), pids,
-                       "wc -w < {{ books | shell_quote }}\n",
-                       done=done, stdout=counts)
+    task = ProcessTask(
+        "wc",
+        localhost,
+        quota,
+        Resources.parse(cpu=1, mem="10Mi"),
+        pids,
+        "wc -w < {{ books | shell_quote }}\n",
+        done=done,
+        stdout=counts,
+    )
     task.link("books", books, is_input=True)
     pipeline = Pipeline([task], session, [quota])
     async with pipeline:

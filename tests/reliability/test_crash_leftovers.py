@@ -20,8 +20,13 @@ async def test_orphaned_job_directories_are_swept_and_live_ones_kept(tmp_path):
     pids = pdtnb.YamlMetadataFileRepository(tmp_path / "pids")
     quota = pdtnb.ResourceManager(pdtnb.Resources.parse(cpu=4, mem="1Gi"))
     task = pdtnb.ProcessTask(
-        "p", procman, quota, pdtnb.Resources.parse(cpu=1, mem="1Mi"), pids,
-        'if [ "{{ job }}" = live ]; then sleep 1; fi\n', done=done,
+        "p",
+        procman,
+        quota,
+        pdtnb.Resources.parse(cpu=1, mem="1Mi"),
+        pids,
+        'if [ "{{ job }}" = live ]; then sleep 1; fi\n',
+        done=done,
     )
     task.link("raw", raw, is_input=True)
     async with pdtnb.Pipeline([task], session, [quota]) as pipeline:
@@ -34,7 +39,13 @@ async def test_orphaned_job_directories_are_swept_and_live_ones_kept(tmp_path):
     assert (basedir / "live").is_dir()
 
     task2 = pdtnb.ProcessTask(
-        "p", procman, quota, pdtnb.Resources.parse(cpu=1, mem="1Mi"), pids, "true\n", done=done,
+        "p",
+        procman,
+        quota,
+        pdtnb.Resources.parse(cpu=1, mem="1Mi"),
+        pids,
+        "true\n",
+        done=done,
     )
     task2.link("raw", raw, is_input=True)
     async with pdtnb.Pipeline([task2], session, [quota]) as pipeline:

@@ -32,8 +32,9 @@ from pdtnb.repository.filesystem import TMP_PREFIX
 
 
 def _mount(directory: Path, options: str = "size=256k") -> None:
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)], check=True,
-                   capture_output=True, timeout=30)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)], check=True, capture_output=True, timeout=30
+    )
 
 
 def remount(directory: Path, mode: str) -> None:
@@ -183,8 +184,12 @@ class Rig:
     def run(self, *args: str) -> tuple[subprocess.CompletedProcess, float]:
         started = time.monotonic()
         result = subprocess.run(
-            [sys.executable, str(self.script), *args], capture_output=True, text=True, timeout=120,
-            stdin=subprocess.DEVNULL, cwd=self.script.parent,
+            [sys.executable, str(self.script), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            cwd=self.script.parent,
         )
         return result, time.monotonic() - started
 
@@ -206,10 +211,15 @@ class Rig:
 
     def records(self, name: str) -> dict[str, dict[str, Any]]:
         directory = self.place(name) if name == "done" else self.data / name
-        return {
-            p.name[: -len(".yaml")]: yaml.safe_load(p.read_bytes())
-            for p in directory.glob("*.yaml") if not p.name.startswith(TMP_PREFIX)
-        } if directory.is_dir() else {}
+        return (
+            {
+                p.name[: -len(".yaml")]: yaml.safe_load(p.read_bytes())
+                for p in directory.glob("*.yaml")
+                if not p.name.startswith(TMP_PREFIX)
+            }
+            if directory.is_dir()
+            else {}
+        )
 
     def calls(self) -> list[str]:
         path = self.data / "calls.log"
@@ -270,7 +280,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_loses_nothing(tmp_path: Pat
     # temporary file stays, owned by a process that is gone. Listings ignore it, a status deletes
     # nothing, and the next run sweeps it.
     left = temporaries(disk) + temporaries(rig.data)
-    assert all(not psutil.pid_exists(int(p.name[len(TMP_PREFIX):].split("-")[0])) for p in left), left
+    assert all(not psutil.pid_exists(int(p.name[len(TMP_PREFIX) :].split("-")[0])) for p in left), left
     if kind != "executor":
         assert left == [], "only an abandoned thread leaves a temporary"
     status, _ = rig.run("status")
@@ -374,8 +384,11 @@ async def test_an_in_process_body_meeting_a_storage_fault_stops_the_launches():
     # One launch at a time, in job order (a priority sorts each group's jobs).
     pipeline = pdtnb.Pipeline([task], pdtnb.Session(), priority=lambda t, j: 0, launch_concurrency=1)
     async with pipeline:
-        with pytest.raises(StorageFaultError, match=r"^input/output error \(EIO\) writing /data/b.out; "
-                                                    r"nothing was lost: t b stays ready$"):
+        with pytest.raises(
+            StorageFaultError,
+            match=r"^input/output error \(EIO\) writing /data/b.out; "
+            r"nothing was lost: t b stays ready$",
+        ):
             await pipeline.run(timeout=10)
         assert calls == ["a", "b"], "no launch after the fault"
         assert set(done.data) == {"a"} and done.data["a"]["result"] == "success"
@@ -476,5 +489,6 @@ async def test_other_os_errors_are_still_the_jobs_failures():
         summary = await pipeline.run(timeout=10)
     assert summary.failed == 2
     assert {job: record["error_type"] for job, record in done.data.items()} == {
-        "a": "FileNotFoundError", "b": "PermissionError"
+        "a": "FileNotFoundError",
+        "b": "PermissionError",
     }

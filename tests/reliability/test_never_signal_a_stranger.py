@@ -52,12 +52,21 @@ async def test_process_jobs_do_not_start_with_sigint_ignored(tmp_path):
         yield pdtnb.LocalLinuxManager("signals", tmp_path / "procs")
 
     raw = pdtnb.InProcessMetadataRepository({"j": 1})
-    done, pids, out = (pdtnb.InProcessMetadataRepository(), pdtnb.InProcessMetadataRepository(),
-                       pdtnb.InProcessBlobRepository())
+    done, pids, out = (
+        pdtnb.InProcessMetadataRepository(),
+        pdtnb.InProcessMetadataRepository(),
+        pdtnb.InProcessBlobRepository(),
+    )
     quota = pdtnb.ResourceManager(pdtnb.Resources.parse(cpu=4, mem="1Gi"))
     task = pdtnb.ProcessTask(
-        "p", procman, quota, pdtnb.Resources.parse(cpu=1, mem="1Mi"), pids,
-        "grep SigIgn /proc/self/status\n", done=done, stdout=out,
+        "p",
+        procman,
+        quota,
+        pdtnb.Resources.parse(cpu=1, mem="1Mi"),
+        pids,
+        "grep SigIgn /proc/self/status\n",
+        done=done,
+        stdout=out,
     )
     task.link("raw", raw, is_input=True)
     async with pdtnb.Pipeline([task], session, [quota]) as pipeline:

@@ -53,6 +53,7 @@ def _secantus(storage: str, *extra: str, port: int | None = None) -> Iterator[tu
     log = tempfile.TemporaryFile()
     command = [exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage, "--standalone"]
     proc = subprocess.Popen([*command, "--log-level", "WARNING", *extra], stdout=log, stderr=subprocess.STDOUT)
+
     def output() -> str:
         log.seek(0)
         return log.read().decode(errors="replace")[-2000:]

@@ -18,7 +18,7 @@ import pytest
 from mongoserver import mongo_server
 from s3server import s3_client, s3_endpoint
 
-SCRIPT = '''
+SCRIPT = """
 import os
 
 import aiobotocore.session
@@ -66,7 +66,7 @@ pipeline = pdtnb.Pipeline([summarize], session, [])
 
 if __name__ == "__main__":
     pdtnb.main(pipeline)
-'''
+"""
 
 BOOKS = {
     "river": "The river froze from the edges inward.\nUnder the floor the water kept moving.\n",
@@ -114,8 +114,13 @@ def cli(tmp_path: Path, servers):
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, str(script), *args], input=stdin, capture_output=True, text=True,
-            env=env, timeout=60, check=False,
+            [sys.executable, str(script), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
         )
 
     return run
@@ -136,13 +141,21 @@ def test_pipeline_over_s3_and_mongodb_through_the_command_line(cli):
     status = cli("status")
     assert status.returncode == 0, status.stderr
     assert status.stdout.splitlines() == [
-        "summarize", "summarize.books 3", "summarize.done 3", "summarize.summaries 3", "",
+        "summarize",
+        "summarize.books 3",
+        "summarize.done 3",
+        "summarize.summaries 3",
+        "",
     ]
     assert "# summarize: ready 0, live 0, done 3, failed 0" in status.stderr
 
     trace = cli("trace", "river", "nosuch")
     assert trace.stdout.splitlines() == [
-        "summarize", "summarize.books river", "summarize.done river", "summarize.summaries river", "",
+        "summarize",
+        "summarize.books river",
+        "summarize.done river",
+        "summarize.summaries river",
+        "",
     ]
 
     summary = cli("cat", "summarize.summaries", "lighthouse")
@@ -166,10 +179,16 @@ def test_pipeline_over_s3_and_mongodb_through_the_command_line(cli):
 
 def test_an_unreachable_server_is_named_when_the_pipeline_opens(cli, tmp_path):
     script = tmp_path / "pipeline.py"
-    env = {**os.environ, "E2E_S3_URL": "http://127.0.0.1:9", "E2E_S3_KEY": "k", "E2E_S3_SECRET": "s",
-           "E2E_MONGO_URL": "mongodb://127.0.0.1:9"}
-    result = subprocess.run([sys.executable, str(script), "status"], capture_output=True, text=True, env=env,
-                            timeout=120, check=False)
+    env = {
+        **os.environ,
+        "E2E_S3_URL": "http://127.0.0.1:9",
+        "E2E_S3_KEY": "k",
+        "E2E_S3_SECRET": "s",
+        "E2E_MONGO_URL": "mongodb://127.0.0.1:9",
+    }
+    result = subprocess.run(
+        [sys.executable, str(script), "status"], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr
     assert "127.0.0.1:9" in result.stderr, result.stderr

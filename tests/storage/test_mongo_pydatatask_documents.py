@@ -25,13 +25,19 @@ async def test_documents_of_pydatatask_read_as_their_fields(mongo_url: str) -> N
     try:
         # what pydatatask 0.4.7's MongoMetadataRepository.dump left: replace_one({"_id": job}, data)
         when = datetime(2024, 5, 1, 12, 0, 0)
-        await coll.insert_many([
-            {"_id": "ok", "result": "success", "start_time": when, "end_time": when},
-            {"_id": "bad", "result": "exception", "exception": "ValueError('boom')",
-             "traceback": ['  File "x.py", line 3\n']},
-            {"_id": "empty"},
-            {"_id": "mine", "data": {"n": 1}},  # pdtnb's own layout
-        ])
+        await coll.insert_many(
+            [
+                {"_id": "ok", "result": "success", "start_time": when, "end_time": when},
+                {
+                    "_id": "bad",
+                    "result": "exception",
+                    "exception": "ValueError('boom')",
+                    "traceback": ['  File "x.py", line 3\n'],
+                },
+                {"_id": "empty"},
+                {"_id": "mine", "data": {"n": 1}},  # pdtnb's own layout
+            ]
+        )
         repo = MongoMetadataRepository(lambda: client[name], "done")
         ok = await repo.info("ok")
         assert ok == {"result": "success", "start_time": when, "end_time": when}

@@ -101,8 +101,12 @@ async def test_records_filled_by_hand_are_bounded_too(mongo_url: str) -> None:
     try:
         done = MongoMetadataRepository(lambda: client[name], "done")
         record = JobRecord(
-            Outcome.FAILURE, exit_code=1, reason=huge, stdout_tail=huge,
-            extra={"pod_message": huge, "blob": BLOB}, history=[{"result": "failure", "message": huge}],
+            Outcome.FAILURE,
+            exit_code=1,
+            reason=huge,
+            stdout_tail=huge,
+            extra={"pod_message": huge, "blob": BLOB},
+            history=[{"result": "failure", "message": huge}],
         )
         await done.dump("j", record.to_dict())
         raw = await client[name]["done"].find_one({"_id": "j"})

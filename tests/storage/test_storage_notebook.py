@@ -113,12 +113,6 @@ def places(s3, mongo, credentials):
 # ---- running the notebook ---------------------------------------------------------------------
 
 
-
-
-
-
-
-
 def output_of(nb: Any, source: str) -> str:
     """What the code cell whose source is exactly ``source`` showed (asserted unique)."""
     cells = [c for c in nb.cells if c.cell_type == "code" and c.source.strip() == source]
@@ -192,10 +186,24 @@ def test_storage_notebook_runs_over_s3_and_mongodb(s3, mongo, credentials, place
     statuses = [cell_text(c) for c in nb.cells if c.cell_type == "code" and c.source.strip() == "%pdt status"]
     assert len(statuses) == 2
     before, after = counts(statuses[0]), counts(statuses[1])
-    assert before == {"ready": 4, "live": 0, "done": 0, "failed": 0,
-                      "books jobs": 4, "done jobs": 0, "summaries jobs": 0}
-    assert after == {"ready": 0, "live": 0, "done": 4, "failed": 0,
-                     "books jobs": 4, "done jobs": 4, "summaries jobs": 4}
+    assert before == {
+        "ready": 4,
+        "live": 0,
+        "done": 0,
+        "failed": 0,
+        "books jobs": 4,
+        "done jobs": 0,
+        "summaries jobs": 0,
+    }
+    assert after == {
+        "ready": 0,
+        "live": 0,
+        "done": 4,
+        "failed": 0,
+        "books jobs": 4,
+        "done jobs": 4,
+        "summaries jobs": 4,
+    }
     assert output_of(nb, "%pdt ls summarize.books").split() == [*sorted(BOOKS), "(4", "jobs)"]
     assert "4 launched, 0 failed launches" in output_containing(nb, "%pdt wait --timeout")
     assert yaml.safe_load(output_of(nb, "%pdt cat summarize.summaries lighthouse")) == summary_of(BOOKS["lighthouse"])
@@ -231,11 +239,16 @@ def test_storage_notebook_runs_over_s3_and_mongodb(s3, mongo, credentials, place
     # exported as a script (the pdtnb-skip cells left out), the same pipeline from a terminal
     script = tmp_path / "storage.py"
     assert export_main([str(NOTEBOOK), "-o", str(script)]) == 0  # python -m pdtnb export, in this process
-    status = subprocess.run([sys.executable, str(script), "status"], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=60, check=False)
+    status = subprocess.run(
+        [sys.executable, str(script), "status"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
     assert status.returncode == 0, status.stderr
     assert status.stdout.splitlines() == [
-        "summarize", "summarize.books 4", "summarize.done 4", "summarize.summaries 4", "",
+        "summarize",
+        "summarize.books 4",
+        "summarize.done 4",
+        "summarize.summaries 4",
+        "",
     ]
     assert "# summarize: ready 0, live 0, done 4, failed 0" in status.stderr
     assert secret not in status.stdout + status.stderr

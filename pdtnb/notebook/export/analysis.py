@@ -454,9 +454,7 @@ def _parameter(stmt: ast.stmt) -> tuple[str, Any, ast.expr] | None:
     return name, default, value
 
 
-def _chunk(
-    cell: SourceCell, scope: _Scope, parameters: list[Parameter], future: list[str], dropped: list[str]
-) -> str:
+def _chunk(cell: SourceCell, scope: _Scope, parameters: list[Parameter], future: list[str], dropped: list[str]) -> str:
     """The code of ``cell`` that goes into the script (updating ``scope``)."""
     code = _transform(cell)
     tree = _parse(cell, code)
@@ -786,9 +784,7 @@ def _check_parameters(parameters: list[Parameter]) -> None:
         seen[p.env] = p
 
 
-def _choose_pipeline(
-    scope: _Scope, requested: str | None, flag: str, known: Collection[str]
-) -> str:
+def _choose_pipeline(scope: _Scope, requested: str | None, flag: str, known: Collection[str]) -> str:
     found = dict(scope.pipelines)
     for name in known:
         if name in scope.bound and name not in scope.unavailable and name not in scope.notebook_only:
@@ -816,5 +812,3 @@ def _choose_pipeline(
             f"e.g. pipeline = pdtnb.Pipeline([...], session){extra}"
         )
     raise ExportError(f"several pipelines are defined ({listing}): choose one with {flag} NAME")
-
-

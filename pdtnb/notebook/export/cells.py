@@ -147,5 +147,3 @@ def _short(text: str, width: int = 60) -> str:
 
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
-
-

@@ -56,8 +56,15 @@ def export_in_kernel(
     requested, flag = (pipeline, "--pipeline") if pipeline else (selected, "%pdt use")
     script_path = Path.cwd() / Path(output).expanduser()
     # `%pdt load FILE` read a relative FILE from this kernel's working directory.
-    plan = analyse(cells, origin=origin, pipeline=requested, pipeline_flag=flag, known_pipelines=list(live),
-                   load_base=Path.cwd(), script_dir=script_path.parent)
+    plan = analyse(
+        cells,
+        origin=origin,
+        pipeline=requested,
+        pipeline_flag=flag,
+        known_pipelines=list(live),
+        load_base=Path.cwd(),
+        script_dir=script_path.parent,
+    )
     recorded: list[Any] | None = None
     if actions:
         target = live.get(plan.pipeline)
@@ -115,8 +122,13 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m pdtnb expo
         # `%pdt load FILE`: a relative FILE is taken from the notebook's directory (where Jupyter
         # starts its kernels), and written relative to the script's (the current one for '-').
         script_dir = Path.cwd() if args.output == "-" else Path(args.output).expanduser().absolute().parent
-        plan = analyse(cells, origin=notebook.name, pipeline=args.pipeline,
-                       load_base=notebook.absolute().parent, script_dir=script_dir)
+        plan = analyse(
+            cells,
+            origin=notebook.name,
+            pipeline=args.pipeline,
+            load_base=notebook.absolute().parent,
+            script_dir=script_dir,
+        )
         name = "SCRIPT" if args.output == "-" else Path(args.output).name
         text = render_script(plan, None, name)
         if args.output == "-":
@@ -132,5 +144,3 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m pdtnb expo
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
-
-

@@ -274,8 +274,11 @@ class GraphModel:
         if ts is not None:
             lines.append(TextLine(f"ready {ts.ready} · live {ts.live}", "count"))
             lines.append(TextLine(f"done {ts.done} · failed {ts.failed}", "count"))
-            held = [f"{label} {n}" for label, n in
-                    (("outdated", ts.outdated), ("retrying", ts.retrying), ("blocked", ts.blocked)) if n]
+            held = [
+                f"{label} {n}"
+                for label, n in (("outdated", ts.outdated), ("retrying", ts.retrying), ("blocked", ts.blocked))
+                if n
+            ]
             if held:  # only when there are some: most nodes keep two count lines
                 lines.append(TextLine(" · ".join(held), "count"))
         if self.is_disabled(status, task):
