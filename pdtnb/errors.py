@@ -13,6 +13,7 @@ import errno as _errno
 import os
 
 __all__ = [
+    "one_line",
     "PdtnbError",
     "InvalidJobIdError",
     "JobLaunchError",
@@ -168,3 +169,10 @@ def storage_fault(exc: BaseException, note: str | None = None, depth: int = 3) -
                 if inner is not None:
                     todo.append((inner, level + 1))
     return None
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as the one line every front end prints: its message with whitespace folded
+    (a KeyError's key without the quotes str() adds), or its type's name when it has none."""
+    text = str(exc) if not isinstance(exc, KeyError) or not exc.args else str(exc.args[0])
+    return " ".join(text.split()) or type(exc).__name__

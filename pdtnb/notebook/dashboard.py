@@ -33,6 +33,7 @@ from typing import Any
 
 import ipywidgets
 
+from ..errors import one_line
 from ..pipeline import Pipeline, RunSummary
 from ..status import PipelineStatus, TaskStatus
 from ..task.executor import dask_dashboard_link
@@ -78,10 +79,6 @@ _DASHBOARD_CSS = """<style>
 
 def _now() -> str:
     return f"{datetime.now(timezone.utc):%H:%M:%S} UTC"
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _graph_supports_form() -> bool:
@@ -361,7 +358,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
         if feed.error is not None:
             markup += (
                 f' <span class="pdtnb-error" style="color:#E15759">status refresh failed: '
-                f"{html.escape(_one_line(feed.error))}</span>"
+                f"{html.escape(one_line(feed.error))}</span>"
             )
         self.caption.value = (
             f'{_DASHBOARD_CSS}{_CSS}<div class="pdtnb-status" style="color:#666;font-size:11px">{markup}</div>'
@@ -550,7 +547,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
         except Exception as e:  # drawn, not raised: a background task has no cell to fail
             log.exception("drawing the graph failed")
             self._graph_key = None
-            self._graph_markup = f"<i>the graph could not be drawn: {html.escape(_one_line(e))}</i>"
+            self._graph_markup = f"<i>the graph could not be drawn: {html.escape(one_line(e))}</i>"
             return
         self.graph_widget.layout.display = None
 
@@ -584,7 +581,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
 
             png = await asyncio.to_thread(to_png)
         except Exception as e:
-            self.timeline_widget.value = f"<i>the timeline could not be drawn: {html.escape(_one_line(e))}</i>"
+            self.timeline_widget.value = f"<i>the timeline could not be drawn: {html.escape(one_line(e))}</i>"
             return
         self.timeline_widget.value = (
             f'<img alt="timeline" style="max-width:min(100%,1000px)" '
@@ -696,7 +693,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
             entries = await self.controller.jobs(task, state, limit=_LIST_LIMIT)
         except Exception as e:
             if not quiet:
-                self._show_error(f"listing the {state} jobs of {task}: {_one_line(e)}")
+                self._show_error(f"listing the {state} jobs of {task}: {one_line(e)}")
             return
         status = self._status
         total = status.task(task).count(state) if status is not None and task in self._rows_for else len(entries)
@@ -743,7 +740,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
         try:
             details = await self.controller.show(task, job)
         except Exception as e:
-            self._show_error(f"show {task} {job}: {_one_line(e)}")
+            self._show_error(f"show {task} {job}: {one_line(e)}")
             return
         self._job_key = (task, job)
         self._job_state = details.state
@@ -914,7 +911,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
                 return
             outcome = await action(controller)
         except Exception as e:
-            self._show_error(f"{label}: {_one_line(e)}")
+            self._show_error(f"{label}: {one_line(e)}")
         else:
             text, failed = _describe(label, outcome)
             if label == "run" and not failed:

@@ -60,7 +60,7 @@ def run_state(controller: PipelineController) -> RunState:
     draining = controller.draining
     if controller.running:
         elapsed = controller.run_elapsed or 0.0
-        return RunState("running", f"running for {_duration(elapsed)}", elapsed)
+        return RunState("running", f"running for {duration_text(elapsed)}", elapsed)
     last = controller.last_run
     if isinstance(last, RunSummary):
         line = f"last run {last.describe()}"
@@ -76,7 +76,7 @@ def run_state(controller: PipelineController) -> RunState:
     return RunState(phase, line, draining=draining)
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 60:
         return f"{seconds:.0f} s"

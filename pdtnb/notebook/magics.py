@@ -25,7 +25,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from .. import admin, failures
 from ..commands import NOTEBOOK, add_command, commands_for, help_text, unknown_jobs
-from ..errors import JobLaunchError, PdtnbError
+from ..errors import JobLaunchError, PdtnbError, one_line
 from ..pipeline import Pipeline
 from ..record import Outcome, is_failure_record, read_record, record_from_exception
 from .controller import PipelineController, controller_for
@@ -212,7 +212,7 @@ class PdtMagics(Magics):
         try:
             await old.retire(controller)
         except Exception as e:  # the new definition must stay usable
-            print(f"pipeline `{name}` was redefined; closing the old definition failed: {_one_line(e)}")
+            print(f"pipeline `{name}` was redefined; closing the old definition failed: {one_line(e)}")
             return
         print(f"pipeline `{name}` was redefined: closed the old definition")
 
@@ -248,7 +248,7 @@ class PdtMagics(Magics):
             except UsageError:
                 raise
             except (PdtnbError, KeyError, ValueError, OSError, TimeoutError, RuntimeError) as e:
-                raise UsageError(f"%pdt {command}: {_one_line(e)}") from None
+                raise UsageError(f"%pdt {command}: {one_line(e)}") from None
 
     async def _load(self, args: argparse.Namespace) -> Message:
         """``%pdt load FILE [as NAME]``: build the pipeline a file declares (:func:`pdtnb.load`,
@@ -264,7 +264,7 @@ class PdtMagics(Magics):
         try:
             pipeline = _load_file(target.file)
         except (PdtnbError, OSError, ValueError, ImportError) as e:
-            raise UsageError(f"%pdt load: {_one_line(e)}") from None
+            raise UsageError(f"%pdt load: {one_line(e)}") from None
         name = target.name
         controller = controller_for(pipeline, name)
         old = self.shell.user_ns.get(name)
@@ -276,7 +276,7 @@ class PdtMagics(Magics):
                 try:
                     await controller_for(old, name).retire(controller)
                 except Exception as e:  # the new pipeline must be bound all the same
-                    print(f"pipeline `{name}` was replaced; closing the old definition failed: {_one_line(e)}")
+                    print(f"pipeline `{name}` was replaced; closing the old definition failed: {one_line(e)}")
                 else:
                     replaced = "; replaced the old definition" + (" (closed it)" if was_open else "")
         self.shell.push({name: pipeline})
@@ -301,7 +301,7 @@ class PdtMagics(Magics):
                 )
             )
         except ExportError as e:
-            raise UsageError(f"%pdt export: {_one_line(e)}") from None
+            raise UsageError(f"%pdt export: {one_line(e)}") from None
 
     async def _run(self, controller: PipelineController, args: argparse.Namespace, cell: str | None) -> Any:
         handler = getattr(self, f"_do_{args.command}", None)
@@ -426,7 +426,7 @@ class PdtMagics(Magics):
         if outcome is None:
             return Message("no background run to wait for")
         if isinstance(outcome, BaseException):
-            return Message(f"the background run ended with {type(outcome).__name__}: {_one_line(outcome)}")
+            return Message(f"the background run ended with {type(outcome).__name__}: {one_line(outcome)}")
         return RunResult(outcome)
 
     async def _do_stop(self, controller: PipelineController, args: argparse.Namespace, cell: str | None) -> Any:
@@ -492,7 +492,7 @@ class PdtMagics(Magics):
         except UsageError:
             raise
         except (PdtnbError, KeyError, ValueError, OSError, RuntimeError) as e:
-            raise UsageError(f"%pdt debug: {_one_line(e)}") from None
+            raise UsageError(f"%pdt debug: {one_line(e)}") from None
         print(
             f"debugging {task.name} {failures.short_id(job)}: its body runs here, in the foreground; "
             "no record is written (after an error, %debug opens the failing frame)"
@@ -616,8 +616,3 @@ def _wakeful_loop(period: float = 0.1) -> Iterator[None]:
     finally:
         if handle is not None:
             handle.cancel()
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e) if not isinstance(e, KeyError) or not e.args else str(e.args[0])
-    return " ".join(text.split()) or type(e).__name__

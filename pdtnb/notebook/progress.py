@@ -13,7 +13,7 @@ import html
 from typing import Any
 
 from ..status import PipelineStatus, TaskStatus
-from .feed import RateTracker, RunState, _duration
+from .feed import RateTracker, RunState, duration_text
 from .style import STATE_COLOURS
 
 __all__ = ["SEGMENTS", "progress_html", "progress_text", "progress_lines", "progress_table_html", "rate_note"]
@@ -38,7 +38,7 @@ def rate_note(t: TaskStatus, rates: RateTracker | None, state: RunState | None) 
         return ""  # no job finished yet in the window: no rate to tell
     eta = rates.eta(t.name, remaining)
     speed = f"{rate:.1f}/s" if rate >= 0.1 else f"{rate * 60:.1f}/min"
-    return f"{speed}, {_duration(eta)} left" if eta is not None else speed
+    return f"{speed}, {duration_text(eta)} left" if eta is not None else speed
 
 
 def progress_html(

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...errors import one_line
 from ...script import env_name
-from .cells import IPYTHON_NAMES, NOTEBOOK_MODULES, PARAMETERS_TAG, SKIP_TAG, ExportError, SourceCell, _one_line, _short
+from .cells import IPYTHON_NAMES, NOTEBOOK_MODULES, PARAMETERS_TAG, SKIP_TAG, ExportError, SourceCell, shorten
 
 # ---- the analysis --------------------------------------------------------------------------------
 
@@ -192,7 +193,7 @@ def _transform(cell: SourceCell) -> str:
     try:
         code = TransformerManager().transform_cell(cell.source)
     except Exception as e:  # IPython's tokenizer raises a variety of errors on broken input
-        raise ExportError(f"{cell.where()}: invalid Python: {_one_line(e)}") from None
+        raise ExportError(f"{cell.where()}: invalid Python: {one_line(e)}") from None
     lines = cell.source.splitlines()
     blank = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
     return "\n" * blank + code
@@ -553,7 +554,7 @@ def _decide(
         return True if kept is stmt else ast.unparse(kept)
     # 3. Display-only expressions: nothing but a value to show.
     if isinstance(stmt, ast.Expr) and not _has_effects(stmt.value):
-        dropped.append(f"{cell.label} line {line}: display of `{_short(ast.unparse(stmt))}`")
+        dropped.append(f"{cell.label} line {line}: display of `{shorten(ast.unparse(stmt))}`")
         return None
     reads, binds = _statement_names(stmt)
     # 4. Code that needs what a magic, a skipped cell or a cell with top-level await defined cannot run.
@@ -687,14 +688,14 @@ def _pdt_load(call: ast.Call, cell: SourceCell, line: int, scope: _Scope) -> str
     where = f"{cell.where()}: line {line}"
     if "$" in text or "{" in text:
         raise ExportError(
-            f"{where}: `%pdt {_short(text)}` uses IPython's variable expansion ($name or {{expression}}), whose "
+            f"{where}: `%pdt {shorten(text)}` uses IPython's variable expansion ($name or {{expression}}), whose "
             "value the export cannot know: write the file's path in the line, or load it in Python: "
             "NAME = pdtnb.load(path)"
         )
     try:
         target = parse_load_line(text)
     except ValueError as e:
-        raise ExportError(f"{where}: %pdt load: {_one_line(e)}") from None
+        raise ExportError(f"{where}: %pdt load: {one_line(e)}") from None
     file = target.file
     if file.startswith("~"):
         where_from = f"_PdtnbPath({file!r}).expanduser()"
@@ -717,7 +718,7 @@ def _pdt_load(call: ast.Call, cell: SourceCell, line: int, scope: _Scope) -> str
     scope.bind_kept([target.name], cell.label)
     scope.pipelines[target.name] = cell.label
     scope.loads.append((target.name, file))
-    return f"{importing}{target.name} = {module}.load({where_from})  # %pdt load {_short(file)}"
+    return f"{importing}{target.name} = {module}.load({where_from})  # %pdt load {shorten(file)}"
 
 
 def _assemble(body: list[ast.stmt], decisions: list[bool | str | None], lines: list[str]) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...errors import PdtnbError
+from ...errors import PdtnbError, one_line
 
 #: Cells with this tag are left out of the script.
 SKIP_TAG = "pdtnb-skip"
@@ -76,7 +76,7 @@ def cells_from_notebook(path: str | os.PathLike[str]) -> list[SourceCell]:
     except FileNotFoundError:
         raise ExportError(f"notebook {path}: no such file") from None
     except (OSError, ValueError) as e:
-        raise ExportError(f"notebook {path} cannot be read as a Jupyter notebook: {_one_line(e)}") from None
+        raise ExportError(f"notebook {path} cannot be read as a Jupyter notebook: {one_line(e)}") from None
     if isinstance(raw, dict) and raw.get("nbformat") == 4 and isinstance(raw.get("cells"), list):
         nb = raw
     else:
@@ -87,7 +87,7 @@ def cells_from_notebook(path: str | os.PathLike[str]) -> list[SourceCell]:
         try:
             nb = nbformat.read(os.fspath(path), as_version=4)
         except Exception as e:  # nbformat raises jsonschema's ValidationError, among others
-            raise ExportError(f"notebook {path} cannot be read as a Jupyter notebook: {_one_line(e)}") from None
+            raise ExportError(f"notebook {path} cannot be read as a Jupyter notebook: {one_line(e)}") from None
     metadata = nb.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise ExportError(f"notebook {path} cannot be read as a Jupyter notebook: its metadata is not a mapping")
@@ -140,10 +140,7 @@ def locate_notebook(
     return None
 
 
-def _short(text: str, width: int = 60) -> str:
+def shorten(text: str, width: int = 60) -> str:
+    """``text`` on one line, cut to ``width`` characters (for messages quoting code)."""
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__

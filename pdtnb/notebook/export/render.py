@@ -12,7 +12,7 @@ from typing import Any
 
 from ...script import ENV_PREFIX
 from .analysis import ExportPlan
-from .cells import ExportError, _short
+from .cells import ExportError, shorten
 
 # ---- the script ---------------------------------------------------------------------------------
 
@@ -102,7 +102,7 @@ def render_script(plan: ExportPlan, actions: Sequence[Any] | None = None, script
     ]
     if plan.parameters:
         doc.append("Parameters (--param NAME=VALUE before the subcommand, or the environment variable):")
-        doc.extend(f"    {p.name} = {_short(repr(p.default))}  ({p.env}; {p.cell})" for p in plan.parameters)
+        doc.extend(f"    {p.name} = {shorten(repr(p.default))}  ({p.env}; {p.cell})" for p in plan.parameters)
     else:
         doc.append("Parameters: none (tag a notebook cell 'parameters' to have some).")
     if actions is not None:
@@ -135,7 +135,7 @@ def render_script(plan: ExportPlan, actions: Sequence[Any] | None = None, script
         compile(text, script_name, "exec")
     except SyntaxError as e:  # the kept code compiled cell by cell; a failure here is a statement
         raise ExportError(  # that only compiles inside a function, such as `return` at the top level
-            f"the exported script is not valid Python at line {e.lineno} ({_short(e.text or '')}): {e.msg}"
+            f"the exported script is not valid Python at line {e.lineno} ({shorten(e.text or '')}): {e.msg}"
         ) from None
     return text
 
