@@ -84,7 +84,7 @@ def test_a_redefined_body_shows_an_outdated_count_and_retry_outdated_reruns_them
     assert progress.locator(".pdtnb-seg-done").count() == 0
     assert progress.inner_text().strip().startswith("0/3"), progress.inner_text()
     # The graph's node says so, is drawn outdated, and the legend says what that colour is.
-    wait_for(lambda: "outdated 3" in graph_texts(jl), 10, "the graph's node to count the outdated jobs")
+    wait_for(lambda: "outdated 3" in graph_texts(jl), 30, "the graph's node to count the outdated jobs")
     assert "done 0 · failed 0" in graph_texts(jl) and "outdated" in graph_texts(jl), graph_texts(jl)
     jl.screenshot("outdated-dashboard.png", dash)
 
@@ -122,6 +122,6 @@ def test_a_redefined_body_shows_an_outdated_count_and_retry_outdated_reruns_them
     index = jl.append_and_run("print(sorted(out.data.items()))")
     assert jl.output_text(index).strip() == "[('1', 102), ('2', 104), ('3', 106)]", jl.output_text(index)
     # The graph catches up (it is redrawn at most every 1.5 s): no outdated count or legend key left.
-    wait_for(lambda: "done 3 · failed 0" in graph_texts(jl), 10, "the graph to show the jobs done")
+    wait_for(lambda: "done 3 · failed 0" in graph_texts(jl), 30, "the graph to show the jobs done")
     assert not [t for t in graph_texts(jl) if "outdated" in t], graph_texts(jl)
     jl.screenshot("outdated-rerun.png", dash)
