@@ -289,13 +289,10 @@ async def launch_job(
         return LaunchOutcome(task_name, job, "not_ready")
     previous = await task.previous_record(job) if meta else None
     options = LaunchOptions(sync=sync, metadata=meta, force=force, previous=previous)
-    hooks = pipeline.hooks_for(task)
-    if hooks is not None and hooks.gates and not force:  # a launch by hand is asked as the phase asks
-        reason = await hooks.admit(task, job)
-        if reason is not None:
-            return LaunchOutcome(task_name, job, "vetoed", reason=reason)
-    if hooks is not None and hooks.launches:
-        await hooks.launching(task, job, options.attempt)
+    # A launch by hand is asked as a launch phase asks, unless forced.
+    reason = await pipeline.admit(task, job, options.attempt, ask=not force)
+    if reason is not None:
+        return LaunchOutcome(task_name, job, "vetoed", reason=reason)
     task.stamp_fingerprint()  # the code as it is now is what this job runs
     if options == DEFAULT_LAUNCH:
         options = DEFAULT_LAUNCH

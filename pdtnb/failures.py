@@ -345,7 +345,7 @@ async def _veto_reason(pipeline: Pipeline, task: Task, job: str) -> str | None:
     if last is not None:
         reason, when = last
         return f"skipped by a hook at the launch phase of {when.isoformat(timespec='seconds')}: {reason}"
-    hooks = pipeline.hooks_for(task)
+    hooks = task.hook_set
     if hooks is None or not hooks.gates:
         return None
     reason = await hooks.admit(task, job)

@@ -241,7 +241,7 @@ class Pipeline:
         for task in self.tasks.values():
             task._attach(wake)
             task._on_record = self._count_outcome
-            task._hook_set = self.hooks_for(task)
+            task.hook_set = self.hooks_for(task)
             task.stamp_fingerprint()
         self._opened = True
 
@@ -309,7 +309,7 @@ class Pipeline:
         for task in self.tasks.values():
             task._attach(None)
             task._on_record = None
-            task._hook_set = task.own_hook_set()
+            task.hook_set = task.own_hook_set()
         try:
             await close_hooks([*(h for t in self.tasks.values() for h in t.hooks), *self.hooks], self._hook_errors)
         finally:
@@ -454,23 +454,31 @@ class Pipeline:
         launch phase that asked, and when; None if it was not skipped (or was launched since)."""
         return self._vetoes.get((task_name, job))
 
-    async def _admit(self, task: Task, hooks: HookSet, job: str, report: LaunchReport, attempt: int = 1) -> bool:
-        """Ask the hooks whether to launch ``job`` now; a veto is counted and remembered for
-        ``why``. Tell them of the launch when it goes ahead."""
-        if hooks.gates:
+    async def admit(
+        self, task: Task, job: str, attempt: int = 1, report: LaunchReport | None = None, ask: bool = True
+    ) -> str | None:
+        """Ask the hooks in effect (:attr:`Task.hook_set`) whether ``job`` of ``task`` may launch
+        now: the reason of a veto, or None, after telling their ``on_launch`` that it goes ahead.
+        A launch phase passes its ``report``: a veto is counted there and kept for ``why``. A
+        launch by hand passes none, and ``ask=False`` when it is forced (not asked, only told)."""
+        hooks = task.hook_set
+        if hooks is None:
+            return None
+        if ask and hooks.gates:
             reason = await hooks.admit(task, job)
             if reason is not None:
-                self._vetoes[(task.name, job)] = (reason, utcnow())
-                if attempt > 1:
-                    report.vetoed_retries += 1
-                else:
-                    report.vetoed += 1
-                return False
+                if report is not None:
+                    self._vetoes[(task.name, job)] = (reason, utcnow())
+                    if attempt > 1:
+                        report.vetoed_retries += 1
+                    else:
+                        report.vetoed += 1
+                return reason
             if self._vetoes:
                 self._vetoes.pop((task.name, job), None)
         if hooks.launches:
             await hooks.launching(task, job, attempt)
-        return True
+        return None
 
     # ---- the two phases --------------------------------------------------------------------
 
@@ -588,8 +596,7 @@ class Pipeline:
                 if not previous.retrying:
                     continue
                 options = LaunchOptions(previous=previous)
-                hooks = task._hook_set
-                if hooks is not None and not await self._admit(task, hooks, job, report, options.attempt):
+                if task.hook_set is not None and await self.admit(task, job, options.attempt, report) is not None:
                     continue
                 try:
                     started = await launch_with(task, job, options)
@@ -634,7 +641,7 @@ class Pipeline:
             # A task that can launch a stream of jobs in one call (in-process bodies) gets the
             # jobs this loop would launch one by one, minus the same checks (without a lease to
             # confirm: that needs an await between jobs), unless hooks must see each job.
-            hooks = task._hook_set
+            hooks = task.hook_set
             stream = task.stream_launcher() if lease is None and hooks is None else None
 
             def admitted() -> Iterator[str]:
@@ -673,7 +680,7 @@ class Pipeline:
                             continue
                         if lease is not None and not lease.valid():
                             await lease.confirm()  # raises LeaseLostError: stop before acting
-                        if hooks is not None and not await self._admit(task, hooks, job, report):  # noqa: B023
+                        if hooks is not None and await self.admit(task, job, report=report) is not None:  # noqa: B023
                             continue
                         try:
                             started = await launch(job)

@@ -285,6 +285,16 @@ class Task(ABC):
         self.launch_print = printed = self.fingerprint()
         return printed
 
+    @property
+    def hook_set(self) -> HookSet | None:
+        """The hooks in effect around this task's jobs, dispatched: its own, and while a pipeline
+        has it open, the pipeline's after them (None when none has a method a job's life calls)."""
+        return self._hook_set
+
+    @hook_set.setter
+    def hook_set(self, hooks: HookSet | None) -> None:
+        self._hook_set = hooks
+
     def own_hook_set(self, pipeline_hooks: Iterable[Any] = (), reported: set | None = None) -> HookSet | None:
         """The :class:`~pdtnb.hooks.HookSet` of this task's hooks then ``pipeline_hooks``; None
         when none of them has a method a job's life calls."""
