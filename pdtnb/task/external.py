@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from .base import ReapAttempts, Task
+from .base import ReapAttempts, Task, as_timeout, as_window
 
 __all__ = ["ExternalJobTask"]
 
@@ -34,10 +34,11 @@ class ExternalJobTask(Task):
     #: Jobs are separate processes or pods: they keep running if the pipeline process dies.
     jobs_outlive_process = True
 
-    def __init__(self, *args: Any, window: timedelta, timeout: timedelta | None, **kwargs: Any):
+    def __init__(self, *args: Any, window: timedelta | float, timeout: timedelta | float | None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.window = window
-        self.timeout: timedelta | None = timeout
+        # Seconds or a timedelta, checked here once for every kind (a bad value names the task).
+        self.window = as_window(window)
+        self.timeout: timedelta | None = as_timeout(self.name, timeout)
         self._launch_times: list[float] = []  # wall-clock times of launches, sorted
         self._reaping: set[str] = set()
         self._reap_attempts = ReapAttempts(self.name)

@@ -47,8 +47,6 @@ from ..retry import Retry
 from .base import (
     DEFAULT_LAUNCH,
     LaunchOptions,
-    as_timeout,
-    as_window,
     check_type,
     utcnow,
 )
@@ -142,8 +140,8 @@ class KubeTask(ExternalJobTask):
             ready=ready,
             retry=retry,
             hooks=hooks,
-            window=as_window(window),
-            timeout=as_timeout(name, timeout),
+            window=window,
+            timeout=timeout,
             rerun_outdated=rerun_outdated,
         )
         if not callable(podman):

@@ -43,8 +43,6 @@ from .base import (
     STDOUT,
     LaunchOptions,
     _StderrIsStdout,
-    as_timeout,
-    as_window,
     check_type,
     utcnow,
 )
@@ -132,8 +130,8 @@ class ProcessTask(ExternalJobTask):
             ready=ready,
             retry=retry,
             hooks=hooks,
-            window=as_window(window),
-            timeout=as_timeout(name, timeout),
+            window=window,
+            timeout=timeout,
             rerun_outdated=rerun_outdated,
         )
         if not callable(manager):
