@@ -16,6 +16,7 @@ from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 from .admin import delete_jobs
+from .fingerprint import Fingerprint
 from .outcomes import outcome_index
 from .record import JobRecord
 from .task.base import Task
@@ -43,10 +44,12 @@ async def outdated_jobs(task: Task) -> list[str]:
     return sorted(found)
 
 
-def outdated_reasons(task: Task, record: JobRecord) -> list[str] | None:
+def outdated_reasons(task: Task, record: JobRecord, current: Fingerprint | None = None) -> list[str] | None:
     """Why ``record`` (a success of ``task``) is outdated, one phrase per changed part; None
-    when it is not (same fingerprint, or the record or the task has none)."""
-    current = task.fingerprint()
+    when it is not (same fingerprint, or the record or the task has none). ``current``: the
+    task's fingerprint, when the caller has it already (explaining many records)."""
+    if current is None:
+        current = task.fingerprint()
     if current is None or not record.succeeded or not record.fingerprint or record.fingerprint == current.digest:
         return None
     return current.changes_from(record.fingerprint_parts)

@@ -387,6 +387,7 @@ class PipelineController:
         jobs = await outdated_jobs(the_task)
         jobs = jobs if limit is None else jobs[:limit]
         done = the_task.done_repository
+        current = the_task.fingerprint()  # once, not once per job
         out = []
         for job in jobs:
             reason, attempt = "", 0
@@ -397,7 +398,7 @@ class PipelineController:
                     record = None
                 if record is not None:
                     attempt = record.attempt
-                    reason = "; ".join(outdated_reasons(the_task, record) or [])
+                    reason = "; ".join(outdated_reasons(the_task, record, current) or [])
             out.append(JobEntry(task, job, "outdated", reason or "the task's code changed since it ran", attempt))
         return out
 

@@ -77,6 +77,12 @@ _DASHBOARD_CSS = """<style>
 </style>"""
 
 
+def _counts(status: PipelineStatus, task: str) -> tuple[int, ...]:
+    """``task``'s count in each job state: what, when it changes, may have moved one of its jobs."""
+    row = status.task(task)
+    return tuple(row.count(state) for state in STATES)
+
+
 def _now() -> str:
     return f"{datetime.now(timezone.utc):%H:%M:%S} UTC"
 
@@ -344,12 +350,19 @@ class Dashboard(LiveView, ipywidgets.VBox):
             task, state = self._list_key
             if task in names and status.task(task).count(state) != self._listed_count:
                 self._request_quietly(lambda: self.open_list(task, state, quiet=True))
+        if self._job_key is not None:  # the open job's view follows its task, as the list does
+            job_task, job = self._job_key
+            if job_task in names and _counts(status, job_task) != self._job_counts:
+                self._job_counts = _counts(status, job_task)
+                self._request_quietly(lambda: self.open_job(job_task, job, refresh=True))
         if self._show_graph:
             self._request_quietly(lambda: self._redraw(status))
             if self.views is not None and self.views.selected_index == 1:
                 self._request_quietly(self._draw_timeline)
 
     _listed_count = -1
+    #: The counts of the open job's task when its view was last drawn.
+    _job_counts: tuple[int, ...] | None = None
 
     def _set_caption(self, feed: StatusFeed) -> None:
         markup = caption_html(
@@ -734,17 +747,25 @@ class Dashboard(LiveView, ipywidgets.VBox):
         task = self._list_key[0]
         self._request_quietly(lambda: self.open_job(task, job))
 
-    async def open_job(self, task: str, job: str) -> None:
+    async def open_job(self, task: str, job: str, refresh: bool = False) -> None:
         """Show one job (what a click on it in the list does): its ``%pdt show`` view, with Retry
-        for a failed job, Kill for a live one, Why, and the ``%pdt debug`` line to run."""
+        for a failed job, Kill for a live one, Why, and the ``%pdt debug`` line to run. The view
+        is shown again whenever its task's counts change (``refresh``: then the job field, which
+        the user may be typing in, is left alone), so it never says a state the job has left."""
         try:
             details = await self.controller.show(task, job)
         except Exception as e:
-            self._show_error(f"show {task} {job}: {one_line(e)}")
+            if not refresh:
+                self._show_error(f"show {task} {job}: {one_line(e)}")
             return
+        if refresh and self._job_key != (task, job):
+            return  # closed, or another job opened, meanwhile
         self._job_key = (task, job)
         self._job_state = details.state
-        self.job_field.value = job
+        if self._status is not None and task in self._rows_for:
+            self._job_counts = _counts(self._status, task)
+        if not refresh:
+            self.job_field.value = job
         output: dict[str, str] = {}
         markup = ""
         try:
@@ -763,7 +784,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
         self.job_buttons["Kill"].layout.display = None if details.state == "live" else "none"
         killed = details.record is not None and str(details.record.outcome) == "killed"
         if details.state == "outdated":
-            self.debug_hint.value = _outdated_hint(self.controller, task, details.record)
+            self.debug_hint.value = _outdated_hint(details.changed)
         elif failed and not killed:
             self.debug_hint.value = (
                 f'<span style="color:#555">to debug it, run <code>%pdt debug {html.escape(task)} '
@@ -813,26 +834,23 @@ class Dashboard(LiveView, ipywidgets.VBox):
         self._request(f"why {task} {job}", lambda c: c.why(task, job))
 
     def _on_retry_failed(self, _button: Any = None) -> None:
-        task = (
-            self._list_key[0]
-            if self._list_key is not None and _button in self.list_buttons.values()
-            else self.task_picker.value
-        )
-        if not task:
-            self._show_error("choose a task")
-            return
-        self._request(f"retry failed {task}", lambda c: c.retry(task, failed=True), after=self._after_job_action)
+        self._retry_all(_button, "failed")
 
     def _on_retry_outdated(self, _button: Any = None) -> None:
+        self._retry_all(_button, "outdated")
+
+    def _retry_all(self, button: Any, which: str) -> None:
+        """Retry every ``which`` (failed or outdated) job of a task: the open list's task when the
+        button is the list's, else the launch panel's."""
         task = (
             self._list_key[0]
-            if self._list_key is not None and _button in self.list_buttons.values()
+            if self._list_key is not None and button in self.list_buttons.values()
             else self.task_picker.value
         )
         if not task:
             self._show_error("choose a task")
             return
-        self._request(f"retry outdated {task}", lambda c: c.retry(task, outdated=True), after=self._after_job_action)
+        self._request(f"retry {which} {task}", lambda c: c.retry(task, **{which: True}), after=self._after_job_action)
 
     async def _after_job_action(self) -> None:
         await self.controller.feed.refresh()
@@ -986,17 +1004,9 @@ async def _kill(controller: PipelineController, task: str, job: str) -> Any:
     return f"{task} {job}: killed"
 
 
-def _outdated_hint(controller: PipelineController, task: str, record: Any) -> str:
-    """The line over an outdated job's view: what changed in its task's code since it ran."""
-    from ..outdated import outdated_reasons
-
-    changes = None
-    the_task = controller.pipeline.tasks.get(task)
-    if the_task is not None and record is not None:
-        try:
-            changes = outdated_reasons(the_task, record)
-        except Exception:
-            changes = None
+def _outdated_hint(changes: list[str] | None) -> str:
+    """The line over an outdated job's view: what changed in its task's code since it ran (what
+    ``show`` found, :attr:`pdtnb.failures.JobDetails.changed`)."""
     what = "; ".join(changes or ["the task's code changed"])
     return (
         f'<span style="color:#555">done by code that has changed since: <b>{html.escape(what)}</b>; '

@@ -270,6 +270,8 @@ class JobView(_View):
         lines = [f"{d.task} {short_id(d.job)}: {d.state}"]
         if d.live is not None:
             lines.append(f"  running: {d.live}")
+        if d.changed:
+            lines.append(f"  outdated: since it ran, {'; '.join(d.changed)}")
         for name, tail in self.output.items():
             if not tail:
                 continue
@@ -334,6 +336,8 @@ class JobView(_View):
         facts: list[tuple[str, str]] = []
         if d.live is not None:
             facts.append(("running", _e(d.live)))
+        if d.changed:
+            facts.append(("outdated", "since it ran, " + _e("; ".join(d.changed))))
         if r is not None:
             facts.append(
                 (

@@ -117,6 +117,9 @@ def test_a_redefined_body_shows_an_outdated_count_and_retry_outdated_reruns_them
     dash.locator(".pdtnb-run").click()
     wait_for(lambda: count_of(jl, "double", "done") == 3, 20, "the jobs to run again")
     assert count_of(jl, "double", "outdated") == 0
+    # The job opened earlier follows it: its view never keeps a state the job has left.
+    view = dash.locator(".pdtnb-job-view")
+    wait_for(lambda: "double 1: done" in view.inner_text(), 10, "the open job's view to say it is done")
     assert not any("*" in p for p in jl.prompts()), "the dashboard acted by running a cell"
     wait_for(jl.idle, 10, "the kernel to settle after the run")
     index = jl.append_and_run("print(sorted(out.data.items()))")

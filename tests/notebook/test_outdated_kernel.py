@@ -120,6 +120,7 @@ CELLS = [
     ("D_changed", CELL_D),
     ("status_changed", "%pdt status"),
     ("why_changed", "%pdt why double 2"),
+    ("show_changed", "%pdt show double 2"),
     ("graph_changed", "%pdt graph --svg"),
     ("dashboard_changed", DASHBOARD_LIST),
     # (iii) run them again
@@ -203,6 +204,13 @@ def test_why_says_the_body_changed(edited: Recorded) -> None:
     assert "outdated" in text, text
     assert "the task's code has changed since: its body changed" in text, text
     assert "retry double 2 --outdated" in text, text
+
+
+def test_show_says_what_changed_as_the_command_line_does(edited: Recorded) -> None:
+    result = edited["show_changed"].check()
+    assert result.plain.startswith("double 2: outdated\n  outdated: since it ran, its body changed\n"), result.plain
+    html = result._data("text/html")
+    assert "since it ran, its body changed" in html, html
 
 
 def test_the_dashboard_lists_the_outdated_jobs_with_their_reason(edited: Recorded) -> None:
