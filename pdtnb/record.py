@@ -281,10 +281,13 @@ def _frames(exc: BaseException) -> list[Frame]:
         )
         for fs in _tb.extract_tb(exc.__traceback__)
     ]
+    return _kept_frames(frames)
+
+
+def _kept_frames(frames: list[Frame]) -> list[Frame]:
+    """At most ``LIMITS["frames"]`` frames: the outermost few and the innermost (where it failed)."""
     limit = LIMITS["frames"]
-    if len(frames) > limit:  # keep the outermost few and the innermost (where it failed)
-        frames = frames[:5] + frames[-(limit - 5) :]
-    return frames
+    return frames if len(frames) <= limit else frames[:5] + frames[-(limit - 5) :]
 
 
 def _safe_str(exc: BaseException) -> str:
@@ -414,11 +417,7 @@ class JobRecord:
         if self.traceback is not None:
             data["traceback"] = bounded_text(self.traceback, LIMITS["traceback"])
         if self.frames:
-            frames = self.frames
-            limit = LIMITS["frames"]
-            if len(frames) > limit:  # the outermost few and the innermost, as when recorded
-                frames = frames[:5] + frames[-(limit - 5) :]
-            data["frames"] = [f.to_dict() for f in frames]
+            data["frames"] = [f.to_dict() for f in _kept_frames(self.frames)]
         for key in ("stdout_tail", "stderr_tail"):
             value = getattr(self, key)
             if value:

@@ -123,7 +123,7 @@ def quick_success(text: bytes) -> Any:
         if not (_real_date(match[1]) and _real_date(match[2])):
             return None
         return {"result": "success", "fingerprint": match[3].decode()} if match[3] else SUCCESS
-    return SUCCESS if plain_success(text) else None
+    return SUCCESS if len(text) <= 600 and _success_lines(text) else None
 
 
 def plain_success(text: bytes) -> bool:
@@ -138,6 +138,12 @@ def plain_success(text: bytes) -> bool:
     match = _PDTNB_SUCCESS.fullmatch(text)
     if match is not None:
         return _real_date(match[1]) and _real_date(match[2])
+    return _success_lines(text)
+
+
+def _success_lines(text: bytes) -> bool:
+    """:func:`plain_success` line by line, for a record not in pdtnb's own layout (another order,
+    pydatatask's keys): one known key per line, each value of a form the loader cannot misread."""
     lines = text[:-1].split(b"\n")
     if len(lines) > len(_SUCCESS_LINES):
         return False

@@ -70,15 +70,13 @@ def dask_dashboard_link(task: Any) -> str | None:
     executor = getattr(task, "executor", None)
     if executor is None:
         return None
-    if _is_dask_executor(executor):
-        client = getattr(executor, "_client", None)
-    elif type(executor).__module__ == "pdtnb.task.dask":
-        client = getattr(executor, "_client", None)
-    else:
+    if type(executor).__module__ == "pdtnb.task.dask":  # a DaskExecutor says it itself
+        return executor.dashboard_link
+    if not _is_dask_executor(executor):
         return None
     from .dask import dashboard_link_of
 
-    return dashboard_link_of(client)
+    return dashboard_link_of(executor._client)  # type: ignore[attr-defined]
 
 
 class ExecutorTask(FunctionTask):
