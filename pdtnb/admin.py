@@ -104,7 +104,8 @@ async def evaluate_listing(pipeline: Pipeline, expression: str) -> list[str]:
     async def ev(node: ast.AST) -> AbstractSet[str]:
         if isinstance(node, ast.BinOp) and type(node.op) in _SET_OPS:
             left, right = await ev(node.left), await ev(node.right)
-            return getattr(set(left), _SET_OPS[type(node.op)])(set(right))
+            combined: set[str] = getattr(set(left), _SET_OPS[type(node.op)])(set(right))
+            return combined
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             name = f"{node.value.id}.{node.attr}"
             if name not in cache:

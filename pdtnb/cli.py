@@ -13,7 +13,6 @@ import asyncio
 import inspect
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +25,7 @@ from .pipeline import Pipeline
 from .record import is_failure_record, read_record
 from .signals import Stopping, hard_exit
 from .status import pipeline_status, pipeline_trace
+from .task.kube import runs_its_own_pod_job
 
 __all__ = [
     "main",
@@ -244,7 +244,10 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
-def build_parser(instrument: Callable[[Any], None] | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+def build_parser(
+    instrument: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] | None = None,
+    prog: str | None = None,
+) -> argparse.ArgumentParser:
     """The argument parser of :func:`main` (exposed for tests and for export), built from the
     command table :data:`pdtnb.commands.COMMANDS`; ``instrument(subparsers)`` may add commands."""
     parser = argparse.ArgumentParser(prog=prog, description="Administer this pdtnb pipeline.")
@@ -263,7 +266,7 @@ def build_parser(instrument: Callable[[Any], None] | None = None, prog: str | No
 
 def main(
     pipeline: Pipeline,
-    instrument: Callable[[argparse._SubParsersAction], None] | None = None,
+    instrument: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] | None = None,
     argv: list[str] | None = None,
     *,
     prog: str | None = None,
@@ -282,11 +285,8 @@ def main(
     verbose = args.pop("verbose")
     command = args.pop("command", None) or "command"
     acts = "wait" in args  # the acting commands are those that can wait for the lease
-    pod_job = os.environ.get("PDTNB_FUNCTION_JOB")
-    if command == "launch" and args.get("sync") and pod_job == f"{args.get('task_name')}/{args.get('job')}":
-        # A KubeFunctionTask's pod running its own job's body (the controller that created the
-        # pod holds the lease and set this variable in it): not a second controller.
-        acts = False
+    if command == "launch" and args.get("sync") and runs_its_own_pod_job(args["task_name"], args["job"]):
+        acts = False  # a KubeFunctionTask's pod running its own job's body: not a second controller
         pipeline.act_without_lease()
     wait = args.pop("wait", None)
     logging.basicConfig(

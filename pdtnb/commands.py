@@ -18,7 +18,7 @@ import argparse
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -43,6 +43,8 @@ CLI = "cli"
 NOTEBOOK = "notebook"
 BOTH = "both"
 _WHERE = (CLI, NOTEBOOK, BOTH)
+
+_P = TypeVar("_P", bound=argparse.ArgumentParser)
 
 
 def _on(where: str, surface: str) -> bool:
@@ -418,7 +420,7 @@ def commands_for(surface: str, commands: Iterable[Command] = COMMANDS) -> list[C
     return [c for c in commands if c.exists_on(surface)]
 
 
-def add_command(sub: Any, cmd: Command, surface: str, **parser_options: Any) -> argparse.ArgumentParser:
+def add_command(sub: argparse._SubParsersAction[_P], cmd: Command, surface: str, **parser_options: Any) -> _P:
     """Add ``cmd`` as it exists on ``surface`` to argparse's ``sub`` (from ``add_subparsers``)."""
     parser = sub.add_parser(cmd.name, help=cmd.help_on(surface), **parser_options)
     groups: dict[str, Any] = {}

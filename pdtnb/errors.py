@@ -122,6 +122,8 @@ class StorageFaultError(PdtnbError, OSError):
     ``__cause__``); ``filename`` is None when that error named no file.
     """
 
+    errno: int  # always set: the constructor takes the code
+
     def __init__(self, code: int, filename: str | None = None, note: str | None = None) -> None:
         strerror = os.strerror(code)
         if filename is None:
@@ -136,7 +138,7 @@ class StorageFaultError(PdtnbError, OSError):
     def __str__(self) -> str:
         return self.message
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[type[StorageFaultError], tuple[int, str | None, str | None]]:
         return (type(self), (self.errno, self.filename, self.note))
 
 
@@ -159,7 +161,7 @@ def storage_fault(exc: BaseException, note: str | None = None, depth: int = 3) -
                 fault.__cause__ = current.__cause__
                 return fault
             return current
-        if isinstance(current, OSError) and current.errno in STORAGE_ERRNOS:
+        if isinstance(current, OSError) and current.errno is not None and current.errno in STORAGE_ERRNOS:
             filename = current.filename
             fault = StorageFaultError(current.errno, None if filename is None else os.fsdecode(filename), note)
             fault.__cause__ = current

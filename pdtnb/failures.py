@@ -289,11 +289,27 @@ async def why_job(pipeline: Pipeline, task_name: str, job: str) -> Explanation:
             reasons.append(f"its record in {task.name}.{task.done_link} cannot be read: {e}")
     if state == "live":
         reasons.append("it is running now")
-    elif record is not None and record.succeeded and state == "done":
-        when = f" at {record.end_time.isoformat(timespec='seconds')}" if record.end_time else ""
+    elif record is not None:
+        reasons.extend(_record_reasons(task, job, state, record))
+    upstream_failures = await _upstream_failures(pipeline, task, job)
+    if state in ("waiting", "blocked", "ready"):
+        reasons.extend(upstream_failures)
+        reasons.extend(await _link_reasons(task, job))
+    if state == "ready":
+        reasons.extend(await _ready_reasons(pipeline, task, job))
+    if not reasons:
+        reasons.append(f"it is {state}")
+    return Explanation(task.name, job, state, reasons)
+
+
+def _record_reasons(task: Task, job: str, state: str, record: JobRecord) -> list[str]:
+    """What the job's record in the done link says about its last attempt (a success, possibly
+    outdated, or a failure and its retry), and the command that would run it again."""
+    reasons: list[str] = []
+    when = f" at {record.end_time.isoformat(timespec='seconds')}" if record.end_time else ""
+    if record.succeeded and state == "done":
         reasons.append(f"attempt {record.attempt} succeeded{when}; `rm {task.name}.{task.done_link} {job}` re-runs it")
-    elif record is not None and record.succeeded and state == "outdated":
-        when = f" at {record.end_time.isoformat(timespec='seconds')}" if record.end_time else ""
+    elif record.succeeded and state == "outdated":
         changes = outdated_reasons(task, record) or ["the task's code changed"]
         reasons.append(
             f"attempt {record.attempt} succeeded{when}, but the task's code has changed since: " + "; ".join(changes)
@@ -304,7 +320,7 @@ async def why_job(pipeline: Pipeline, task_name: str, job: str) -> Explanation:
             else (f"`retry {task.name} {job} --outdated` runs it again (`-r`: and what was made from it downstream)")
         )
         reasons.append(again)
-    elif record is not None and record.failed:
+    elif record.failed:
         reasons.append(f"attempt {record.attempt} ended: {record.outcome}: {record.reason_line()}")
         if record.retrying and record.retry_at is not None:
             wait = (record.retry_at - utcnow()).total_seconds()
@@ -312,29 +328,37 @@ async def why_job(pipeline: Pipeline, task_name: str, job: str) -> Explanation:
             reasons.append(f"its next attempt is due {due} ({record.retry_at.isoformat(timespec='seconds')})")
         else:
             reasons.append(f"no retry is scheduled: `retry {task.name} {job}` makes it ready again")
-    upstream_failures = await _upstream_failures(pipeline, task, job)
-    if state in ("waiting", "blocked", "ready"):
-        reasons.extend(upstream_failures)
-        for name, link in task.links.items():
-            if link.required_for_start and not link.require_success and not await link.repo.contains(job):
-                reasons.append(f"required link {task.name}.{name} does not hold it")
-            elif link.required_for_start and link.require_success and not await base_of(link.repo).contains(job):
-                reasons.append(f"required link {task.name}.{name} does not hold it (the upstream job has not finished)")
-        for name, link in task.links.items():
-            if link.inhibits_start and await link.repo.contains(job) and name not in (task.done_link, task.live_link):
-                reasons.append(f"inhibiting link {task.name}.{name} holds it")
-    if state == "ready":
-        reasons.extend(_quota_reasons(task))
-        if pipeline.priority is not None:
-            reasons.append(f"its priority is {pipeline.priority(task.name, job)}: higher priorities launch first")
-        veto = await _veto_reason(pipeline, task, job)
-        if veto is not None:
-            reasons.append(veto)
-        elif not any(r.startswith("quota") for r in reasons):
-            reasons.append("it will be launched in the next launch phase (`update`, `run`, or Step launch)")
-    if not reasons:
-        reasons.append(f"it is {state}")
-    return Explanation(task.name, job, state, reasons)
+    return reasons
+
+
+async def _link_reasons(task: Task, job: str) -> list[str]:
+    """The links holding a job that has not started: required links that lack it (or whose upstream
+    job has not finished), then inhibiting links (other than done and live) that hold it."""
+    reasons: list[str] = []
+    for name, link in task.links.items():
+        if link.required_for_start and not link.require_success and not await link.repo.contains(job):
+            reasons.append(f"required link {task.name}.{name} does not hold it")
+        elif link.required_for_start and link.require_success and not await base_of(link.repo).contains(job):
+            reasons.append(f"required link {task.name}.{name} does not hold it (the upstream job has not finished)")
+    for name, link in task.links.items():
+        if link.inhibits_start and await link.repo.contains(job) and name not in (task.done_link, task.live_link):
+            reasons.append(f"inhibiting link {task.name}.{name} holds it")
+    return reasons
+
+
+async def _ready_reasons(pipeline: Pipeline, task: Task, job: str) -> list[str]:
+    """What stands between a ready job and its launch: the task's quota, its priority, a hook's
+    veto; with neither quota nor veto in the way, that it goes at the next launch phase."""
+    quota = _quota_reasons(task)
+    reasons = list(quota)
+    if pipeline.priority is not None:
+        reasons.append(f"its priority is {pipeline.priority(task.name, job)}: higher priorities launch first")
+    veto = await _veto_reason(pipeline, task, job)
+    if veto is not None:
+        reasons.append(veto)
+    elif not quota:
+        reasons.append("it will be launched in the next launch phase (`update`, `run`, or Step launch)")
+    return reasons
 
 
 async def _veto_reason(pipeline: Pipeline, task: Task, job: str) -> str | None:
@@ -348,8 +372,8 @@ async def _veto_reason(pipeline: Pipeline, task: Task, job: str) -> str | None:
     hooks = task.hook_set
     if hooks is None or not hooks.gates:
         return None
-    reason = await hooks.admit(task, job)
-    return None if reason is None else f"a hook skips it (asked now): {reason}"
+    veto = await hooks.admit(task, job)
+    return None if veto is None else f"a hook skips it (asked now): {veto}"
 
 
 async def _upstream_failures(pipeline: Pipeline, task: Task, job: str, depth: int = 0) -> list[str]:

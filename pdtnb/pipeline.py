@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import networkx
@@ -162,6 +163,10 @@ class Pipeline:
         self.controller = controller or self.default_controller()
         #: The pipeline file this pipeline was loaded from (:func:`pdtnb.load`), or None.
         self.declared_in: Path | None = None
+        #: What a front end keeps for this pipeline, by front end (the notebook layer keeps its
+        #: controller under ``"notebook"``): kept here so that it goes when the pipeline goes,
+        #: where a registry by ``id()`` would keep every redefined pipeline of a notebook alive.
+        self.front_ends: dict[str, Any] = {}
         #: Hooks called around the jobs of every task (:mod:`pdtnb.hooks`).
         self.hooks: list[Any] = check_hooks(hooks)
         self._hook_errors: set[tuple[int, str]] = set()
@@ -218,7 +223,9 @@ class Pipeline:
         await self.open()
         return self
 
-    async def __aexit__(self, exc_type, exc, tb) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     async def open(self) -> None:
@@ -239,8 +246,7 @@ class Pipeline:
         self._wakeup = asyncio.Event()
         wake = make_waker(self._loop, self._wakeup)
         for task in self.tasks.values():
-            task._attach(wake)
-            task._on_record = self._count_outcome
+            task.attach(wake, self._count_outcome)
             task.hook_set = self.hooks_for(task)
             task.stamp_fingerprint()
         self._opened = True
@@ -307,8 +313,7 @@ class Pipeline:
         if self._lease_depth == 0:
             await self._release_lease()
         for task in self.tasks.values():
-            task._attach(None)
-            task._on_record = None
+            task.attach(None)
             task.hook_set = task.own_hook_set()
         try:
             await close_hooks([*(h for t in self.tasks.values() for h in t.hooks), *self.hooks], self._hook_errors)
@@ -631,81 +636,11 @@ class Pipeline:
         first fault is raised, so ``run`` stops with it. Before each launch the lease is checked
         (:meth:`~pdtnb.lease.Lease.valid`: a clock reading, unless a renewal is due)."""
         refused = False
-        lease = self._lease
-        backoff = self._backoff
-        fault: StorageFaultError | None = None
         for task, jobs in group:
-            it: Iterator[str] = iter(jobs)
-            name = task.name
-            task_refused = False
-            # A task that can launch a stream of jobs in one call (in-process bodies) gets the
-            # jobs this loop would launch one by one, minus the same checks (without a lease to
-            # confirm: that needs an await between jobs), unless hooks must see each job.
-            hooks = task.hook_set
-            stream = task.stream_launcher() if lease is None and hooks is None else None
-
-            def admitted() -> Iterator[str]:
-                for job in it:  # noqa: B023
-                    if fault is not None:
-                        return
-                    if backoff and (name, job) in backoff:  # noqa: B023
-                        report.deferred += 1
-                        continue
-                    yield job
-
-            async def failed(job: str, e: Exception) -> bool:
-                nonlocal fault
-                try:
-                    await self._launch_failed(task, job, e)  # noqa: B023
-                except StorageFaultError as stop:  # the storage failed, not the job
-                    if fault is None:
-                        fault = stop
-                    return False
-                report.failed += 1
-                return True
-
-            async def worker() -> None:
-                nonlocal task_refused, fault
-                if stream is not None:  # noqa: B023
-                    report.launched += await stream(admitted(), failed)  # noqa: B023
-                    return
-                launch = task.launch  # noqa: B023 - the workers are awaited within this iteration
-                launched = 0
-                try:
-                    for job in it:  # noqa: B023
-                        if task_refused or fault is not None:
-                            return
-                        if backoff and (name, job) in backoff:  # noqa: B023
-                            report.deferred += 1
-                            continue
-                        if lease is not None and not lease.valid():
-                            await lease.confirm()  # raises LeaseLostError: stop before acting
-                        if hooks is not None and await self.admit(task, job, report=report) is not None:  # noqa: B023
-                            continue
-                        try:
-                            started = await launch(job)
-                        except Exception as e:
-                            try:
-                                await self._launch_failed(task, job, e)  # noqa: B023
-                            except StorageFaultError as stop:  # the storage failed, not the job
-                                if fault is None:
-                                    fault = stop
-                                return
-                            report.failed += 1
-                            continue
-                        if started is False:
-                            report.refused += 1
-                            task_refused = True
-                        else:
-                            launched += 1
-                finally:
-                    report.launched += launched
-
+            launch = _TaskLaunch(self, task, jobs, report)
             n = len(jobs) if isinstance(jobs, (set, list, frozenset)) else self.launch_concurrency
-            await asyncio.gather(*(worker() for _ in range(min(self.launch_concurrency, n))))
-            if fault is not None:
-                raise fault
-            refused = refused or task_refused
+            await launch.run(min(self.launch_concurrency, n))
+            refused = refused or launch.refused
         return refused
 
     async def _launch_failed(self, task: Task, job: str, exc: Exception, options: LaunchOptions | None = None) -> None:
@@ -826,7 +761,7 @@ class Pipeline:
 
     def _corrupt_records(self) -> list[str]:
         """``TASK JOB: problem`` for every done record known to be unreadable."""
-        out = []
+        out: list[str] = []
         for task in self.tasks.values():
             done = task.done_repository
             if done is not None:
@@ -898,11 +833,11 @@ class Pipeline:
 
     # ---- structure -------------------------------------------------------------------------
 
-    def graph(self) -> networkx.DiGraph:
+    def graph(self) -> networkx.DiGraph[Task | Repository]:
         """The dependency graph: repositories and tasks as nodes; an edge repo -> task for links that
         gate or feed the task, task -> repo for links it writes. Edge attributes are the link's
         dispositions plus ``link_name``."""
-        graph = networkx.DiGraph()
+        graph: networkx.DiGraph[Task | Repository] = networkx.DiGraph()
         for task in self.tasks.values():
             graph.add_node(task)
             for link_name, link in task.links.items():
@@ -927,3 +862,95 @@ class Pipeline:
         else:
             yield node
             yield from graph.successors(node)
+
+
+class _TaskLaunch:
+    """One task's part of a priority group's launch (:meth:`Pipeline._launch_group`).
+
+    Its workers draw jobs from one shared iterator and must all see at once that a quota refused a
+    job (this task launches no more) or that the storage failed (the launch phase stops): that
+    shared state lives here rather than in closures over the group's loop."""
+
+    def __init__(self, pipeline: Pipeline, task: Task, jobs: Iterable[str], report: LaunchReport) -> None:
+        self.pipeline = pipeline
+        self.task = task
+        self.jobs: Iterator[str] = iter(jobs)
+        self.report = report
+        self.lease = pipeline._lease
+        self.backoff = pipeline._backoff
+        self.hooks = task.hook_set
+        #: A quota refused a job: this task's workers stop.
+        self.refused = False
+        #: The first storage fault: every worker stops, and :meth:`run` raises it.
+        self.fault: StorageFaultError | None = None
+        # A task that can launch a stream of jobs in one call (in-process bodies) gets the
+        # jobs this loop would launch one by one, minus the same checks (without a lease to
+        # confirm: that needs an await between jobs), unless hooks must see each job.
+        self.stream = task.stream_launcher() if self.lease is None and self.hooks is None else None
+
+    async def run(self, workers: int) -> None:
+        """Launch the jobs with ``workers`` concurrent workers; raise the first storage fault."""
+        await asyncio.gather(*(self.worker() for _ in range(workers)))
+        if self.fault is not None:
+            raise self.fault
+
+    def deferred(self, job: str) -> bool:
+        """Whether ``job`` is backing off after a failed launch: it is counted and skipped."""
+        if self.backoff and (self.task.name, job) in self.backoff:
+            self.report.deferred += 1
+            return True
+        return False
+
+    def admitted(self) -> Iterator[str]:
+        """The jobs a stream launcher gets: those not backing off, until a storage fault."""
+        for job in self.jobs:
+            if self.fault is not None:
+                return
+            if self.deferred(job):
+                continue
+            yield job
+
+    async def failed(self, job: str, e: Exception) -> bool:
+        """Record the failed launch of ``job``; False (stop launching) if the storage failed."""
+        try:
+            await self.pipeline._launch_failed(self.task, job, e)
+        except StorageFaultError as stop:  # the storage failed, not the job
+            if self.fault is None:
+                self.fault = stop
+            return False
+        self.report.failed += 1
+        return True
+
+    async def worker(self) -> None:
+        """Launch jobs one by one until they run out, a quota refuses one or the storage fails."""
+        if self.stream is not None:
+            self.report.launched += await self.stream(self.admitted(), self.failed)
+            return
+        launch = self.task.launch
+        launched = 0
+        try:
+            for job in self.jobs:
+                if self.refused or self.fault is not None:
+                    return
+                if self.deferred(job) or not await self.admit(job):
+                    continue
+                try:
+                    started = await launch(job)
+                except Exception as e:
+                    if not await self.failed(job, e):
+                        return
+                    continue
+                if started is False:
+                    self.report.refused += 1
+                    self.refused = True
+                else:
+                    launched += 1
+        finally:
+            self.report.launched += launched
+
+    async def admit(self, job: str) -> bool:
+        """Whether ``job`` may launch now: the lease confirmed when its renewal is due (raising
+        LeaseLostError, to stop before acting), then the hooks' ``before_launch`` asked."""
+        if self.lease is not None and not self.lease.valid():
+            await self.lease.confirm()  # raises LeaseLostError: stop before acting
+        return self.hooks is None or await self.pipeline.admit(self.task, job, report=self.report) is None

@@ -427,13 +427,7 @@ class JobRecord:
             if self.fingerprint_parts:
                 data["fingerprint_parts"] = bounded_parts(self.fingerprint_parts)
         if self.extra:
-            budget = _Budget(LIMITS["extra_total"])
-            for i, (key, value) in enumerate(self.extra.items()):
-                if i >= _MAX_ITEMS:
-                    data.setdefault("extra_cut", f"[{len(self.extra) - i} more fields cut]")
-                    break
-                if key not in data:
-                    data[bounded_text(key, 200)] = bounded_value(value, LIMITS["extra"], budget)
+            _add_extra(data, self.extra)
         if self.history:
             data["history"] = [
                 bounded_value(entry, LIMITS["reason"], _Budget(LIMITS["history_entry"]))
@@ -516,6 +510,19 @@ class JobRecord:
             fingerprint=_fingerprint_of(data),
             fingerprint_parts=_parts_of(data),
         )
+
+
+def _add_extra(data: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Add a record's ``extra`` fields to its stored form ``data``: at most ``_MAX_ITEMS`` of them
+    (a marker says how many were cut), within one shared size budget, and never over a key the
+    record itself wrote, so that no extra field can pass for the outcome or the attempt."""
+    budget = _Budget(LIMITS["extra_total"])
+    for i, (key, value) in enumerate(extra.items()):
+        if i >= _MAX_ITEMS:
+            data.setdefault("extra_cut", f"[{len(extra) - i} more fields cut]")
+            break
+        if key not in data:
+            data[bounded_text(key, 200)] = bounded_value(value, LIMITS["extra"], budget)
 
 
 def _fingerprint_of(data: dict[str, Any]) -> str | None:
@@ -641,7 +648,7 @@ def success_dict(
     attempt: int = 1,
     host: str | None = None,
     fingerprint: Fingerprint | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """``JobRecord(outcome=SUCCESS, ...).to_dict()``, built directly: the per-job hot path of
     in-process pipelines writes millions of these."""
     data = {
@@ -669,7 +676,7 @@ def time_from_ns(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
-def success_dict_ns(start_ns: int, end_ns: int, fingerprint: Fingerprint | str | None = None) -> dict:
+def success_dict_ns(start_ns: int, end_ns: int, fingerprint: Fingerprint | str | None = None) -> dict[str, Any]:
     """:func:`success_dict` of a first attempt on this host, from ``time.time_ns()`` readings
     (``fingerprint`` may be given by its digest alone, when this process combined it)."""
     data = {

@@ -189,13 +189,15 @@ async def replay(pipeline: Any, actions: Sequence[Mapping[str, Any]]) -> None:
         print(f"# {where}", file=sys.stderr)
 
 
-def replay_command(actions: Sequence[Mapping[str, Any]]) -> Callable[[argparse._SubParsersAction], None]:
+def replay_command(
+    actions: Sequence[Mapping[str, Any]],
+) -> Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]:
     """An ``instrument`` for :func:`pdtnb.main` adding the ``replay`` subcommand for ``actions``."""
 
     async def run_replay(pipeline: Any) -> None:
         await replay(pipeline, actions)
 
-    def add(subparsers: argparse._SubParsersAction) -> None:
+    def add(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         parser = subparsers.add_parser("replay", help="Perform the actions taken in the notebook session, in order")
         parser.set_defaults(func=run_replay)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, Callable
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, TypeVar, cast
 
 from .errors import SessionClosedError
 
@@ -53,7 +54,7 @@ class Session:
 
         def get() -> T:
             try:
-                return self.resources[name]
+                return cast(T, self.resources[name])  # the value `manager` yielded
             except KeyError:
                 raise SessionClosedError(
                     f"resource {name!r} was used but its session is not open; open the pipeline "
@@ -69,7 +70,9 @@ class Session:
         await self.open()
         return self
 
-    async def __aexit__(self, exc_type, exc, tb) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     async def open(self) -> None:

@@ -89,7 +89,7 @@ class _AsyncConsole(code.InteractiveConsole):
         self.running: concurrent.futures.Future[Any] | None = None
 
     def runcode(self, code_object: types.CodeType) -> None:
-        func = types.FunctionType(code_object, self.locals)  # type: ignore[arg-type]
+        func = types.FunctionType(code_object, self.locals)
         try:
             result = func()
             if not inspect.iscoroutine(result):

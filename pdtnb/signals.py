@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 __all__ = ["Stopping", "hard_exit"]
 
@@ -53,7 +54,7 @@ class Stopping:
         self.grace = grace
         self.signum: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[Any] | None = None
         self._done = threading.Event()
 
     @property

@@ -241,7 +241,7 @@ def _links_and_repositories(tasks: list[Task], all_repos: bool) -> tuple[list[li
 
 def task_order(pipeline: Pipeline) -> list[Task]:
     """The tasks with every task after the tasks whose success it requires (ties in definition order)."""
-    graph = networkx.DiGraph()
+    graph: networkx.DiGraph[str] = networkx.DiGraph()
     tasks = list(pipeline.tasks.values())
     graph.add_nodes_from(t.name for t in tasks)
     for task in tasks:
@@ -417,6 +417,7 @@ async def _status(
             # listing (Repository.adopt_listing), which then need not be read again. The other
             # repositories are listed meanwhile (one wait for a remote store, not two).
             dones = {id(r) for t in tasks for r in _done_and_base(t)}
+            indexes: list[OutcomeIndex | None]
             indexes, _ = await asyncio.gather(
                 asyncio.gather(*(_refresh_index(t, full) for t in tasks)),
                 asyncio.gather(*(r.job_ids() for r in repo_list if id(r) not in dones)),

@@ -11,7 +11,8 @@ import codecs
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol, runtime_checkable
+from types import TracebackType
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
     "AReadStream",
@@ -29,7 +30,7 @@ DEFAULT_BLOCKSIZE = 1024 * 1024
 
 
 @runtime_checkable
-class AReadStream(AbstractAsyncContextManager, Protocol):
+class AReadStream(AbstractAsyncContextManager["AReadStream"], Protocol):
     """A stream of bytes to read asynchronously."""
 
     async def read(self, n: int | None = None) -> bytes:
@@ -42,11 +43,11 @@ class AReadStream(AbstractAsyncContextManager, Protocol):
 
 
 @runtime_checkable
-class AWriteStream(AbstractAsyncContextManager, Protocol):
+class AWriteStream(AbstractAsyncContextManager["AWriteStream"], Protocol):
     """A stream of bytes to write asynchronously."""
 
-    async def write(self, data: bytes) -> Any:
-        """Write ``data`` to the stream."""
+    async def write(self, data: bytes) -> object:
+        """Write ``data`` to the stream (what it returns, a count for most streams, is not used)."""
         ...
 
     async def close(self) -> None:
@@ -54,15 +55,20 @@ class AWriteStream(AbstractAsyncContextManager, Protocol):
         ...
 
 
+_W = TypeVar("_W", bound="_StreamWrapper")
+
+
 class _StreamWrapper:
     """Shared context-manager plumbing of the text wrappers."""
 
     base: Any
 
-    async def __aenter__(self):
+    async def __aenter__(self: _W) -> _W:
         return self
 
-    async def __aexit__(self, exc_type, exc, tb):
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         # A write stream that knows how to throw away a half-written value gets the chance to: an
         # exception inside ``async with`` must never commit partial data.
         if exc_type is not None and hasattr(self.base, "abort"):

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .document import SECTIONS, Document, Entry, read_document
-from .kinds import REPOSITORIES, REPOSITORY_KINDS, TASK_KINDS, Kind, Param, params_of
-from .resources import RESOURCE_KINDS, extra_missing, resolve_path
+from .kinds import REPOSITORIES, REPOSITORY_KINDS, TASK_KINDS, Kind, Param, params_of, resource_kind
+from .resources import extra_missing, resolve_path
 from .schema import LINK_KINDS
 from .source import DeclarationError, Where
 
@@ -69,11 +69,7 @@ def kind_of(entry: Entry) -> Kind:
         return Kind(kind, cls, params_of(cls))
     if entry.section == "tasks":
         return TASK_KINDS[kind]
-    factory = RESOURCE_KINDS[kind]
-    params = params_of(factory)
-    if kind == "python":
-        params["factory"] = Param("factory", {}, True, imported=True)
-    return Kind(kind, factory, params)
+    return resource_kind(kind)
 
 
 def _check_extra(entry: Entry, kind: Kind) -> None:
@@ -167,32 +163,12 @@ def _check_quantities(entry: Entry, given: dict[str, Any], *sub: Any) -> None:
 def _check_params(document: Document, entry: Entry, kind: Kind) -> None:
     value = entry.value
     for param in kind.params.values():
-        if param.name not in value:
-            if param.name == "template" and "template_file" in value and "template_file" in kind.extra:
-                continue
-            if param.required:
-                raise DeclarationError(f"{entry.label}: {param.name} is required", entry.where())
-            continue
-        given = value[param.name]
-        where = entry.where(param.name)
-        if param.many_refs:
-            for child, repo in given.items():
-                _refs(document, entry, REPOSITORIES, repo, entry.where(param.name, child), f"{param.name}.{child}")
-        elif param.ref is not None:
-            if param.name == "stderr" and given == "STDOUT":
-                continue
-            _refs(document, entry, param.ref, given, where, param.name)
-        elif param.imported and given is not None:
-            obj = import_object(given, where, f"{entry.label}: {param.name}")
-            if not callable(obj):
-                raise DeclarationError(f"{entry.label}: {param.name} {given!r} is not callable", where)
-        elif param.convert == "retry" and given is not None:
-            retry_policy(given, entry, where)
-        elif param.convert == "hooks" and given:
-            for i, spec in enumerate(given):
-                import_object(spec, entry.where(param.name, i), f"{entry.label}: hook")
-        elif param.convert == "resources" and isinstance(given, dict):
-            _check_quantities(entry, given, param.name)
+        if param.name in value:
+            _check_param(document, entry, param, value[param.name])
+        elif param.required and not (
+            param.name == "template" and "template_file" in value and "template_file" in kind.extra
+        ):
+            raise DeclarationError(f"{entry.label}: {param.name} is required", entry.where())
     if entry.section == "repositories" and kind.name not in REPOSITORY_KINDS:
         known = set(kind.params)
         has_kwargs = any(p.kind is p.VAR_KEYWORD for p in _signature(kind.target).parameters.values())
@@ -204,10 +180,34 @@ def _check_params(document: Document, entry: Entry, kind: Kind) -> None:
             )
 
 
+def _check_param(document: Document, entry: Entry, param: Param, given: Any) -> None:
+    """One given argument: the names it gives are declared, its import path imports a callable,
+    its retry policy, hooks and quantities are valid (what the schema cannot see)."""
+    where = entry.where(param.name)
+    if param.many_refs:
+        for child, repo in given.items():
+            _refs(document, entry, REPOSITORIES, repo, entry.where(param.name, child), f"{param.name}.{child}")
+    elif param.ref is not None:
+        if not (param.name == "stderr" and given == "STDOUT"):
+            _refs(document, entry, param.ref, given, where, param.name)
+    elif param.imported and given is not None:
+        obj = import_object(given, where, f"{entry.label}: {param.name}")
+        if not callable(obj):
+            raise DeclarationError(f"{entry.label}: {param.name} {given!r} is not callable", where)
+    elif param.convert == "retry" and given is not None:
+        retry_policy(given, entry, where)
+    elif param.convert == "hooks" and given:
+        for i, spec in enumerate(given):
+            import_object(spec, entry.where(param.name, i), f"{entry.label}: hook")
+    elif param.convert == "resources" and isinstance(given, dict):
+        _check_quantities(entry, given, param.name)
+
+
 def _signature(target: Any) -> Any:
     import inspect
 
-    return inspect.signature(target.__init__ if isinstance(target, type) else target)
+    # a class's own __init__, which mypy calls unsound to reach through the class
+    return inspect.signature(target.__init__ if isinstance(target, type) else target)  # type: ignore[misc]
 
 
 def _check_task(document: Document, entry: Entry, kind: Kind) -> None:
@@ -352,7 +352,7 @@ def _task_edges(document: Document) -> Iterator[tuple[str, str]]:
 def _check_cycles(document: Document) -> None:
     import networkx as nx
 
-    graph = nx.DiGraph()
+    graph: nx.DiGraph[str] = nx.DiGraph()
     graph.add_nodes_from(document.entries["tasks"])
     graph.add_edges_from(_task_edges(document))
     try:

@@ -22,7 +22,7 @@ from .source import DeclarationError
 __all__ = ["main"]
 
 
-def _add_file_commands(sub: argparse._SubParsersAction) -> None:
+def _add_file_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub.add_parser("check", help="validate the pipeline file, opening and creating nothing")
     graph = sub.add_parser("graph", help="draw the dependency graph to a file (-o OUT.svg or OUT.png)")
     graph.add_argument("-o", "--output", required=True, help="the file to write; its extension says SVG or PNG")

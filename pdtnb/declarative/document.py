@@ -36,6 +36,26 @@ class Entry:
     def where(self, *sub: Any) -> Where:
         return self.source.where((*self.key, *sub))
 
+    def as_written(self, name: str) -> Any:
+        """The argument ``name`` as the file writes it, its ``${NAME}`` variables kept (a string, or
+        a list or mapping holding such strings), or None when it holds no variable: what
+        :func:`pdtnb.dump` writes back instead of the environment's values."""
+        prefix = (*self.key, name)
+        written = {k[len(prefix) :]: text for k, text in self.source.written.items() if k[: len(prefix)] == prefix}
+        if not written or name not in self.value:
+            return None
+
+        def walk(value: Any, key: tuple[Any, ...]) -> Any:
+            if key in written:
+                return written[key]
+            if isinstance(value, dict):
+                return {k: walk(v, (*key, k)) for k, v in value.items()}
+            if isinstance(value, list):
+                return [walk(v, (*key, i)) for i, v in enumerate(value)]
+            return value
+
+        return walk(self.value[name], ())
+
     @property
     def label(self) -> str:
         singular = {"resources": "resource", "repositories": "repository", "quotas": "quota", "tasks": "task"}
@@ -148,7 +168,7 @@ def _variable_pattern(error: Any) -> bool:
     (or such a variable) is wanted."""
     from .kinds import VARIABLE
 
-    return error.validator == "pattern" and error.validator_value == VARIABLE
+    return bool(error.validator == "pattern" and error.validator_value == VARIABLE)
 
 
 def _schema_error(source: Source) -> None:

@@ -11,7 +11,8 @@ that is a closure, a lambda or defined in ``__main__`` (a file names functions b
 an in-memory repository holding data (a file starts it empty), an executor other than a thread
 or process pool. Secrets never reach the file: a resource argument whose name says it is one
 (password, secret, token, key) is written as ``${RESOURCE_ARGUMENT}``, to be set in the
-environment.
+environment. A pipeline loaded from a file dumps its ``${NAME}`` variables as written (the
+endpoint, bucket or directory of this machine's environment is not frozen into the file).
 """
 
 from __future__ import annotations
@@ -23,18 +24,22 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .kinds import REPOSITORY_KINDS, TASK_KINDS, Kind, load_kinds, params_of
+from .kinds import REPOSITORY_KINDS, TASK_KINDS, Kind, Param, load_kinds, params_of
 from .schema import LINK_KINDS
 from .source import Dumper
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
 
 __all__ = ["dump", "to_document", "NotDeclarableError"]
 
 _SECRET_WORDS = ("password", "secret", "token", "key")
 _FLAG_KIND = {flag: kind for kind, flag in LINK_KINDS.items()}
+_BY_TYPE = object()  # what _Dumper.by_param returns for a value its parameter says nothing of
 
 
 class NotDeclarableError(ValueError):
@@ -98,7 +103,7 @@ def _import_path(obj: Any, what: str) -> str:
 
 
 class _Dumper:
-    def __init__(self, pipeline: Any, base: Path | None):
+    def __init__(self, pipeline: Pipeline, base: Path | None):
         load_kinds()
         self.pipeline = pipeline
         self.base = base
@@ -121,17 +126,46 @@ class _Dumper:
         return str(path)
 
     def value(self, kind: Kind, name: str, value: Any, what: str) -> Any:
+        """How the file writes ``value``, given for ``kind``'s parameter ``name``: first as the
+        parameter says (references, hooks, an executor, a path), else by the value's type."""
+        if value is None:
+            return None
+        param = kind.params.get(name)
+        if param is not None:
+            written = self.by_param(param, value, f"{what}.{name}")
+            if written is not _BY_TYPE:
+                return written
+        return self.by_type(value, what, name)
+
+    def by_param(self, param: Param, value: Any, what: str) -> Any:
+        """``value`` written as ``param`` says, or ``_BY_TYPE`` when it says nothing of it."""
+        if param.many_refs:
+            return {child: self.repo(repo, f"{what}.{child}") for child, repo in value.items()}
+        if param.convert == "hooks":
+            return _hook_paths(value, what) or None
+        if param.convert == "executor":
+            if hasattr(value, "declared_executor"):  # a pool a loaded file declared (a session resource)
+                return dict(value.declared_executor)
+            if isinstance(value, (ThreadPoolExecutor, ProcessPoolExecutor)):
+                kind_name = "threads" if isinstance(value, ThreadPoolExecutor) else "processes"
+                # the stdlib keeps it so (ProcessPoolExecutor's is missing from typeshed)
+                return {"kind": kind_name, "max_workers": value._max_workers}  # type: ignore[union-attr]
+            raise NotDeclarableError(f"{what}: the executor {type(value).__name__} cannot be declared")
+        if param.ref == "resources":
+            return self.resource_name(value, what)
+        if param.path:
+            return self.path(value)
+        return _BY_TYPE
+
+    def by_type(self, value: Any, what: str, name: str) -> Any:
+        """``value`` written by its type: a repository by its name, a quota, quantities, a retry
+        policy, seconds, a path, an import path, or a plain value."""
         from ..repository import Repository
         from ..resources import ResourceManager, Resources
         from ..retry import Retry
 
-        param = kind.params.get(name)
-        if value is None:
-            return None
         if isinstance(value, Repository):
             return self.repo(value, f"{what}.{name}")
-        if param is not None and param.many_refs:
-            return {child: self.repo(repo, f"{what}.{child}") for child, repo in value.items()}
         if isinstance(value, ResourceManager):
             return self.quota(value)
         if isinstance(value, Resources):
@@ -140,20 +174,13 @@ class _Dumper:
             return self.retry(value, what)
         if isinstance(value, timedelta):
             return value.total_seconds()
-        if param is not None and param.convert == "hooks":
-            return _hook_paths(value, f"{what}.{name}") or None
         if isinstance(value, Executor):
-            if isinstance(value, (ThreadPoolExecutor, ProcessPoolExecutor)):
-                kind_name = "threads" if isinstance(value, ThreadPoolExecutor) else "processes"
-                return {"kind": kind_name, "max_workers": value._max_workers}  # the stdlib keeps it so
             raise NotDeclarableError(f"{what}: the executor {type(value).__name__} cannot be declared")
-        if param is not None and param.ref == "resources":
-            return self.resource_name(value, f"{what}.{name}")
-        if (param is not None and param.path) or isinstance(value, PurePath):
+        if isinstance(value, PurePath):
             return self.path(value)
         if callable(value):
             return _import_path(value, f"{what}.{name}")
-        if isinstance(value, (str, int, float, bool)) or value is None:
+        if isinstance(value, (str, int, float, bool)):
             return value
         if isinstance(value, dict):
             return {str(k): v for k, v in value.items()}
@@ -189,7 +216,7 @@ class _Dumper:
     def resource_name(self, getter: Any, what: str) -> str:
         name = getattr(getter, "__name__", None)
         definitions = self.pipeline.session.definitions()
-        if name not in definitions:
+        if not isinstance(name, str) or name not in definitions:
             raise NotDeclarableError(f"{what}: {getter!r} is not a resource of the pipeline's session")
         if name not in self.resources:
             self.resources[name] = self.resource(name, definitions[name])
@@ -199,9 +226,12 @@ class _Dumper:
         declared = getattr(factory, "declared", None)
         if declared is not None:  # built from a file (build.py records the kind and arguments)
             kind, args = declared[0], dict(declared[1])
+            variables = getattr(factory, "declared_variables", {})
             doc: dict[str, Any] = {"kind": kind}
             for key, value in args.items():
-                if any(word in key for word in _SECRET_WORDS) and value is not None:
+                if key in variables:  # as the file wrote it, ${NAME} kept
+                    doc[key] = variables[key]
+                elif any(word in key for word in _SECRET_WORDS) and value is not None:
                     doc[key] = "${" + f"{name}_{key}".upper().replace("-", "_") + "}"
                 elif callable(value):
                     doc[key] = (
@@ -232,12 +262,16 @@ class _Dumper:
         name = self.unique(getattr(repo, "declared_as", None) or name or what.rsplit(".", 1)[-1])
         self.repos[id(repo)] = name
         args = self.arguments(kind, repo, f"repository {name}")
-        if kind.name in ("InProcessMetadataRepository", "InProcessBlobRepository") and args.get("data"):
+        declared_data = getattr(repo, "declared_data", None)
+        if declared_data is not None:  # loaded from a file: the data it declared, not what a run added
+            args["data"] = declared_data
+        elif kind.name in ("InProcessMetadataRepository", "InProcessBlobRepository") and args.get("data"):
             raise NotDeclarableError(
                 f"repository {name}: an in-memory repository holding data cannot be declared "
-                "(a file starts it empty); keep the data in files, S3 or MongoDB"
+                "(its data lives in this process); keep the data in files, S3 or MongoDB"
             )
-        args.pop("data", None)
+        else:
+            args.pop("data", None)
         self.repo_docs[name] = {"kind": kind.name, **args}
         return name
 
@@ -253,7 +287,9 @@ class _Dumper:
     def arguments(self, kind: Kind, obj: Any, what: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
         args, kwargs = getattr(obj, "constructed_with", ((), {}))
         target = kind.target
-        signature = inspect.signature(target.__init__ if isinstance(target, type) else target)  # type: ignore[misc]
+        # a class's own __init__ (mypy calls reaching it through the class unsound); a str target is
+        # an import path resolved before this
+        signature = inspect.signature(target.__init__ if isinstance(target, type) else target)  # type: ignore[misc,arg-type]
         try:
             bound = signature.bind(None, *args, **kwargs)
         except TypeError as e:
@@ -277,6 +313,11 @@ class _Dumper:
             if parameter.default is not inspect.Parameter.empty and value is parameter.default:
                 continue
             out[name] = self.value(kind, name, value, what)
+        # What a loaded file wrote with ${NAME} is written back so (the values above are this
+        # environment's).
+        for name, written in getattr(obj, "declared_variables", {}).items():
+            if name in out:
+                out[name] = written
         return out
 
     # ---- tasks -------------------------------------------------------------------------------
@@ -293,8 +334,10 @@ class _Dumper:
         # Name the done repository and the links' repositories after the links, first.
         plugged = {name for _, _, made in task.plugs for name in made}
         for link_name, link in task.links.items():
+            if link_name == "live":
+                continue  # the task makes its own (a view of its running jobs), never declared
             if link_name not in plugged and id(link.repo) not in self.repos:
-                own = link_name in ("done", "live", "pids", "stdout", "stderr", "logs")
+                own = link_name in ("done", "pids", "stdout", "stderr", "logs")
                 self.repo(link.repo, f"{what}.{link_name}", name=f"{task.name}.{link_name}" if own else link_name)
         doc: dict[str, Any] = {"kind": kind_name}
         doc.update(self.arguments(kind, task, what, skip=("name",)))
@@ -393,13 +436,13 @@ def _resources(resources: Any) -> dict[str, Any]:
     return out
 
 
-def to_document(pipeline: Any, base: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def to_document(pipeline: Pipeline, base: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The pipeline file's content for ``pipeline``, as a dict (paths relative to ``base``, a
     directory, when given). Raises :class:`NotDeclarableError` naming what cannot be declared."""
     return _Dumper(pipeline, Path(base).resolve() if base is not None else None).document()
 
 
-def dump(pipeline: Any, path: str | os.PathLike[str] | None = None) -> str:
+def dump(pipeline: Pipeline, path: str | os.PathLike[str] | None = None) -> str:
     """``pipeline`` as a pipeline file (YAML): written to ``path`` when given (paths in it made
     relative to that file's directory), and returned as text. Raises
     :class:`NotDeclarableError` naming the task, repository or resource that a file cannot hold

@@ -110,6 +110,12 @@ def param_for(name: str, annotation: Any, default: Any, kind: inspect._Parameter
         return Param(name, {"$ref": "#/$defs/executor"}, required, convert="executor")
     if "timedelta" in text:
         return Param(name, _schema_or_null({"type": "number", "minimum": 0}, optional), required, convert="seconds")
+    return _plain_param(name, text, required, optional)
+
+
+def _plain_param(name: str, text: str, required: bool, optional: bool) -> Param:
+    """The :class:`Param` of a parameter that takes a plain value (a path, a mapping, a string,
+    a number, a boolean) or anything (``Any``), from its annotation's text."""
     if ("PathLike" in text or "Path" in text) and "PurePosixPath" not in text and name != "template":
         return Param(name, _schema_or_null({"type": "string"}, optional), required, path=True)
     first = text.split("|")[0].strip()
@@ -217,6 +223,21 @@ def _import_optional(where: str) -> Any:
         return getattr(importlib.import_module(module), name)
     except ImportError:
         return None
+
+
+def resource_kind(name: str) -> Kind:
+    """The resource kind ``name`` (a key of :data:`~pdtnb.declarative.resources.RESOURCE_KINDS`):
+    its factory's parameters, and for ``python`` the two the factory's signature cannot say (an
+    import path resolved to the generator function, and the mapping passed to it). The schema and
+    the checks both read it here, so what the schema allows is what is checked and built."""
+    from .resources import RESOURCE_KINDS
+
+    factory = RESOURCE_KINDS[name]
+    params = params_of(factory)
+    if name == "python":
+        params["factory"] = Param("factory", {"type": "string", "pattern": IMPORT_PATH}, True, imported=True)
+        params["args"] = Param("args", {"type": "object"}, False)
+    return Kind(name, factory, params, (factory.__doc__ or "").split("\n\n")[0].strip())
 
 
 def _first_line(obj: Any) -> str:

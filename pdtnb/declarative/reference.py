@@ -28,12 +28,13 @@ _SECTIONS = (
 
 def _type(schema: dict[str, Any]) -> str:
     if "$ref" in schema:
-        return schema["$ref"].rsplit("/", 1)[-1]
+        ref: str = schema["$ref"]
+        return ref.rsplit("/", 1)[-1]
     if "anyOf" in schema:
         return " or ".join(_type(s) for s in schema["anyOf"])
     if "const" in schema:
         return repr(schema["const"])
-    kind = schema.get("type", "any")
+    kind: str | list[str] = schema.get("type", "any")
     if isinstance(kind, list):
         kind = " or ".join(kind)
     if schema.get("pattern", "").endswith(":[A-Za-z_][A-Za-z0-9_.]*$"):

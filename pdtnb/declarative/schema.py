@@ -17,7 +17,7 @@ import json
 from importlib import resources as importlib_resources
 from typing import Any
 
-from .kinds import IMPORT_PATH, REPOSITORY_KINDS, TASK_KINDS, Kind, Param, load_kinds, params_of
+from .kinds import IMPORT_PATH, REPOSITORY_KINDS, TASK_KINDS, Kind, load_kinds, params_of, resource_kind
 from .resources import RESOURCE_KINDS
 
 __all__ = ["pipeline_schema", "shipped_schema", "SCHEMA_FILE", "LINK_KINDS", "ID", "NAME_PATTERN"]
@@ -74,14 +74,7 @@ def _section(kinds: dict[str, Kind], description: str, common: dict[str, Any], u
 
 
 def _resource_kinds() -> dict[str, Kind]:
-    kinds = {}
-    for name, factory in RESOURCE_KINDS.items():
-        params = params_of(factory)
-        if name == "python":
-            params["factory"] = Param("factory", {"type": "string", "pattern": IMPORT_PATH}, True, imported=True)
-            params["args"] = Param("args", {"type": "object"}, False)
-        kinds[name] = Kind(name, factory, params, (factory.__doc__ or "").split("\n\n")[0].strip())
-    return kinds
+    return {name: resource_kind(name) for name in RESOURCE_KINDS}
 
 
 def _pipeline_options() -> dict[str, Any]:
@@ -222,7 +215,8 @@ def pipeline_schema() -> dict[str, Any]:
 def shipped_schema() -> dict[str, Any]:
     """The schema file shipped in the package."""
     text = importlib_resources.files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def schema_text() -> str:

@@ -88,6 +88,9 @@ class Source:
     #: The strings that were one ``${NAME}`` and nothing else: where the schema wants a number or
     #: a boolean, such a value is read as one (:func:`typed_variable`).
     whole_variables: set[PathKey] = field(default_factory=set)
+    #: Each string that held a ``${NAME}``, as written (before :func:`interpolate`), by its path:
+    #: :func:`pdtnb.dump` writes these back, so a file's variables stay variables in its dump.
+    written: dict[PathKey, str] = field(default_factory=dict)
 
     @property
     def directory(self) -> Path:
@@ -138,7 +141,7 @@ def read_source(path: str | os.PathLike[str]) -> Source:
 # ---- YAML and JSON ---------------------------------------------------------------------------
 
 
-def _core_schema(base: type) -> Any:
+def _core_schema(base: type[yaml.SafeLoader] | type[yaml.CSafeLoader]) -> Any:
     """``base`` (a PyYAML safe loader) resolving plain scalars by the YAML 1.2 core schema: YAML
     1.1 also reads ``on``, ``off``, ``yes``, ``no`` (in any case) as booleans, so ``retry: {on:
     [...]}`` would become ``{True: [...]}``; ``0755`` as octal; ``2024-01-01`` as a date."""
@@ -427,6 +430,8 @@ def interpolate(source: Source, environ: Mapping[str, str] | None = None) -> Non
             whole = _VARIABLE.fullmatch(value)
             if whole is not None and whole.group(0) != "$$":
                 source.whole_variables.add(key)
+            if any(m.group(0) != "$$" for m in _VARIABLE.finditer(value)):
+                source.written[key] = value
             return replace(value, key)
         if isinstance(value, dict):
             for k in list(value):

@@ -135,7 +135,7 @@ class LocalLinuxManager(AbstractProcessManager):
         self.offload = offload
         # Wrappers this process started, by pid: reaped (waited for) as soon as they end, so they
         # never linger as zombies, and checked without reading /proc.
-        self._children: dict[int, tuple[subprocess.Popen, int]] = {}
+        self._children: dict[int, tuple[subprocess.Popen[bytes], int]] = {}
 
     def __repr__(self) -> str:
         return f"<LocalLinuxManager {self.local_path}>"
@@ -224,7 +224,7 @@ class LocalLinuxManager(AbstractProcessManager):
 
     def _start_wrapper(
         self, script: str, args: list[str], cwd: str, env: dict[str, str] | None
-    ) -> tuple[subprocess.Popen, int]:
+    ) -> tuple[subprocess.Popen[bytes], int]:
         """Start the wrapper; (its Popen, its start time). Runs in a worker thread."""
         exe = args[0]
         if "/" in exe and os.path.isfile(exe) and not os.access(exe, os.X_OK):
@@ -345,7 +345,7 @@ class LocalLinuxManager(AbstractProcessManager):
 
     # ---- files -------------------------------------------------------------------------------
 
-    async def open(self, path: Path, mode: Literal["r", "rb", "w", "wb"]) -> Any:
+    async def open(self, path: Path, mode: Literal["r", "rb", "w", "wb"]) -> LocalFile:
         """A :class:`LocalFile`: its open, reads, writes and close run on the event loop (see the
         class), or in a thread each if the manager was made with ``offload=True``."""
         if mode not in ("r", "rb", "w", "wb"):

@@ -12,13 +12,14 @@ import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import KubeConnectionError
 
 __all__ = ["PodManager", "KubeConnectionError", "pod_name", "label_value"]
 
 log = logging.getLogger("pdtnb.kube")
+T = TypeVar("T")
 
 JOB_ANNOTATION = "pdtnb/job"
 TASK_ANNOTATION = "pdtnb/task"
@@ -140,7 +141,7 @@ class PodManager:
                 except Exception:
                     log.debug("closing a kube client failed", exc_info=True)
 
-    async def _call(self, what: str, coro_fn: Callable[[], Awaitable[Any]], idempotent: bool = True) -> Any:
+    async def _call(self, what: str, coro_fn: Callable[[], Awaitable[T]], idempotent: bool = True) -> T:
         """Run one API call; a connection failure becomes KubeConnectionError naming the server.
 
         An idempotent call (every call but create) is retried once at once when the server closed
@@ -253,7 +254,8 @@ class PodManager:
                 name, self.namespace, _request_timeout=timeout, _preload_content=False
             )
             try:
-                return await response.read()
+                data: bytes = await response.read()
+                return data
             finally:
                 response.release()
 
@@ -266,5 +268,7 @@ def job_of(pod: Any) -> str | None:
     meta = pod.metadata
     ann = meta.annotations or {}
     if JOB_ANNOTATION in ann:
-        return ann[JOB_ANNOTATION]
-    return (meta.labels or {}).get("job")
+        job: str = ann[JOB_ANNOTATION]
+        return job
+    label: str | None = (meta.labels or {}).get("job")
+    return label

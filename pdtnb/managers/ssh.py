@@ -232,12 +232,12 @@ class SSHLinuxManager(AbstractProcessManager):
                 stats[int(fields[0])] = fields[1:]
         live = set()
         for ident, (pid, start, ident_boot) in parsed.items():
-            fields = stats.get(pid)
-            if fields is None or fields[0] in ("Z", "X", "x"):
+            stat = stats.get(pid)
+            if stat is None or stat[0] in ("Z", "X", "x"):
                 continue
             if ident_boot is not None and ident_boot != boot:
                 continue
-            if start is None or int(fields[19]) != start:
+            if start is None or int(stat[19]) != start:
                 continue  # a bare pid proves nothing: never taken as the job's process
             live.add(ident)
         return live
@@ -345,13 +345,17 @@ class SSHLinuxManager(AbstractProcessManager):
                 pass  # the connection went away: the task's next poll finds out
             callback()
 
-        def finished(_: asyncio.Task) -> None:
+        def finished(_: asyncio.Task[None]) -> None:
             self._watching -= 1
 
         self._watching += 1
         task = asyncio.get_running_loop().create_task(wait())
         task.add_done_callback(finished)
-        return task.cancel
+
+        def cancel() -> None:
+            task.cancel()
+
+        return cancel
 
     # ---- files -------------------------------------------------------------------------------
 

@@ -13,10 +13,11 @@ import asyncio
 import copy
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import admin, failures
 from ..errors import PdtnbError
@@ -25,6 +26,9 @@ from ..pipeline import LaunchReport, Pipeline, RunSummary
 from ..record import JobRecord, read_record
 from ..status import JOB_STATES, PipelineStatus, StatusTracker, pipeline_status, pipeline_trace
 from .kernel_loop import remember_loop_thread
+
+if TYPE_CHECKING:
+    from .feed import StatusFeed
 
 __all__ = ["PipelineController", "controller_for", "StepReport", "Action", "RetiredError", "JobEntry"]
 
@@ -104,7 +108,7 @@ class PipelineController:
         self._listeners: list[Callable[[], None]] = []
         self._open_lock: asyncio.Lock | None = None
         self._phase_lock: asyncio.Lock | None = None
-        self._feed: Any = None
+        self._feed: StatusFeed | None = None
 
     def __repr__(self) -> str:
         return f"<PipelineController {self.name or ''} {self.pipeline!r}>"
@@ -197,7 +201,7 @@ class PipelineController:
             )
 
     @property
-    def feed(self) -> Any:
+    def feed(self) -> StatusFeed:
         """The one :class:`~pdtnb.notebook.feed.StatusFeed` every live view of this pipeline uses."""
         if self._feed is None:
             from .feed import StatusFeed
@@ -219,6 +223,7 @@ class PipelineController:
         if self.pipeline.is_open:
             return False
         await self.pipeline.open()
+        _opened.add(self)
         remember_loop_thread(asyncio.get_running_loop())
         self.tracker = StatusTracker(self.pipeline)
         try:  # a first snapshot, so a view displayed right after shows counts, not "waiting"
@@ -234,6 +239,7 @@ class PipelineController:
         await self.stop(drain=False)
         await self._cancel_drain()
         await self.pipeline.close()
+        _opened.discard(self)
         self._changed()
 
     # ---- listeners -------------------------------------------------------------------------
@@ -650,20 +656,28 @@ def _consume(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-_controllers: dict[int, PipelineController] = {}
+#: Every controller whose pipeline still exists (weakly: a pipeline the notebook no longer
+#: holds goes, with its controller, its views' state and its in-memory data).
+_controllers: weakref.WeakSet[PipelineController] = weakref.WeakSet()
+#: The controllers that opened their pipeline, held until they close it, so that the kernel's
+#: exit closes every pipeline the notebook opened (:func:`pdtnb.notebook.extension.close_all`).
+_opened: set[PipelineController] = set()
 
 
 def controller_for(pipeline: Pipeline, name: str | None = None) -> PipelineController:
-    """The controller of ``pipeline`` (one per pipeline, created on first use)."""
-    controller = _controllers.get(id(pipeline))
-    if controller is None or controller.pipeline is not pipeline:
+    """The controller of ``pipeline`` (one per pipeline, created on first use, kept on the
+    pipeline itself: it lives as long as the pipeline does)."""
+    controller = pipeline.front_ends.get("notebook")
+    if controller is None:
         controller = PipelineController(pipeline, name)
-        _controllers[id(pipeline)] = controller
+        pipeline.front_ends["notebook"] = controller
+        _controllers.add(controller)
     elif name and not controller.name:
         controller.name = name
     return controller
 
 
 def all_controllers() -> list[PipelineController]:
-    """Every controller created in this process."""
-    return list(_controllers.values())
+    """Every controller whose pipeline still exists in this process, the open ones first."""
+    opened = list(_opened)
+    return opened + [c for c in list(_controllers) if c not in _opened]

@@ -29,7 +29,7 @@ import logging
 import re
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 import ipywidgets
 
@@ -42,7 +42,7 @@ from .feed import StatusFeed
 from .kernel_loop import submit
 from .live import LiveView, redefined_note
 from .progress import progress_html
-from .status_view import _CSS, caption_html, render_status_html, status_text
+from .status_view import STATUS_CSS, caption_html, render_status_html, status_text
 from .style import DARK_TEXT_STATES, STATE_COLOURS, STATE_TEXT_COLOURS, STATES
 
 __all__ = ["Dashboard"]
@@ -374,7 +374,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
                 f"{html.escape(one_line(feed.error))}</span>"
             )
         self.caption.value = (
-            f'{_DASHBOARD_CSS}{_CSS}<div class="pdtnb-status" style="color:#666;font-size:11px">{markup}</div>'
+            f'{_DASHBOARD_CSS}{STATUS_CSS}<div class="pdtnb-status" style="color:#666;font-size:11px">{markup}</div>'
         )
 
     def _build_rows(self, names: list[str]) -> None:
@@ -538,7 +538,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
         try:
             if self._graph_svg:
                 if self._graph_base is None or self._graph_base.pipeline is not pipeline:
-                    self._graph_base = PipelineGraph(pipeline, status, form="auto")  # type: ignore[call-arg]
+                    self._graph_base = PipelineGraph(pipeline, status, form="auto")
                 graph = self._graph_base.with_status(status)  # the layout is computed once
                 svg = await asyncio.to_thread(graph.to_svg)
                 markup = svg[svg.find("<svg") :] if "<svg" in svg else svg
@@ -573,7 +573,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
         loop = asyncio.get_running_loop()
         status = self._status
         key = None if status is None else tuple((t.name, t.live, t.done, t.failed) for t in status.tasks)
-        if key == self._timeline_key and key is not None and not any(t.live for t in status.tasks):
+        if key == self._timeline_key and status is not None and not any(t.live for t in status.tasks):
             return
         if loop.time() - self._timeline_at < _TIMELINE_EVERY and self._timeline_key is not None:
             return
@@ -839,7 +839,7 @@ class Dashboard(LiveView, ipywidgets.VBox):
     def _on_retry_outdated(self, _button: Any = None) -> None:
         self._retry_all(_button, "outdated")
 
-    def _retry_all(self, button: Any, which: str) -> None:
+    def _retry_all(self, button: Any, which: Literal["failed", "outdated"]) -> None:
         """Retry every ``which`` (failed or outdated) job of a task: the open list's task when the
         button is the list's, else the launch panel's."""
         task = (
@@ -850,7 +850,11 @@ class Dashboard(LiveView, ipywidgets.VBox):
         if not task:
             self._show_error("choose a task")
             return
-        self._request(f"retry {which} {task}", lambda c: c.retry(task, **{which: True}), after=self._after_job_action)
+        self._request(
+            f"retry {which} {task}",
+            lambda c: c.retry(task, failed=which == "failed", outdated=which == "outdated"),
+            after=self._after_job_action,
+        )
 
     async def _after_job_action(self) -> None:
         await self.controller.feed.refresh()

@@ -287,10 +287,10 @@ class JobView(_View):
                 if r.retry_at is not None:
                     lines.append(f"  next attempt due at {r.retry_at.isoformat(timespec='seconds')}")
                 lines.extend(self._traceback_text(r))
-            for label, tail in (("stdout", r.stdout_tail), ("stderr", r.stderr_tail)):
-                if tail:
+            for label, record_tail in (("stdout", r.stdout_tail), ("stderr", r.stderr_tail)):
+                if record_tail:
                     lines.append(f"  {label} (last lines):")
-                    lines.extend("    " + line for line in tail.splitlines()[-20:])
+                    lines.extend("    " + line for line in record_tail.splitlines()[-20:])
             attempts = _attempts(r)
             if len(attempts) > 1:
                 lines.append("  attempts:")
@@ -333,6 +333,26 @@ class JobView(_View):
             f'<div class="pdtnb-job"><b>{_e(d.task)}</b> <code>{_e(short_id(d.job))}</code>: '
             f"{_c(colour, _e(d.state), bold=True)}</div>"
         ]
+        facts = self._facts_html()
+        if facts:
+            rows = "".join(
+                f'<tr><th style="text-align:left">{k}</th><td style="text-align:left">{v}</td></tr>' for k, v in facts
+            )
+            parts.append(f'<table class="pdtnb-facts">{rows}</table>')
+        if r is not None and r.failed and (r.frames or r.traceback or r.error_type):
+            parts.append(self._traceback_html(r))  # a process or pod failure has no traceback
+        for name, tail in self.output.items():
+            if not tail:
+                continue
+            parts.append(f'<div><b>{_e(name)} so far</b></div><pre class="pdtnb-output">{_e(tail)}</pre>')
+        if r is not None:
+            parts.extend(_record_tails_html(r))
+        return "\n".join(parts)
+
+    def _facts_html(self) -> list[tuple[str, str]]:
+        """The (label, HTML) rows of the facts table under the heading: what runs it, why it is
+        outdated, its last attempt (when, how long, why it failed, when the next is due), its inputs."""
+        d, r = self.details, self.details.record
         facts: list[tuple[str, str]] = []
         if d.live is not None:
             facts.append(("running", _e(d.live)))
@@ -363,33 +383,7 @@ class JobView(_View):
                     ),
                 )
             )
-        if facts:
-            rows = "".join(
-                f'<tr><th style="text-align:left">{k}</th><td style="text-align:left">{v}</td></tr>' for k, v in facts
-            )
-            parts.append(f'<table class="pdtnb-facts">{rows}</table>')
-        if r is not None and r.failed and (r.frames or r.traceback or r.error_type):
-            parts.append(self._traceback_html(r))  # a process or pod failure has no traceback
-        for name, tail in self.output.items():
-            if not tail:
-                continue
-            parts.append(f'<div><b>{_e(name)} so far</b></div><pre class="pdtnb-output">{_e(tail)}</pre>')
-        if r is not None:
-            for label, tail in (("stdout", r.stdout_tail), ("stderr", r.stderr_tail)):
-                if tail:
-                    parts.append(f'<div><b>{label}</b> (last lines)</div><pre class="pdtnb-{label}">{_e(tail)}</pre>')
-            attempts = _attempts(r)
-            if len(attempts) > 1:
-                rows = "".join(
-                    f"<tr><td>{a.attempt}</td><td>{_c(_OUTCOME_COLOUR.get(str(a.outcome), 'red'), _e(a.outcome))}</td>"
-                    f"<td>{_e(_when(a.start_time))}</td><td>{_e(_took(a))}</td><td>{_e(a.reason_line())}</td></tr>"
-                    for a in attempts
-                )
-                parts.append(
-                    '<div><b>attempts</b></div><table class="pdtnb-attempts"><tr><th>#</th><th>outcome</th>'
-                    f"<th>started</th><th>took</th><th>reason</th></tr>{rows}</table>"
-                )
-        return "\n".join(parts)
+        return facts
 
     def _traceback_html(self, r: JobRecord) -> str:
         user, other = self._frames()
@@ -413,6 +407,27 @@ class JobView(_View):
                 f"</summary><pre>{folded}</pre></details>"
             )
         return block
+
+
+def _record_tails_html(r: JobRecord) -> list[str]:
+    """The end of the record's HTML: the last lines of stdout and stderr it kept, then the table of
+    its attempts when there was more than one (a single attempt is already in the facts)."""
+    parts: list[str] = []
+    for label, tail in (("stdout", r.stdout_tail), ("stderr", r.stderr_tail)):
+        if tail:
+            parts.append(f'<div><b>{label}</b> (last lines)</div><pre class="pdtnb-{label}">{_e(tail)}</pre>')
+    attempts = _attempts(r)
+    if len(attempts) > 1:
+        rows = "".join(
+            f"<tr><td>{a.attempt}</td><td>{_c(_OUTCOME_COLOUR.get(str(a.outcome), 'red'), _e(a.outcome))}</td>"
+            f"<td>{_e(_when(a.start_time))}</td><td>{_e(_took(a))}</td><td>{_e(a.reason_line())}</td></tr>"
+            for a in attempts
+        )
+        parts.append(
+            '<div><b>attempts</b></div><table class="pdtnb-attempts"><tr><th>#</th><th>outcome</th>'
+            f"<th>started</th><th>took</th><th>reason</th></tr>{rows}</table>"
+        )
+    return parts
 
 
 # ---- failed, why, retry ------------------------------------------------------------------------
@@ -508,7 +523,7 @@ class RunResult(_View):
         return getattr(self.summary, name)
 
     def text(self) -> str:
-        line = self.summary.describe()
+        line: str = self.summary.describe()
         if not self.summary.ok:
             line += "\n%pdt failed lists the failed jobs; %pdt show TASK JOB explains one"
         return line

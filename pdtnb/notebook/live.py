@@ -132,7 +132,8 @@ class LiveView:
     @property
     def feed(self) -> StatusFeed:
         """The feed this view follows (its controller's)."""
-        return self.controller.feed
+        feed: StatusFeed = self.controller.feed
+        return feed
 
     def start(self) -> Any:
         """Follow the feed (call on the pipeline's loop); returns the view."""
@@ -214,6 +215,9 @@ class LiveView:
 
         def render(self, feed: StatusFeed) -> None: ...
 
+        # the widget's own (a concrete view is an ipywidgets widget)
+        def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | dict[str, Any] | None: ...
+
         def snapshot_html(self, note: str) -> str: ...
 
         def snapshot_text(self) -> str: ...
@@ -223,7 +227,7 @@ class LiveView:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        bundle = None if self.ended else self._repr_mimebundle_()  # type: ignore[misc]  # the widget's own
+        bundle = None if self.ended else self._repr_mimebundle_()
         data = dict(bundle[0] if isinstance(bundle, tuple) else bundle or {})
         if WIDGET_VIEW not in data:
             display(self._static_bundle(self._end_note or "a static copy"), raw=True)
@@ -252,7 +256,7 @@ class LiveView:
         if self.ended or not self._display_ids:
             return
         try:
-            bundle = self._repr_mimebundle_()  # type: ignore[misc]
+            bundle = self._repr_mimebundle_()
             data = dict(bundle[0] if isinstance(bundle, tuple) else bundle or {})
             if WIDGET_VIEW not in data:
                 return

@@ -53,10 +53,10 @@ def load_target(file: str, binding: Sequence[str]) -> LoadLine:
 
 
 class _Refusal(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise ValueError(message)
 
-    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:  # type: ignore[override]
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         raise ValueError(message or "see %pdt help")
 
 

@@ -18,7 +18,7 @@ import os
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -44,6 +44,9 @@ from .job_views import (
 from .kernel_loop import run_sync
 from .loading import load_target
 
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
 __all__ = ["PdtMagics", "JobList", "Text"]
 
 #: ``%pdt help``: generated from the command table.
@@ -53,10 +56,10 @@ HELP = help_text(NOTEBOOK)
 class _Parser(argparse.ArgumentParser):
     """argparse that reports errors as exceptions instead of exiting the kernel."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"%pdt {self.prog.split()[-1] if ' ' in self.prog else ''}: {message}".replace(" :", ":"))
 
-    def exit(self, status: int = 0, message: str | None = None) -> Any:  # type: ignore[override]
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         raise UsageError(message or "%pdt: see %pdt help")
 
 
@@ -73,7 +76,7 @@ def _build_parser() -> _Parser:
 SHOWN_LINES = 50
 
 
-class JobList(list):
+class JobList(list[str]):
     """A list of job ids that displays one per line with a count (the first
     :data:`SHOWN_LINES` of a long list, then how many more)."""
 
@@ -106,7 +109,9 @@ class Message(Text):
 class PdtMagics(Magics):
     """``%pdt`` and ``%%pdt``; one instance per IPython shell."""
 
-    def __init__(self, shell: Any):
+    shell: InteractiveShell  # always given: the extension registers the magics with its shell
+
+    def __init__(self, shell: InteractiveShell):
         super().__init__(shell)
         self.selected: str | None = None
         self._parser = _build_parser()
@@ -122,7 +127,8 @@ class PdtMagics(Magics):
         __tracebackhide__ = True  # IPython hides this frame in tracebacks
         return self._sync(self.pdt_async(line))
 
-    @cell_magic("pdt")
+    # IPython annotates cell_magic(name) as returning "a function or a decorator", uncallable for mypy
+    @cell_magic("pdt")  # type: ignore[arg-type]
     def pdt_cell(self, line: str, cell: str) -> Any:
         """``%%pdt inject TASK.LINK JOB``: store the cell body as the job's value."""
         __tracebackhide__ = True
@@ -153,7 +159,8 @@ class PdtMagics(Magics):
             raise UsageError(f"%pdt: cannot parse {line!r}: {e}") from None
         if not words:
             raise UsageError("%pdt: give a subcommand; %pdt help lists them")
-        known = self._parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+        action = self._parser._subparsers._group_actions[0]  # type: ignore[union-attr]
+        known = list(action.choices or ())  # the subcommand names
         if words[0] not in known:
             raise UsageError(f"%pdt: unknown subcommand {words[0]!r}; subcommands: {', '.join(known)}")
         return self._parser.parse_args(words)
@@ -523,7 +530,7 @@ class PdtMagics(Magics):
                     f"%pdt graph --{args.form}: this version of PipelineGraph has no form= parameter yet; "
                     "use %pdt graph without it"
                 )
-            graph = PipelineGraph(controller.pipeline, status, form=args.form)  # type: ignore[call-arg]
+            graph = PipelineGraph(controller.pipeline, status, form=args.form)
         else:
             graph = PipelineGraph(controller.pipeline, status)
         if args.svg:

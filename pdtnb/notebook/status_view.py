@@ -27,7 +27,7 @@ __all__ = ["StatusTable", "LiveStatus", "Progress", "render_status_html", "capti
 
 log = logging.getLogger("pdtnb.notebook")
 
-_CSS = """
+STATUS_CSS = """
 <style>
 .pdtnb-status table {border-collapse: collapse; font-family: var(--jp-code-font-family, monospace); font-size: 12px;}
 .pdtnb-status th, .pdtnb-status td {padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right;}
@@ -137,7 +137,7 @@ def render_status_html(
             "; its in-process jobs count as ready here</i>"
         )
     return (
-        f'{_CSS}<div class="pdtnb-status"><table><caption style="text-align:left">{caption_markup}</caption>'
+        f'{STATUS_CSS}<div class="pdtnb-status"><table><caption style="text-align:left">{caption_markup}</caption>'
         f"<thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
@@ -235,7 +235,9 @@ class _FeedHTML(LiveView, ipywidgets.HTML, abstract=True):
             error = html.escape(" ".join(str(self._error).split()) or type(self._error).__name__)
             caption += f' <span class="pdtnb-error" style="color:#E15759">status refresh failed: {error}</span>'
         if self._status is None:
-            return f'{_CSS}<div class="pdtnb-status"><i>{caption}</i><br><i>waiting for the first status</i></div>'
+            return (
+                f'{STATUS_CSS}<div class="pdtnb-status"><i>{caption}</i><br><i>waiting for the first status</i></div>'
+            )
         return self._body(caption)
 
     def snapshot_html(self, note: str) -> str:
@@ -306,4 +308,6 @@ class Progress(_FeedHTML):
     def _body(self, caption: str) -> str:
         assert self._status is not None
         bars = progress_table_html(self._status, self._rates, self._state)
-        return f'{_CSS}<div class="pdtnb-status"><div style="color:#666;font-size:11px">{caption}</div>{bars}</div>'
+        return (
+            f'{STATUS_CSS}<div class="pdtnb-status"><div style="color:#666;font-size:11px">{caption}</div>{bars}</div>'
+        )

@@ -203,7 +203,7 @@ class Timeline:
     def __init__(self, attempts: Sequence[Attempt], title: str | None = None):
         self.attempts = list(attempts)
         self.title = title
-        self._figure: Any = None
+        self._figure: Figure | None = None
         self._svg: str | None = None
 
     @property

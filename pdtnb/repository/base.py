@@ -59,10 +59,14 @@ _DEFAULT_CHARSET = string.ascii_letters + string.digits
 # Job ids already found valid under the default character set. Most ids are written by one
 # repository and read back by several, so checking each id once per process, not once per write,
 # keeps validation off the hot path. Bounded: cleared (and rebuilt as ids are seen) past the limit.
-_VALID_IDS: set[str] = set()
+# Shared with the repository implementations: memory.py inlines the check on its hottest paths.
+VALID_ID_CACHE: set[str] = set()
 T = TypeVar("T")
+_R = TypeVar("_R", bound="Repository")
 _VALID_IDS_LIMIT = 4_000_000
-_SNAPSHOT: ContextVar[dict[Hashable, tuple[Repository, asyncio.Future]] | None] = ContextVar(
+# Each entry: the repository (kept alive while its id is the key) and its listing's future, a job
+# id set for job_ids(), whatever `make` gives for _shared().
+_SNAPSHOT: ContextVar[dict[Hashable, tuple[Repository, asyncio.Future[Any]]] | None] = ContextVar(
     "pdtnb_listing_snapshot", default=None
 )
 
@@ -118,7 +122,7 @@ class Repository(ABC):
     #: Computed for every class when it is defined: set CHARSET in the class body.
     _pdtnb_default_ids: bool = True
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+    def __new__(cls: type[_R], *args: Any, **kwargs: Any) -> _R:
         # Kept so that a Python-defined pipeline can be written as a file (pdtnb.dump): the
         # arguments say what the repository is, whatever its attributes are named.
         self = super().__new__(cls)
@@ -131,7 +135,7 @@ class Repository(ABC):
             cls.CHARSET is _DEFAULT_CHARSET
             and cls.CHARSET_START_END is _DEFAULT_CHARSET
             and cls.MAX_JOB_ID_LENGTH == Repository.MAX_JOB_ID_LENGTH
-            and getattr(cls.is_valid_job_id, "__func__", None) is Repository.is_valid_job_id.__func__
+            and getattr(cls.is_valid_job_id, "__func__", None) is vars(Repository)["is_valid_job_id"].__func__
         )
 
     @classmethod
@@ -143,7 +147,7 @@ class Repository(ABC):
 
         Every write path calls this, so an id like ``../../etc`` can never reach a path or a template.
         """
-        if job in _VALID_IDS and self._pdtnb_default_ids:
+        if job in VALID_ID_CACHE and self._pdtnb_default_ids:
             return job
         if not self.is_valid_job_id(job):
             raise InvalidJobIdError(job, self, self.MAX_JOB_ID_LENGTH)
@@ -153,7 +157,7 @@ class Repository(ABC):
 
     def _all_known_valid(self, ids: Iterable[str]) -> bool:
         """Whether every id in ``ids`` is already known to be valid (cheap, no allocation)."""
-        return self._default_charset() and _VALID_IDS.issuperset(ids)
+        return self._default_charset() and VALID_ID_CACHE.issuperset(ids)
 
     def _warn_invalid(self, bad: Iterable[str]) -> None:
         """Log one warning per listing for ids that are not valid, each id only the first time."""
@@ -225,6 +229,7 @@ class Repository(ABC):
             ids = await self._list_job_ids()
             return ids if isinstance(ids, (set, frozenset)) else set(ids)
         entry = memo.get(id(self))
+        future: asyncio.Future[AbstractSet[str]]
         if entry is None:
             future = asyncio.ensure_future(self._list_job_ids())
             memo[id(self)] = (self, future)
@@ -418,9 +423,9 @@ def _all_default_valid(ids: Collection[Any], longest: int) -> bool:
 
 
 def _remember_valid(ids: Iterable[str]) -> None:
-    if len(_VALID_IDS) > _VALID_IDS_LIMIT:
-        _VALID_IDS.clear()
-    _VALID_IDS.update(ids)
+    if len(VALID_ID_CACHE) > _VALID_IDS_LIMIT:
+        VALID_ID_CACHE.clear()
+    VALID_ID_CACHE.update(ids)
 
 
 def check_mode(mode: str, where: object) -> None:

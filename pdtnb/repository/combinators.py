@@ -171,8 +171,8 @@ class BlockingRepository(_Computed):
                 return source
             return source - unless
         source = await self.source.job_ids()
-        blocked = await asyncio.gather(*(self.unless.contains(j) for j in source))
-        return {j for j, b in zip(source, blocked) if not b}
+        inhibited = await asyncio.gather(*(self.unless.contains(j) for j in source))
+        return {j for j, b in zip(source, inhibited) if not b}
 
     async def contains(self, item: str) -> bool:
         return await self.source.contains(item) and not await self.unless.contains(item)
@@ -320,7 +320,8 @@ class RelatedItemRepository(_Computed):
 class _RelatedItemBlobRepository(RelatedItemRepository, BlobRepository):
     async def open(self, job: str, mode: str = "r") -> Any:
         assert isinstance(self.base_repository, BlobRepository)
-        return await self.base_repository.open(await self._require(job), mode)
+        # `mode` is passed on as it came, for the base repository to accept or refuse
+        return await self.base_repository.open(await self._require(job), mode)  # type: ignore[call-overload]
 
 
 class _RelatedItemMetadataRepository(RelatedItemRepository, MetadataRepository):

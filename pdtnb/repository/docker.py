@@ -158,7 +158,7 @@ class DockerRepository(Repository):
     async def _tags(self) -> list[str]:
         url: str | None = f"{self.base_url}/tags/list?n={_TAGS_PAGE}"
         tags: list[str] = []
-        seen: set[str] = set()
+        seen: set[str | None] = set()
         while url:
             status, headers, body = await self._request("GET", url, "listing tags")
             if status == 404:  # repository does not exist yet

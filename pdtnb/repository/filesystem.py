@@ -31,10 +31,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ..errors import InvalidJobIdError
-from ..streams import AReadText, AWriteText, CommitOnExit
+from ..streams import AReadStream, AReadText, AWriteStream, AWriteText, CommitOnExit
 from . import listing
 from .base import RESERVED_PREFIX, BlobRepository, Repository, check_mode
 
@@ -124,7 +125,9 @@ class _suppress_oserror:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
         return exc_type is not None and issubclass(exc_type, OSError)
 
 
@@ -644,6 +647,15 @@ class FileRepositoryBase(Repository):
 
 class FileRepository(FileRepositoryBase, BlobRepository):
     """A directory of files, one per job, read and written as streams."""
+
+    @overload
+    async def open(self, job: str, mode: Literal["r"] = "r") -> AReadText: ...
+    @overload
+    async def open(self, job: str, mode: Literal["rb"]) -> AReadStream: ...
+    @overload
+    async def open(self, job: str, mode: Literal["w"]) -> AWriteText: ...
+    @overload
+    async def open(self, job: str, mode: Literal["wb"]) -> AWriteStream: ...
 
     async def open(self, job: str, mode: str = "r") -> Any:
         check_mode(mode, self)

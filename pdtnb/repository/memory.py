@@ -33,11 +33,11 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator, ItemsView, Iterator, ValuesView
 from collections.abc import Set as AbstractSet
-from typing import Any
+from typing import Any, Literal, overload
 
 from ..record import success_dict_ns
-from ..streams import AReadText, AWriteText, CommitOnExit
-from .base import _VALID_IDS, BlobRepository, MetadataRepository, Repository, check_mode
+from ..streams import AReadStream, AReadText, AWriteStream, AWriteText, CommitOnExit
+from .base import VALID_ID_CACHE, BlobRepository, MetadataRepository, Repository, check_mode
 
 __all__ = ["InProcessMetadataRepository", "InProcessBlobRepository", "InProcessBlobStream", "JobDict"]
 
@@ -66,7 +66,7 @@ _dict_iter = dict.__iter__
 _dict_items = dict.items
 
 
-class JobDict(dict):
+class JobDict(dict[str, Any]):
     """The dict of an in-process repository that was not given one.
 
     It keeps a version number and a log of the keys changed at each version, so that a status
@@ -170,7 +170,7 @@ class JobDict(dict):
             other.inflate_all()
         return dict.__ne__(self, other)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __repr__(self) -> str:
         self.inflate_all()
@@ -236,7 +236,9 @@ class JobDict(dict):
             self.note(key)
         return self[key]
 
-    def __ior__(self, other: Any) -> JobDict:
+    # dict's `|` may widen the key type and an in-place `|=` cannot, so mypy flags any __ior__ of a
+    # dict[str, ...] subclass against dict.__or__; this one behaves as dict's own (and notes keys).
+    def __ior__(self, other: Any) -> JobDict:  # type: ignore[override]
         self.update(other)
         return self
 
@@ -244,7 +246,7 @@ class JobDict(dict):
         return (JobDict, (dict(self),))
 
 
-class _JobDictValues(ValuesView):
+class _JobDictValues(ValuesView[Any]):
     """``JobDict.values()``: a live view, like dict's, giving compact records as dicts."""
 
     _mapping: JobDict
@@ -258,7 +260,7 @@ class _JobDictValues(ValuesView):
         return f"{type(self).__name__}({list(self)!r})"
 
 
-class _JobDictItems(ItemsView):
+class _JobDictItems(ItemsView[str, Any]):
     """``JobDict.items()``: a live view, like dict's, giving compact records as dicts."""
 
     _mapping: JobDict
@@ -361,7 +363,7 @@ class InProcessMetadataRepository(_DictListing, MetadataRepository):
 
     async def dump(self, job: str, data: Any) -> None:
         # check_job_id and _store, inlined: this is the innermost call of an in-process pipeline.
-        if job not in _VALID_IDS or not self._pdtnb_default_ids:
+        if job not in VALID_ID_CACHE or not self._pdtnb_default_ids:
             self.check_job_id(job)
         store = self.data
         if type(store) is JobDict:
@@ -379,7 +381,7 @@ class InProcessMetadataRepository(_DictListing, MetadataRepository):
         that succeeded on this host between two ``time.time_ns()`` readings, by the code whose
         fingerprint's digest is given), compactly when the dict is this repository's own (see the
         module's docstring). Synchronous: nothing here waits."""
-        if job not in _VALID_IDS or not self._pdtnb_default_ids:
+        if job not in VALID_ID_CACHE or not self._pdtnb_default_ids:
             self.check_job_id(job)
         store = self.data
         if type(store) is JobDict and 0 <= start_ns <= _NS_MASK and 0 <= end_ns <= _NS_MASK:
@@ -461,6 +463,15 @@ class InProcessBlobRepository(_DictListing, BlobRepository):
     async def info(self, job: str) -> None:
         """An in-memory blob has nothing to put in a template."""
         return None
+
+    @overload
+    async def open(self, job: str, mode: Literal["r"] = "r") -> AReadText: ...
+    @overload
+    async def open(self, job: str, mode: Literal["rb"]) -> AReadStream: ...
+    @overload
+    async def open(self, job: str, mode: Literal["w"]) -> AWriteText: ...
+    @overload
+    async def open(self, job: str, mode: Literal["wb"]) -> AWriteStream: ...
 
     async def open(self, job: str, mode: str = "r") -> Any:
         check_mode(mode, self)

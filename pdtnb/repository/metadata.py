@@ -286,9 +286,11 @@ class YamlMetadataFileRepository(YamlMetadataRepository, FileRepository):
             return [await self._io(self._read_record, job) for job in jobs]
         step = -(-len(jobs) // 4)
         chunks = [jobs[i : i + step] for i in range(0, len(jobs), step)]
-        parts = await asyncio.gather(
-            *(asyncio.to_thread(lambda chunk=chunk: [self._read_record(j) for j in chunk]) for chunk in chunks)
-        )
+
+        def read_chunk(chunk: list[str]) -> list[Any]:
+            return [self._read_record(j) for j in chunk]
+
+        parts = await asyncio.gather(*(asyncio.to_thread(read_chunk, chunk) for chunk in chunks))
         return [value for part in parts for value in part]
 
     async def info_all(self) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def _bson_exact(value: Any) -> bool:
     if value is None or t is str or t is bool or t is float:
         return True
     if t is int:
-        return -_INT64 <= value < _INT64
+        return bool(-_INT64 <= value < _INT64)  # value is an int: bool() only types the result
     if t is list:
         return all(_bson_exact(v) for v in value)
     if t is dict:

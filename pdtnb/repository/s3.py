@@ -17,10 +17,11 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..errors import PdtnbError
-from ..streams import AReadText, AWriteText, CommitOnExit
+from ..streams import AReadStream, AReadText, AWriteStream, AWriteText, CommitOnExit
 from .base import LEASE_NAME, RESERVED_PREFIX, BlobRepository, check_mode
 from .metadata import YamlMetadataRepository, yaml_load
 
@@ -248,7 +249,8 @@ class S3BucketRepository(BlobRepository):
                     return None
                 raise
             async with response["Body"] as body:
-                return await body.read()
+                data: bytes = await body.read()
+                return data
 
     async def write_sidecar(self, name: str, data: bytes) -> bool:
         key = self._sidecar_key(name)
@@ -299,6 +301,15 @@ class S3BucketRepository(BlobRepository):
 
     # ---- values -------------------------------------------------------------------------
 
+    @overload
+    async def open(self, job: str, mode: Literal["r"] = "r") -> AReadText: ...
+    @overload
+    async def open(self, job: str, mode: Literal["rb"]) -> AReadStream: ...
+    @overload
+    async def open(self, job: str, mode: Literal["w"]) -> AWriteText: ...
+    @overload
+    async def open(self, job: str, mode: Literal["wb"]) -> AWriteStream: ...
+
     async def open(self, job: str, mode: str = "r") -> Any:
         check_mode(mode, self)
         self.check_job_id(job)
@@ -346,9 +357,8 @@ class S3Reader:
 
     async def read(self, n: int | None = None) -> bytes:
         with self._repo._errors(f"read s3://{self._repo.bucket}/{self._key}"):
-            if n is None or n < 0:
-                return await self._body.read()
-            return await self._body.read(n)
+            data: bytes = await self._body.read() if n is None or n < 0 else await self._body.read(n)
+            return data
 
     async def close(self) -> None:
         body, self._body = self._body, None
@@ -360,7 +370,9 @@ class S3Reader:
     async def __aenter__(self) -> S3Reader:
         return self
 
-    async def __aexit__(self, exc_type, exc, tb) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
 

@@ -42,7 +42,7 @@ from ..repository.combinators import (
 )
 from ..repository.memory import success_writer
 from ..retry import Retry
-from ..streams import STDOUT, StderrIsStdout
+from ..streams import STDOUT
 
 __all__ = [
     "Link",
@@ -56,10 +56,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("pdtnb.task")
-
-
-#: Kept under its earlier private name for the task modules (the class lives in pdtnb.streams).
-_StderrIsStdout = StderrIsStdout
 
 
 _now = datetime.now
@@ -161,7 +157,7 @@ async def launch_with(task: Task, job: str, options: LaunchOptions) -> bool | No
             f"task {task.name!r} ({type(task).__name__}) takes no launch options: its launch(job) cannot "
             "run a job synchronously, without metadata or as a retry"
         )
-    return await task.launch(job, options)  # type: ignore[call-arg]
+    return await task.launch(job, options)
 
 
 @dataclass
@@ -295,7 +291,9 @@ class Task(ABC):
     def hook_set(self, hooks: HookSet | None) -> None:
         self._hook_set = hooks
 
-    def own_hook_set(self, pipeline_hooks: Iterable[Any] = (), reported: set | None = None) -> HookSet | None:
+    def own_hook_set(
+        self, pipeline_hooks: Iterable[Any] = (), reported: set[tuple[int, str]] | None = None
+    ) -> HookSet | None:
         """The :class:`~pdtnb.hooks.HookSet` of this task's hooks then ``pipeline_hooks``; None
         when none of them has a method a job's life calls."""
         hooks = [*self.hooks, *pipeline_hooks]
@@ -670,8 +668,18 @@ class Task(ABC):
 
     # ---- waking the pipeline ---------------------------------------------------------------
 
-    def _attach(self, wake: Callable[[], None] | None) -> None:
+    def attach(
+        self, wake: Callable[[], None] | None, on_record: Callable[[Task, str, Outcome], None] | None = None
+    ) -> None:
+        """Connect the task to the pipeline that opened it, or disconnect it (``wake`` None).
+
+        ``wake`` starts the pipeline's next round now (see :meth:`notify`; safe from any thread);
+        ``on_record`` is told of every failed attempt the task records (the pipeline counts them
+        for its run summary). Called by :meth:`Pipeline.open <pdtnb.Pipeline.open>` and
+        :meth:`~pdtnb.Pipeline.close`; a task kind that keeps state only while a pipeline runs it
+        (watches, timers) extends it to drop that state when it is disconnected."""
         self._wake = wake
+        self._on_record = on_record
         self._sink = None
         if wake is not None:
             self.record_sink()

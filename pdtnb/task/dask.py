@@ -131,13 +131,13 @@ class DaskExecutor(cf.Executor):
         """The Dask dashboard's address, or None (no dashboard, or not connected yet)."""
         return dashboard_link_of(self._client)
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         """``fn(*args, **kwargs)`` on a worker, as an impure Dask task; the returned future is
         cancelled only by its own ``cancel()`` (which cancels the Dask future): a cancellation by
         Dask fails it with :class:`DaskJobLost`."""
         return self.submit_named("pdtnb", fn, *args, **kwargs)
 
-    def submit_named(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
+    def submit_named(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         """:meth:`submit` under a key starting with ``name`` (a pdtnb task's name, which Dask's
         dashboard shows the task stream grouped by)."""
         if self._shutdown:
@@ -145,17 +145,19 @@ class DaskExecutor(cf.Executor):
         client = self.client
         key = f"{_key_prefix(name)}-{uuid.uuid4().hex}"
         future = client.submit(fn, *args, key=key, pure=False, **self._options, **kwargs)
-        cf_future: cf.Future = cf.Future()
+        loop = client.loop
+        assert loop is not None, "a connected client has its loop"
+        cf_future: cf.Future[Any] = cf.Future()
         cf_future.dask_key = key  # type: ignore[attr-defined]  # for kill's reason and the curious
 
-        def cancel_dask(done: cf.Future) -> None:
+        def cancel_dask(done: cf.Future[Any]) -> None:
             # Handed to the client's loop, never awaited here: a sync client's cancel() would block
             # the pipeline's loop on a round trip, an asynchronous client's would return a coroutine.
             if done.cancelled() and not future.cancelled():
-                client.loop.add_callback(client._cancel, [future], "pdtnb-kill", "cancelled by pdtnb")
+                loop.add_callback(client._cancel, [future], "pdtnb-kill", "cancelled by pdtnb")
 
         cf_future.add_done_callback(cancel_dask)
-        client.loop.add_callback(_cascade, future, cf_future)
+        loop.add_callback(_cascade, future, cf_future)
         return cf_future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -171,7 +173,7 @@ def _key_prefix(name: str) -> str:
     return cleaned or "pdtnb"
 
 
-async def _cascade(future: distributed.Future, cf_future: cf.Future) -> None:
+async def _cascade(future: distributed.Future[Any], cf_future: cf.Future[Any]) -> None:
     """On the client's loop: hand the Dask future's outcome to ``cf_future``.
 
     A finished job's result is not fetched: the body's return value is ignored anyway, and a gather
@@ -182,7 +184,9 @@ async def _cascade(future: distributed.Future, cf_future: cf.Future) -> None:
     here: ``await future`` would go through the sync client's ``sync()``, which must not be called
     from its own loop.)"""
     try:
-        await future._state.wait()
+        state = future._state
+        assert state is not None, "a submitted future has its state"
+        await state.wait()
         if future.status == "finished":
             _settle(cf_future, result=utcnow())
             return
@@ -206,7 +210,7 @@ async def _cascade(future: distributed.Future, cf_future: cf.Future) -> None:
         _settle(cf_future, result=result)
 
 
-def _settle(cf_future: cf.Future, *, result: Any = None, exception: BaseException | None = None) -> None:
+def _settle(cf_future: cf.Future[Any], *, result: Any = None, exception: BaseException | None = None) -> None:
     try:
         if exception is not None:
             cf_future.set_exception(exception)

@@ -21,12 +21,12 @@ import asyncio
 import collections
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import Executor, Future
 from datetime import datetime
 from typing import Any
 
-from ..errors import StorageFaultError
+from ..errors import SessionClosedError, StorageFaultError
 from ..record import JobRecord, Outcome, host_name, record_from_exception
 from ..repository.base import MetadataRepository, Repository
 from ..repository.live import ExecutorLiveRepo
@@ -67,16 +67,20 @@ def _is_dask_executor(executor: Executor) -> bool:
 def dask_dashboard_link(task: Any) -> str | None:
     """The Dask dashboard of the cluster running ``task``'s bodies, or None (not a Dask executor,
     no dashboard, not connected)."""
-    executor = getattr(task, "executor", None)
+    try:
+        executor = getattr(task, "executor", None)
+    except SessionClosedError:  # a session resource's pool, its pipeline not open
+        return None
     if executor is None:
         return None
     if type(executor).__module__ == "pdtnb.task.dask":  # a DaskExecutor says it itself
-        return executor.dashboard_link
+        link: str | None = executor.dashboard_link
+        return link
     if not _is_dask_executor(executor):
         return None
     from .dask import dashboard_link_of
 
-    return dashboard_link_of(executor._client)  # type: ignore[attr-defined]
+    return dashboard_link_of(executor._client)
 
 
 class ExecutorTask(FunctionTask):
@@ -85,7 +89,9 @@ class ExecutorTask(FunctionTask):
 
     Links ``live`` (the running jobs) and ``done`` (outcomes, as for
     :class:`~pdtnb.InProcessSyncTask`). The executor bounds the concurrency; ``resource_manager``
-    with ``job_resources`` (CPU and memory per job) also bounds what is submitted. A job that meets a
+    with ``job_resources`` (CPU and memory per job) also bounds what is submitted. ``executor`` may
+    also be a session resource giving one (``session.resource``), started when the pipeline opens
+    and shut down when it closes, as a pipeline file's ``executor:`` is. A job that meets a
     storage fault (disk full, quota, read-only or I/O error) is not recorded: it stays ready, and
     the next :meth:`update` raises :class:`~pdtnb.StorageFaultError`, which stops the run.
     """
@@ -96,7 +102,7 @@ class ExecutorTask(FunctionTask):
     def __init__(
         self,
         name: str,
-        executor: Executor,
+        executor: Executor | Callable[[], Executor],
         done: MetadataRepository,
         ready: Repository | None = None,
         func: Callable[..., Any] | None = None,
@@ -112,7 +118,7 @@ class ExecutorTask(FunctionTask):
         check_type(name, "job_resources", job_resources, Resources, "a Resources")
         if (resource_manager is None) != (job_resources is None):
             raise TypeError(f"task {name!r}: resource_manager and job_resources go together")
-        self.executor = executor
+        self._executor = executor
         self.resource_manager = resource_manager
         self.job_resources = job_resources
         if resource_manager is not None:
@@ -120,13 +126,29 @@ class ExecutorTask(FunctionTask):
         self._dask: Executor | None = None  # the DaskExecutor driving a Client.get_executor()
         self.done = done
         self._binding = FunctionBinding(self, func)
-        self.jobs: dict[Future, tuple[str, datetime, LaunchOptions]] = {}
-        self.rev_jobs: dict[str, Future] = {}
-        self._finished: collections.deque[Future] = collections.deque()
+        # A body's result is whatever the user's function returns: Future[Any].
+        self.jobs: dict[Future[Any], tuple[str, datetime, LaunchOptions]] = {}
+        self.rev_jobs: dict[str, Future[Any]] = {}
+        self._finished: collections.deque[Future[Any]] = collections.deque()
         self.live_version = 0  # bumped whenever the set of running jobs changes
         self.live = ExecutorLiveRepo(self)
         self.link("live", self.live, is_status=True, inhibits_output=True, inhibits_start=True)
         self.link("done", done, is_status=True, required_for_output=True, inhibits_start=True)
+
+    @property
+    def executor(self) -> Executor:
+        """Where the bodies run: the executor given, or the live one of the session resource given
+        (a pool opened with the pipeline and shut down when it closes, as a pipeline file's
+        ``executor:`` declares, so that reopening a pipeline in a notebook leaks no pool)."""
+        given = self._executor
+        if isinstance(given, Executor) or not callable(given):
+            return given
+        return given()
+
+    @property
+    def executor_source(self) -> Executor | Callable[[], Executor]:
+        """The executor, or the session resource giving one, as the task was given it."""
+        return self._executor
 
     async def _get_load(self) -> Resources:
         """What this task holds of its quota: every submitted job not yet reaped (a rate quota's
@@ -137,7 +159,7 @@ class ExecutorTask(FunctionTask):
         n = len(self.jobs)
         return Resources(jr.cpu * n, jr.mem * n, 0)
 
-    def _submit(self, kwargs: dict[str, Any]) -> Future:
+    def _submit(self, kwargs: dict[str, Any]) -> Future[Any]:
         executor = self.executor
         if _is_dask_executor(executor):
             if self._dask is None:
@@ -148,10 +170,11 @@ class ExecutorTask(FunctionTask):
             executor = self._dask
         submit_named = getattr(executor, "submit_named", None)
         if submit_named is not None and type(executor).__module__ == "pdtnb.task.dask":
-            return submit_named(self.name, _run_body, self._binding.func, kwargs)
+            future: Future[Any] = submit_named(self.name, _run_body, self._binding.func, kwargs)
+            return future
         return executor.submit(_run_body, self._binding.func, kwargs)  # type: ignore[arg-type]
 
-    def _on_done(self, future: Future) -> None:
+    def _on_done(self, future: Future[Any]) -> None:
         # Runs in the worker thread (or here, if already finished): hand over and wake the loop.
         self._finished.append(future)
         self.notify()
@@ -178,7 +201,7 @@ class ExecutorTask(FunctionTask):
         return reaped or bool(self.jobs)
 
     async def _record(
-        self, future: Future, job: str, start: datetime, options: LaunchOptions
+        self, future: Future[Any], job: str, start: datetime, options: LaunchOptions
     ) -> StorageFaultError | None:
         """Record a finished job; a storage fault (met by the body or by the writing of the
         record) is returned instead, and nothing is recorded: the job stays ready."""
@@ -204,7 +227,7 @@ class ExecutorTask(FunctionTask):
     async def launch(self, job: str, options: LaunchOptions = DEFAULT_LAUNCH) -> bool | None:
         self.raise_storage_fault()
         if job in self.rev_jobs:
-            return
+            return None
         kwargs = self._binding.kwargs(job)
         rm, jr = self.resource_manager, self.job_resources
         if rm is not None and jr is not None:
@@ -230,11 +253,18 @@ class ExecutorTask(FunctionTask):
             fault = await self._record(future, job, start, options)
             if fault is not None:
                 raise fault
-            return
+            return None
         self.jobs[future] = (job, start, options)
         self.rev_jobs[job] = future
         self.live_version += 1
         future.add_done_callback(self._on_done)
+        return None
+
+    @property
+    def running_jobs(self) -> Collection[str]:
+        """The jobs submitted and not yet reaped (a live view of :attr:`rev_jobs`' keys), for the
+        ``live`` repository (:class:`~pdtnb.repository.live.RunningJobs`)."""
+        return self.rev_jobs.keys()
 
     async def cancel(self, job: str) -> None:
         """Stop ``job`` if it has not started; a body already running in a thread cannot be

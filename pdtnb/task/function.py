@@ -61,8 +61,8 @@ class FunctionBinding:
         # The common shape, ``body(job, link, link...)`` with every parameter bound in order, is
         # called positionally (no keyword dict to build per call): ``target(job, *args)``, or
         # ``target(*args)`` for a body without ``job``; None for any other shape.
-        self.target: Callable[..., Any] | None = None
-        self.args: tuple[Any, ...] = ()
+        self.target = None
+        self.args = ()
         params = list(sig.parameters.values())
         positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         if (
@@ -81,11 +81,6 @@ class FunctionBinding:
         if self._wants_job:
             args["job"] = job
         return args
-
-    @property
-    def wants_job(self) -> bool:
-        """Whether the body takes a ``job`` parameter (known after :meth:`bind`)."""
-        return self._wants_job
 
     def call(self, job: str) -> Any:
         """Call the body for ``job`` (returns its coroutine, for an async body)."""
@@ -118,6 +113,12 @@ class FunctionTask(Task):
     """
 
     _binding: FunctionBinding
+
+    @property
+    def binding(self) -> FunctionBinding:
+        """The body and the repositories its parameters receive: bound when the pipeline opens,
+        or earlier by whoever wants a wrong parameter reported sooner (:meth:`FunctionBinding.bind`)."""
+        return self._binding
 
     @property
     def func(self) -> Callable[..., Any] | None:

@@ -93,10 +93,11 @@ class InProcessSyncTask(FunctionTask):
             in_body = self._in_body
             in_body.add(job)
             try:
-                # binding.call(job), inlined: this is the per-job hot path of in-process pipelines.
+                # binding.call(job), inlined for the positional shapes: this is the per-job hot path
+                # of in-process pipelines.
                 target = binding.target
                 if target is None:
-                    await (binding.partial(job=job) if binding.wants_job else binding.partial())
+                    await binding.call(job)
                 elif binding.leading_job:
                     await target(job, *binding.args)
                 else:

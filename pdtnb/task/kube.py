@@ -32,7 +32,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -424,7 +424,7 @@ class KubeTask(ExternalJobTask):
         if not view:
             return False
         now = utcnow()
-        todo = []
+        todo: list[Coroutine[Any, Any, object]] = []
         for job, pod in view.items():
             if self.is_reaping(job):
                 continue
@@ -672,12 +672,29 @@ class KubeTask(ExternalJobTask):
         from ..managers.pod import job_of
 
         job = job_of(pod)
+        assert job is not None, "the task's pods are annotated with their job"
         text = await self._collect_logs(job, pod)
         record = self._new_record(
             job, pod, Outcome.TIMEOUT, reason=f"timeout: ran longer than {self.timeout}", logs=text
         )
         record.extra["timed_out"] = True
         await self._finish(job, pod, record)
+
+    # ---- the live repository (:class:`~pdtnb.repository.kube.PodJobs`) -------------------------
+
+    async def live_pods(self) -> list[Any]:
+        """The task's pod objects on the cluster (any phase: a finished pod stays until it is reaped)."""
+        return await self.podman.query(task=self.name)
+
+    async def live_job_ids(self) -> set[str]:
+        """The jobs the task's pods run, by their job label (a pod without one is not a job's)."""
+        from ..managers.pod import job_of
+
+        return {j for j in (job_of(p) for p in await self.live_pods()) if j is not None}
+
+    async def has_live_pod(self, job: str) -> bool:
+        """Whether the cluster has a pod of this task labelled with ``job``."""
+        return bool(await self.podman.query(job=job, task=self.name))
 
     async def delete(self, job_or_pod: Any) -> None:
         """Kill a job's pod and return its resources without marking it done."""
@@ -687,7 +704,9 @@ class KubeTask(ExternalJobTask):
             job = job_or_pod
             pods = await self.podman.query(job=job, task=self.name)
         else:
-            job = job_of(job_or_pod)
+            pod_job = job_of(job_or_pod)
+            assert pod_job is not None, "the task's pods are annotated with their job"
+            job = pod_job
             pods = [job_or_pod]
         with self.handling(job):
             for pod in pods:
@@ -701,8 +720,16 @@ def _killed(pod: Any) -> bool:
 
 
 #: Set in a KubeFunctionTask's pod to ``TASK/JOB``: the pod's ``launch --sync`` of that job is the
-#: job itself, not a second controller (see :func:`pdtnb.cli.main`).
+#: job itself, not a second controller (see :func:`runs_its_own_pod_job`).
 FUNCTION_JOB_ENV = "PDTNB_FUNCTION_JOB"
+
+
+def runs_its_own_pod_job(task: str, job: str) -> bool:
+    """Whether this process is the pod a :class:`KubeFunctionTask` created for ``task``'s ``job``,
+    running that job's body: the controller that created the pod holds the pipeline's lease, so
+    the pod's ``launch --sync`` of that one job acts without taking it (any other command, or
+    another job, in the pod is a second controller and waits for the lease as usual)."""
+    return os.environ.get(FUNCTION_JOB_ENV) == f"{task}/{job}"
 
 
 class KubeFunctionTask(KubeTask, FunctionTask):

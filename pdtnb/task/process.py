@@ -37,12 +37,11 @@ from ..record import LIMITS, JobRecord, Outcome, as_time, tail_text
 from ..repository.base import BlobRepository, MetadataRepository, Repository
 from ..resources import ResourceManager, Resources
 from ..retry import Retry
-from ..streams import async_copyfile
+from ..streams import StderrIsStdout, async_copyfile
 from .base import (
     DEFAULT_LAUNCH,
     STDOUT,
     LaunchOptions,
-    _StderrIsStdout,
     check_type,
     utcnow,
 )
@@ -51,6 +50,7 @@ from .template import JobTemplate
 
 if TYPE_CHECKING:
     from ..managers.base import AbstractProcessManager
+    from .base import Task
 
 __all__ = ["ProcessTask"]
 
@@ -117,7 +117,7 @@ class ProcessTask(ExternalJobTask):
         done: MetadataRepository | None = None,
         stdin: BlobRepository | None = None,
         stdout: BlobRepository | None = None,
-        stderr: BlobRepository | _StderrIsStdout | None = None,
+        stderr: BlobRepository | StderrIsStdout | None = None,
         ready: Repository | None = None,
         *,
         timeout: timedelta | float | None = None,
@@ -142,7 +142,7 @@ class ProcessTask(ExternalJobTask):
         check_type(name, "done", done, MetadataRepository, "a MetadataRepository")
         check_type(name, "stdin", stdin, BlobRepository, "a BlobRepository")
         check_type(name, "stdout", stdout, BlobRepository, "a BlobRepository")
-        check_type(name, "stderr", stderr, (BlobRepository, _StderrIsStdout), "a BlobRepository, STDOUT or None")
+        check_type(name, "stderr", stderr, (BlobRepository, StderrIsStdout), "a BlobRepository, STDOUT or None")
 
         self._manager = manager
         self.resource_manager = resource_manager
@@ -199,7 +199,7 @@ class ProcessTask(ExternalJobTask):
         """The repository stderr goes to: its own, stdout's when it is STDOUT, or None."""
         if isinstance(self._stderr, BlobRepository):
             return self._stderr
-        if isinstance(self._stderr, _StderrIsStdout):
+        if isinstance(self._stderr, StderrIsStdout):
             return self.stdout
         return None
 
@@ -353,8 +353,10 @@ class ProcessTask(ExternalJobTask):
             timer.cancel()
         self._timers.clear()
 
-    def _attach(self, wake: Callable[[], None] | None) -> None:
-        super()._attach(wake)
+    def attach(
+        self, wake: Callable[[], None] | None, on_record: Callable[[Task, str, Outcome], None] | None = None
+    ) -> None:
+        super().attach(wake, on_record)
         if wake is None:
             # The pipeline closed: stop watching (a reopened pipeline re-reads pids and watches again).
             self._drop_watches()
@@ -404,26 +406,7 @@ class ProcessTask(ExternalJobTask):
             if ident not in live:
                 dead.append(job)
                 continue
-            self._watch(job, ident)
-            if view[job].get("killed") == "request" and (job, ident) not in self._kills_sent:
-                # Asked from another terminal (`kill`): the controller, which can prove the
-                # process is the job's, stops it; the reap records it as killed.
-                self._kills_sent.add((job, ident))
-                try:
-                    await manager.kill(ident)
-                except Exception:
-                    log.exception("task %s: could not kill job %s on request", self.name, job)
-                continue
-            deadline = self.deadline(view[job].get("start_time"))
-            if deadline is None or view[job].get("killed"):
-                continue
-            if now >= deadline:
-                try:
-                    await self._kill_for_timeout(job, view[job])
-                except Exception:
-                    log.exception("task %s: could not kill job %s at its timeout", self.name, job)
-            else:
-                self._arm_timer(job, deadline)
+            await self._tend_live(job, ident, view[job], now)
         if dead:
             reaped = await asyncio.gather(*(self.reap_safely(job, view[job]) for job in dead))
             if any(reaped):
@@ -432,6 +415,31 @@ class ProcessTask(ExternalJobTask):
                 self.notify()
             self.raise_storage_fault()  # a reap met a full disk: the run stops, the job stays in pids
         return True
+
+    async def _tend_live(self, job: str, ident: str, entry: dict[str, Any], now: datetime) -> None:
+        """Look after a job whose process ``ident`` is alive: watch it, to hear of its end at once;
+        stop it when another terminal asked (``kill``) or its timeout passed; else arm a timer
+        for that timeout, so that the kill does not wait for the next poll."""
+        self._watch(job, ident)
+        if entry.get("killed") == "request" and (job, ident) not in self._kills_sent:
+            # Asked from another terminal (`kill`): the controller, which can prove the
+            # process is the job's, stops it; the reap records it as killed.
+            self._kills_sent.add((job, ident))
+            try:
+                await self.manager.kill(ident)
+            except Exception:
+                log.exception("task %s: could not kill job %s on request", self.name, job)
+            return
+        deadline = self.deadline(entry.get("start_time"))
+        if deadline is None or entry.get("killed"):
+            return
+        if now >= deadline:
+            try:
+                await self._kill_for_timeout(job, entry)
+            except Exception:
+                log.exception("task %s: could not kill job %s at its timeout", self.name, job)
+        else:
+            self._arm_timer(job, deadline)
 
     async def _sweep_job_dirs(self, view: dict[str, dict[str, Any]]) -> None:
         """Remove the job directories no ``pids`` entry refers to: left when a controller died
@@ -580,7 +588,7 @@ class ProcessTask(ExternalJobTask):
             end = start  # file times come from a coarse clock, a few ms behind
         stdout_tail = await self._copy_out(jobdir / "stdout", self.stdout, job)
         stderr_tail = None
-        if not isinstance(self._stderr, _StderrIsStdout):
+        if not isinstance(self._stderr, StderrIsStdout):
             stderr_repo = self._stderr if isinstance(self._stderr, BlobRepository) else None
             stderr_tail = await self._copy_out(jobdir / "stderr", stderr_repo, job)
         record = self._new_record(
@@ -758,8 +766,8 @@ class ProcessTask(ExternalJobTask):
             # Output always goes to files in the job directory, so that the record keeps its tail
             # even when the task has no stdout or stderr repository.
             stdout_path = str(jobdir / "stdout")
-            if isinstance(self._stderr, _StderrIsStdout):
-                stderr_path: str | _StderrIsStdout | None = STDOUT
+            if isinstance(self._stderr, StderrIsStdout):
+                stderr_path: str | StderrIsStdout | None = STDOUT
             else:
                 stderr_path = str(jobdir / "stderr")
             exe = jobdir / "exe"

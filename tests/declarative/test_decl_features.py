@@ -94,13 +94,18 @@ async def test_retry_priority_and_an_executor_task(bodies: Any) -> None:
     pipeline = pdtnb.load(FILES / "runs.yaml")
     retry = pipeline.tasks["flaky"].retry
     assert (retry.attempts, retry.delay, retry.jitter, retry.on) == (3, 0.0, 0.0, (ValueError, bodies.Flaky))
-    executor = pipeline.tasks["threaded"].executor
-    assert isinstance(executor, ThreadPoolExecutor) and executor._max_workers == 2
-    try:
-        async with pipeline:
-            summary = await pipeline.run(timeout=20)
-    finally:
-        executor.shutdown(wait=True)
+    async with pipeline:
+        executor = pipeline.tasks["threaded"].executor
+        assert isinstance(executor, ThreadPoolExecutor) and executor._max_workers == 2
+        summary = await pipeline.run(timeout=20)
+    # the declared pool is the session's: shut down with the pipeline, a new one when it reopens
+    with pytest.raises(RuntimeError, match="shutdown"):
+        executor.submit(print)
+    with pytest.raises(pdtnb.SessionClosedError, match=r"threaded\.executor"):
+        _ = pipeline.tasks["threaded"].executor
+    async with pipeline:
+        again = pipeline.tasks["threaded"].executor
+        assert again is not executor and again.submit(lambda: 7).result() == 7
 
     # retried on ValueError, then on decl_bodies:Flaky, then it succeeded; TypeError is not retried
     done = {job: read_record(value) for job, value in pipeline.tasks["flaky"].done.data.items()}
@@ -120,6 +125,30 @@ async def test_retry_priority_and_an_executor_task(bodies: Any) -> None:
     threads = outputs(pipeline, "threaded")["threads"]
     assert {job: value["value"] for job, value in threads.items()} == {"a": 1, "b": 2, "c": 3}
     assert all(value["thread"].startswith("ThreadPoolExecutor-") for value in threads.values())
+
+
+async def test_a_file_with_a_pool_and_in_memory_data_dumps_after_a_run_and_runs_again(
+    bodies: Any, tmp_path: Path
+) -> None:
+    """A loaded file dumps what it declared (the pool, the input data), not what its run added to
+    the in-memory repositories; the dump loads and runs to the same results."""
+    pipeline = pdtnb.load(FILES / "runs.yaml")
+    async with pipeline:
+        await pipeline.run(timeout=20)
+    first = outputs(pipeline, "threaded")["threads"]
+    assert len(pipeline.tasks["threaded"].done.data) == 3  # the run filled the in-memory records
+    document = yaml.safe_load(pdtnb.dump(pipeline, tmp_path / "again.yaml"))
+    assert document["tasks"]["threaded"]["executor"] == {"kind": "threads", "max_workers": 2}
+    assert document["repositories"]["numbers"]["data"] == {"a": 1, "b": 2, "c": 3}
+    assert document["repositories"]["threaded-done"] == {"kind": "InProcessMetadataRepository"}
+    bodies.reset()
+    again = pdtnb.load(tmp_path / "again.yaml")
+    async with again:
+        await again.run(timeout=20)
+    threads = outputs(again, "threaded")["threads"]
+    assert {job: value["value"] for job, value in threads.items()} == {
+        job: value["value"] for job, value in first.items()
+    }
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="local-processes needs Linux")

@@ -126,10 +126,58 @@ def test_a_declared_resource_dumps_its_kind_and_never_a_secret(tmp_path):
     document = yaml.safe_load(text)
     store = document["resources"]["store"]
     assert store["kind"] == "s3" and store["endpoint_url"] == "http://127.0.0.1:9"
-    assert store["aws_secret_access_key"] == "${STORE_AWS_SECRET_ACCESS_KEY}"
-    secrets = {"STORE_AWS_SECRET_ACCESS_KEY": "x", "STORE_AWS_ACCESS_KEY_ID": "y"}
+    assert store["aws_secret_access_key"] == "${SECRET}"  # the file's own variable, kept
+    assert store["aws_access_key_id"] == "${STORE_AWS_ACCESS_KEY_ID}"  # a literal key: never written
+    secrets = {"SECRET": "x", "STORE_AWS_ACCESS_KEY_ID": "y"}
     again = pdtnb.load(tmp_path / "again.yaml", environ=secrets)
     assert _shape(again) == _shape(pipeline)
+
+
+def test_a_loaded_files_variables_stay_variables_in_its_dump(tmp_path):
+    """A file written for several machines (${ENDPOINT}, ${DATA}/in, ${BUCKET}) dumps with its
+    variables, not this machine's values, and the dump loads to the same pipeline elsewhere."""
+    (tmp_path / "p.yaml").write_text(
+        "resources:\n"
+        "  store: {kind: s3, endpoint_url: '${ENDPOINT}', aws_access_key_id: '${KEY_ID}',\n"
+        "          aws_secret_access_key: '${SECRET}'}\n"
+        "  procs: {kind: local-processes, app: dump, local_path: '${DATA}/procs'}\n"
+        "quotas:\n  cpu: {cpu: 1, mem: 1Gi}\n"
+        "repositories:\n"
+        "  pids: {kind: YamlMetadataFileRepository, filename: '${DATA}/pids'}\n"
+        "  out: {kind: S3BucketRepository, client: store, bucket: '${BUCKET}', prefix: 'out-${STAGE:-dev}/'}\n"
+        "  done: {kind: YamlMetadataFileRepository, filename: done}\n"
+        "  inp: {kind: FileRepository, basedir: '${DATA}/in'}\n"
+        "tasks:\n"
+        "  t:\n    kind: process\n    template: 'cat {{ inp }} > /dev/null'\n    done: done\n"
+        "    manager: procs\n    resource_manager: cpu\n    job_resources: {cpu: 1, mem: 16Mi}\n    pids: pids\n"
+        "    environ: {MODE: '${MODE}', FIXED: plain}\n"
+        "    links: {inp: {repo: inp, kind: input}, out: {repo: out, kind: output}}\n"
+    )
+    here = {
+        "ENDPOINT": "http://127.0.0.1:9",
+        "KEY_ID": "AKIAHERE",
+        "SECRET": "hunter2",
+        "BUCKET": "bucket-here",
+        "DATA": str(tmp_path / "here"),
+        "MODE": "fast",
+    }
+    pipeline = pdtnb.load(tmp_path / "p.yaml", environ=here)
+    text = pdtnb.dump(pipeline, tmp_path / "again.yaml")
+    for value in here.values():
+        assert value not in text, value
+    document = yaml.safe_load(text)
+    assert document["resources"]["store"]["endpoint_url"] == "${ENDPOINT}"
+    assert document["resources"]["procs"]["local_path"] == "${DATA}/procs"
+    assert document["repositories"]["out"]["bucket"] == "${BUCKET}"
+    assert document["repositories"]["out"]["prefix"] == "out-${STAGE:-dev}/"
+    assert document["repositories"]["inp"]["basedir"] == "${DATA}/in"
+    assert document["tasks"]["t"]["environ"] == {"MODE": "${MODE}", "FIXED": "plain"}
+    there = {**here, "BUCKET": "bucket-there", "DATA": str(tmp_path / "there"), "STAGE": "prod"}
+    again = pdtnb.load(tmp_path / "again.yaml", environ=there)
+    out = again.tasks["t"].links["out"].repo
+    assert (out.bucket, out.prefix) == ("bucket-there", "out-prod/")
+    assert Path(again.tasks["t"].links["inp"].repo.basedir) == tmp_path / "there" / "in"
+    assert again.tasks["t"].links.keys() == pipeline.tasks["t"].links.keys()
 
 
 def test_plug_options_links_retry_quota_and_priorities_survive_the_round_trip(tmp_path):

@@ -15,7 +15,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -327,6 +327,36 @@ SHOW_HELPER = """
 import json as _json
 def show(**values):
     print(_json.dumps(values, default=repr, sort_keys=True))
+"""
+
+
+def record_cells(
+    kernel: KernelInfo, cwd: Path, cells: Iterable[tuple[str, str]], version_check: bool = False
+) -> Recorded:
+    """Run labelled cells in order in one session of ``kernel`` started in ``cwd`` (after checking
+    the kernel's ipykernel version, if asked), keeping each result and the kernel's log."""
+    rec = Recorded(kernel)
+    with KernelSession(kernel, cwd) as session:
+        if version_check:
+            session.version_check()
+        for label, source in cells:
+            rec.cells[label] = session.run(source)
+        rec.log = session.kernel_log()
+    return rec
+
+
+#: Defines a second pipeline ``other`` (one task, ``lonely``) in a notebook: for what a magic does
+#: when the notebook holds two pipelines.
+OTHER_PIPELINE = """
+import pdtnb
+lonely_in = pdtnb.InProcessMetadataRepository({"x": 1})
+
+@pdtnb.InProcessSyncTask("lonely", pdtnb.InProcessMetadataRepository())
+async def lonely(job, lonely_in):
+    pass
+
+lonely.link("lonely_in", lonely_in, is_input=True)
+other = pdtnb.Pipeline([lonely], pdtnb.Session())
 """
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from nbrun import SHOW_HELPER, KernelInfo, KernelSession, Recorded, shown, status_rows, usage_error
+from nbrun import OTHER_PIPELINE, SHOW_HELPER, KernelInfo, KernelSession, Recorded, shown, status_rows, usage_error
 
 from pdtnb.notebook.export import ExportError, SourceCell, analyse, render_script
 
@@ -69,20 +69,7 @@ def notebook_cells(work: Path) -> list[str]:
     ]
 
 
-OTHER = (
-    SHOW_HELPER
-    + """
-import pdtnb
-lonely_in = pdtnb.InProcessMetadataRepository({"x": 1})
-
-@pdtnb.InProcessSyncTask("lonely", pdtnb.InProcessMetadataRepository())
-async def lonely(job, lonely_in):
-    pass
-
-lonely.link("lonely_in", lonely_in, is_input=True)
-other = pdtnb.Pipeline([lonely], pdtnb.Session())
-"""
-)
+OTHER = SHOW_HELPER + OTHER_PIPELINE
 
 FACTS = (
     "from pdtnb.notebook import controller_for\n"

@@ -17,7 +17,17 @@ import re
 import time
 
 import pytest
-from nbrun import SHOW_HELPER, KernelInfo, KernelSession, Recorded, shown, status_rows, usage_error
+from nbrun import (
+    OTHER_PIPELINE,
+    SHOW_HELPER,
+    KernelInfo,
+    KernelSession,
+    Recorded,
+    record_cells,
+    shown,
+    status_rows,
+    usage_error,
+)
 
 SETUP = (
     SHOW_HELPER
@@ -61,15 +71,6 @@ def state():
 """
 )
 
-OTHER = """
-lonely_in = pdtnb.InProcessMetadataRepository({"x": 1})
-@pdtnb.InProcessSyncTask("lonely", pdtnb.InProcessMetadataRepository())
-async def lonely(job, lonely_in):
-    pass
-
-lonely.link("lonely_in", lonely_in, is_input=True)
-other = pdtnb.Pipeline([lonely], pdtnb.Session())
-"""
 
 VOCABULARY = [
     ("version", "import ipykernel\nipykernel.__version__"),
@@ -130,7 +131,7 @@ VOCABULARY = [
         "live = %pdt status --live\nawait asyncio.sleep(0.3)\nshow(refreshes=live.refreshes, value=live.value)\nlive",
     ),
     ("dashboard", "%pdt dashboard"),
-    ("define_other", OTHER),
+    ("define_other", OTHER_PIPELINE),
     ("several", "%pdt status"),
     ("use_unknown", "%pdt use nope"),
     ("use_other", "%pdt use other"),
@@ -147,12 +148,7 @@ VOCABULARY = [
 
 @pytest.fixture(scope="module")
 def vocabulary(kernel: KernelInfo, tmp_path_factory: pytest.TempPathFactory) -> Recorded:
-    rec = Recorded(kernel)
-    with KernelSession(kernel, tmp_path_factory.mktemp(f"magics-{kernel.id}")) as session:
-        for label, source in VOCABULARY:
-            rec.cells[label] = session.run(source)
-        rec.log = session.kernel_log()
-    return rec
+    return record_cells(kernel, tmp_path_factory.mktemp(f"magics-{kernel.id}"), VOCABULARY)
 
 
 def test_kernel_runs_the_expected_ipykernel(vocabulary: Recorded):

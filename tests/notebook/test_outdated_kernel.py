@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from nbrun import SHOW_HELPER, CellResult, KernelInfo, KernelSession, Recorded, shown, status_rows
+from nbrun import SHOW_HELPER, CellResult, KernelInfo, Recorded, record_cells, shown, status_rows
 
 CELL_A = (
     SHOW_HELPER
@@ -138,14 +138,7 @@ CELLS = [
 
 @pytest.fixture(scope="module")
 def edited(kernel: KernelInfo, tmp_path_factory: pytest.TempPathFactory) -> Recorded:
-    cwd = tmp_path_factory.mktemp(f"outdated-{kernel.id}")
-    rec = Recorded(kernel)
-    with KernelSession(kernel, cwd) as session:
-        session.version_check()
-        for label, source in CELLS:
-            rec.cells[label] = session.run(source)
-        rec.log = session.kernel_log()
-    return rec
+    return record_cells(kernel, tmp_path_factory.mktemp(f"outdated-{kernel.id}"), CELLS, version_check=True)
 
 
 _SUMMARY = re.compile(r"^# double: (.*)$", re.M)

@@ -210,7 +210,7 @@ def _parse(cell: SourceCell, code: str) -> ast.Module:
     return tree
 
 
-def _ipython_call(node: ast.AST) -> str | None:
+def _ipython_call(node: ast.AST | None) -> str | None:
     """``run_line_magic``/``run_cell_magic``/``system``/``getoutput``... for ``get_ipython().X(...)``."""
     if (
         isinstance(node, ast.Call)
@@ -397,8 +397,8 @@ def _split_notebook_imports(stmt: ast.stmt) -> tuple[ast.stmt | None, list[str]]
             return None, [a.asname or a.name for a in stmt.names]
         return stmt, []
     if isinstance(stmt, ast.Import):
-        keep: list[ast.alias] = []
-        gone: list[str] = []
+        keep = []
+        gone = []
         for alias in stmt.names:
             if not _is_notebook_module(alias.name):
                 keep.append(alias)
@@ -493,96 +493,150 @@ def _decide(
     future: list[str],
     dropped: list[str],
 ) -> bool | str | None:
-    where = cell.where()
+    """What becomes of one top-level statement: None (dropped), True (kept as written) or its
+    replacement text. The checks run in order, each step only seeing what the earlier ones let by."""
     line = stmt.lineno
     # 1. Magics and shell escapes, alone or assigned.
     value = stmt.value if isinstance(stmt, (ast.Expr, ast.Assign, ast.AnnAssign)) else None
-    kind = _ipython_call(value) if value is not None else None
-    if kind is not None:
-        assert isinstance(value, ast.Call)
-        description = _magic_description(value)
-        loaded = _pdt_load(value, cell, line, scope)
-        if loaded is not None:
-            if not isinstance(stmt, ast.Expr):
-                targets = _simple_targets(stmt) or []
-                scope.bind_unavailable(targets, f"assigned by `{description}` in {cell.label}")
-                dropped.append(f"{cell.label} line {line}: {', '.join(targets)} = {description} (the load is kept)")
-            return loaded
-        if isinstance(stmt, ast.Expr):
-            scope.bind_unavailable(_magic_bindings(value), f"assigned by `{description}` in {cell.label}")
-            dropped.append(f"{cell.label} line {line}: {description.split(chr(10))[0]}")
-            return None
-        targets = _simple_targets(stmt)
-        if targets is None:
-            raise ExportError(
-                f"{where}: line {line} stores the output of `{description}` in "
-                f"{ast.unparse(stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target)}; a script cannot "
-                f"run magics: compute it in Python, or tag the cell {SKIP_TAG}"
-            )
-        scope.bind_unavailable(targets, f"assigned by `{description}` in {cell.label}")
-        dropped.append(f"{cell.label} line {line}: {', '.join(targets)} = {description}")
-        return None
+    if isinstance(value, ast.Call) and _ipython_call(value) is not None:
+        assert isinstance(stmt, (ast.Expr, ast.Assign, ast.AnnAssign))
+        return _decide_magic(stmt, value, cell, scope, dropped)
     nested = _uses_get_ipython(stmt)
     if nested is not None:
-        if isinstance(stmt, ast.Expr):  # get_ipython() used directly in a displayed expression
-            dropped.append(f"{cell.label} line {line}: uses get_ipython()")
-            return None
-        shown = ast.get_source_segment(code, nested) or "get_ipython()"
-        magic = next((n for n in ast.walk(stmt) if _ipython_call(n)), None)
-        if isinstance(magic, ast.Call):
-            shown = _magic_description(magic)
-        raise ExportError(
-            f"{where}: line {getattr(nested, 'lineno', line)} runs `{shown}` inside a block; a script cannot run "
-            f"magics or get_ipython(): move it to its own top-level line, or tag the cell {SKIP_TAG}"
-        )
+        _drop_nested_ipython(stmt, nested, cell, code, dropped)
+        return None
     # 2. Imports of notebook-only modules.
     if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-        if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
-            text = ast.unparse(stmt)
-            if text not in future:
-                future.append(text)
-            return None
-        kept, gone = _split_notebook_imports(stmt)
-        if gone:
-            scope.bind_notebook_only(gone, f"imported from a notebook-only module in {cell.label}")
-            dropped.append(f"{cell.label} line {line}: notebook-only import of {', '.join(gone)}")
-        if kept is None:
-            return None
-        _, binds = _statement_names(kept)
-        scope.bind_kept(binds, cell.label)
-        _note_imports(kept, scope)
-        return True if kept is stmt else ast.unparse(kept)
+        return _decide_import(stmt, cell, scope, future, dropped)
     # 3. Display-only expressions: nothing but a value to show.
     if isinstance(stmt, ast.Expr) and not _has_effects(stmt.value):
         dropped.append(f"{cell.label} line {line}: display of `{shorten(ast.unparse(stmt))}`")
         return None
     reads, binds = _statement_names(stmt)
     # 4. Code that needs what a magic, a skipped cell or a cell with top-level await defined cannot run.
+    _refuse_unavailable_reads(reads, cell, line, scope)
+    # 5. Code that works on widgets or display helpers is display code.
+    notebook = _notebook_reference(stmt, reads, scope)
+    if notebook is not None:
+        _drop_display_code(stmt, notebook, cell, scope, dropped)
+        return None
+    # 6. Kept (top-level await never gets here: its cell is left out, see _chunk).
+    return _keep(stmt, reads, binds, cell, code, scope, parameters)
+
+
+def _decide_magic(
+    stmt: ast.Expr | ast.Assign | ast.AnnAssign, call: ast.Call, cell: SourceCell, scope: _Scope, dropped: list[str]
+) -> str | None:
+    """A magic or shell escape (``call``), alone or assigned: ``%pdt load`` becomes its Python
+    equivalent, anything else is dropped. Names it assigns become unavailable, so that kept code
+    using them is refused with a message naming the magic rather than failing in the script."""
+    line = stmt.lineno
+    description = _magic_description(call)
+    loaded = _pdt_load(call, cell, line, scope)
+    if loaded is not None:
+        if not isinstance(stmt, ast.Expr):
+            names = _simple_targets(stmt) or []
+            scope.bind_unavailable(names, f"assigned by `{description}` in {cell.label}")
+            dropped.append(f"{cell.label} line {line}: {', '.join(names)} = {description} (the load is kept)")
+        return loaded
+    if isinstance(stmt, ast.Expr):
+        scope.bind_unavailable(_magic_bindings(call), f"assigned by `{description}` in {cell.label}")
+        dropped.append(f"{cell.label} line {line}: {description.split(chr(10))[0]}")
+        return None
+    targets = _simple_targets(stmt)
+    if targets is None:
+        raise ExportError(
+            f"{cell.where()}: line {line} stores the output of `{description}` in "
+            f"{ast.unparse(stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target)}; a script cannot "
+            f"run magics: compute it in Python, or tag the cell {SKIP_TAG}"
+        )
+    scope.bind_unavailable(targets, f"assigned by `{description}` in {cell.label}")
+    dropped.append(f"{cell.label} line {line}: {', '.join(targets)} = {description}")
+    return None
+
+
+def _drop_nested_ipython(stmt: ast.stmt, nested: ast.AST, cell: SourceCell, code: str, dropped: list[str]) -> None:
+    """Drop a statement using ``get_ipython()`` (``nested``) below the top level when it is only
+    displayed; refuse it otherwise, since the script cannot run the part that needs IPython."""
+    line = stmt.lineno
+    if isinstance(stmt, ast.Expr):  # get_ipython() used directly in a displayed expression
+        dropped.append(f"{cell.label} line {line}: uses get_ipython()")
+        return
+    shown = ast.get_source_segment(code, nested) or "get_ipython()"
+    magic = next((n for n in ast.walk(stmt) if _ipython_call(n)), None)
+    if isinstance(magic, ast.Call):
+        shown = _magic_description(magic)
+    raise ExportError(
+        f"{cell.where()}: line {getattr(nested, 'lineno', line)} runs `{shown}` inside a block; a script cannot run "
+        f"magics or get_ipython(): move it to its own top-level line, or tag the cell {SKIP_TAG}"
+    )
+
+
+def _decide_import(
+    stmt: ast.Import | ast.ImportFrom, cell: SourceCell, scope: _Scope, future: list[str], dropped: list[str]
+) -> bool | str | None:
+    """An import: ``__future__`` imports move to the top of the script (``future``), notebook-only
+    modules are cut out (what they bound becomes notebook-only), the rest is kept and noted."""
+    if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
+        text = ast.unparse(stmt)
+        if text not in future:
+            future.append(text)
+        return None
+    kept, gone = _split_notebook_imports(stmt)
+    if gone:
+        scope.bind_notebook_only(gone, f"imported from a notebook-only module in {cell.label}")
+        dropped.append(f"{cell.label} line {stmt.lineno}: notebook-only import of {', '.join(gone)}")
+    if kept is None:
+        return None
+    _, binds = _statement_names(kept)
+    scope.bind_kept(binds, cell.label)
+    _note_imports(kept, scope)
+    return True if kept is stmt else ast.unparse(kept)
+
+
+def _refuse_unavailable_reads(reads: set[str], cell: SourceCell, line: int, scope: _Scope) -> None:
+    """Refuse a statement reading a name the script will not have (defined by a magic, a skipped
+    cell or a cell left out for its top-level await): better an export error than a broken script."""
     for name in sorted(reads):
         if name in scope.awaited:
             raise _awaited_error(name, scope.awaited[name], f"{cell.label} line {line}")
         if name in scope.unavailable:
             raise ExportError(
-                f"{where}: line {line} uses {name}, which is {scope.unavailable[name]}; the script would not "
+                f"{cell.where()}: line {line} uses {name}, which is {scope.unavailable[name]}; the script would not "
                 f"have it: compute it in Python, or tag this cell {SKIP_TAG}"
             )
-    # 5. Code that works on widgets or display helpers is display code.
-    notebook = _notebook_reference(stmt, reads, scope)
-    if notebook is not None:
-        if isinstance(stmt, ast.Expr):
-            dropped.append(f"{cell.label} line {line}: display code ({notebook})")
-            return None
-        targets = _simple_targets(stmt)
-        if targets is not None:
-            scope.bind_notebook_only(targets, f"assigned from notebook-only code in {cell.label}")
-            dropped.append(f"{cell.label} line {line}: display code ({notebook})")
-            return None
-        raise ExportError(
-            f"{where}: line {line} {notebook}, which a script does not have; keep display code in expression "
-            f"statements or plain assignments, or tag the cell {SKIP_TAG}"
-        )
-    # 6. Kept (top-level await never gets here: its cell is left out, see _chunk). Parameters
-    # are rewritten to read their overrides.
+
+
+def _drop_display_code(stmt: ast.stmt, notebook: str, cell: SourceCell, scope: _Scope, dropped: list[str]) -> None:
+    """Drop a statement working on widgets or display helpers (``notebook`` says how) when it is an
+    expression or a plain assignment (whose names become notebook-only); refuse it otherwise."""
+    line = stmt.lineno
+    if isinstance(stmt, ast.Expr):
+        dropped.append(f"{cell.label} line {line}: display code ({notebook})")
+        return
+    targets = _simple_targets(stmt)
+    if targets is not None:
+        scope.bind_notebook_only(targets, f"assigned from notebook-only code in {cell.label}")
+        dropped.append(f"{cell.label} line {line}: display code ({notebook})")
+        return
+    raise ExportError(
+        f"{cell.where()}: line {line} {notebook}, which a script does not have; keep display code in expression "
+        f"statements or plain assignments, or tag the cell {SKIP_TAG}"
+    )
+
+
+def _keep(
+    stmt: ast.stmt,
+    reads: set[str],
+    binds: set[str],
+    cell: SourceCell,
+    code: str,
+    scope: _Scope,
+    parameters: list[Parameter],
+) -> bool | str:
+    """A statement the script keeps: note what it reads and binds (and the pipelines it creates);
+    in the parameters cell, ``name = literal`` is rewritten to read its override."""
+    line = stmt.lineno
     for name in sorted(reads - binds):
         if name not in scope.bound:
             scope.free_reads.setdefault(name, (cell.label, line))
@@ -725,7 +779,7 @@ def _assemble(body: list[ast.stmt], decisions: list[bool | str | None], lines: l
     """The kept statements, as written (comments included) where possible."""
 
     def start(stmt: ast.stmt) -> int:
-        decorators = getattr(stmt, "decorator_list", [])
+        decorators: list[ast.expr] = getattr(stmt, "decorator_list", [])
         return min([stmt.lineno, *(d.lineno for d in decorators)])
 
     # Statements sharing a line (``a = 1; b``) form one group.

@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m pdtnb expo
     import argparse
 
     class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> Any:  # type: ignore[override]
+        def error(self, message: str) -> Any:
             self.print_usage(sys.stderr)
             print(f"error: {message}", file=sys.stderr)
             raise SystemExit(2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = ["draw_figure", "text_colour"]
 
-_HEAD = ArrowStyle("-|>", head_length=0.6, head_width=0.22)
-_BAR = ArrowStyle("-[", widthB=0.55, lengthB=0.0)
+# The classes ArrowStyle("-|>", ...) and ArrowStyle("-[", ...) make, named so the stubs type them.
+_HEAD = ArrowStyle.CurveFilledB(head_length=0.6, head_width=0.22)
+_BAR = ArrowStyle.BracketB(widthB=0.55, lengthB=0.0)
 _MUTATION = 12.0  # points: the arrowhead's scale
 _TITLE_HEIGHT = 0.55  # inches, with a title
 _TOP = 0.15  # inches above the graph, without one
@@ -126,7 +128,8 @@ def _edge(ax: Axes, edge: DrawnEdge) -> None:
     )
     shaft.set_label(f"_pdtnb_edge:{edge.kind}")
     ax.add_artist(shaft)
-    (x0, y0), (x1, y1) = edge.path.vertices[-2], edge.path.vertices[-1]
+    vertices = np.asarray(edge.path.vertices, dtype=float)  # already a float array: no copy
+    (x0, y0), (x1, y1) = vertices[-2], vertices[-1]
     run = math.hypot(x1 - x0, y1 - y0) or 1.0
     lead = min(run, theme.ARROW_LEAD) / run
     head = FancyArrowPatch(
@@ -160,7 +163,7 @@ def draw_figure(model: GraphModel, placement: Placement, status: PipelineStatus 
     """The figure of ``model`` placed by ``placement``, coloured by ``status``; sized to hold the
     graph, the title and the legends, at least :data:`~.theme.PAGE_WIDTH` wide."""
     fig = Figure(facecolor="white")
-    FigureCanvasAgg(fig)
+    canvas = FigureCanvasAgg(fig)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
     _nodes(ax, model, placement, status)
@@ -174,7 +177,7 @@ def draw_figure(model: GraphModel, placement: Placement, status: PipelineStatus 
     fig.set_size_inches(fig_w, graph_h + 2)  # provisional: the legends are measured at this width
     drawn = set(model.node_states(status).values())
     legends = make_legends(fig, {e.kind for e in placement.edges}, model.form, fig_w - 2 * theme.MARGIN, drawn)
-    renderer = fig.canvas.get_renderer()
+    renderer = canvas.get_renderer()
     extents = [legend.get_window_extent(renderer) for legend in legends]
     fig_w = max(fig_w, *(e.width / fig.dpi + 2 * theme.MARGIN for e in extents))
     legend_h = sum(e.height for e in extents) / fig.dpi + _LEGEND_GAP

@@ -35,7 +35,7 @@ _MOVETO, _LINETO, _CURVE4 = 1, 2, 4  # the codes of matplotlib.path.Path (import
 
 
 @functools.lru_cache(maxsize=4096)
-def text_width(text: str, size: float, weight: str = "normal", style: str = "normal") -> float:
+def text_width(text: str, size: float, weight: str = "normal", style: theme.FontStyle = "normal") -> float:
     """Width of ``text`` in inches."""
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import text_to_path
@@ -52,7 +52,7 @@ class Line:
     text: str
     size: float
     weight: str = "normal"
-    style: str = "normal"
+    style: theme.FontStyle = "normal"
 
     @classmethod
     def of(cls, line: TextLine) -> Line:

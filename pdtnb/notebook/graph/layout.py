@@ -47,7 +47,7 @@ class Structure:
     """The computed layout: layers (with lanes), each node's layer and row position (rows grow
     downwards), and the lanes of each long edge, keyed by (lower-layer node, higher-layer node)."""
 
-    graph: networkx.DiGraph
+    graph: networkx.DiGraph[Any]
     layer: dict[Any, int]
     order: list[list[Any]]
     row: dict[Any, float]
@@ -61,9 +61,9 @@ class Structure:
 # ---- layers ------------------------------------------------------------------------------------------
 
 
-def _flow_graph(graph: networkx.DiGraph) -> networkx.DiGraph:
+def _flow_graph(graph: networkx.DiGraph[Any]) -> networkx.DiGraph[Any]:
     """The data-flow edges, plus task -> status repository for a status nobody reads as data."""
-    flow = networkx.DiGraph()
+    flow: networkx.DiGraph[Any] = networkx.DiGraph()
     flow.add_nodes_from(graph)
     flow.add_edges_from((u, v) for u, v, attrs in graph.edges(data=True) if u is not v and is_flow(u, v, attrs))
     read = {v for _, v in flow.edges}
@@ -75,7 +75,7 @@ def _flow_graph(graph: networkx.DiGraph) -> networkx.DiGraph:
     return flow
 
 
-def _acyclic(flow: networkx.DiGraph) -> networkx.DiGraph:
+def _acyclic(flow: networkx.DiGraph[Any]) -> networkx.DiGraph[Any]:
     """``flow`` without the back edges of a depth-first search that starts from its sources."""
     dag = flow.copy()
     roots = sorted(dag, key=lambda n: dag.in_degree(n) > 0)  # stable: sources first, in graph order
@@ -87,7 +87,7 @@ def _acyclic(flow: networkx.DiGraph) -> networkx.DiGraph:
         dag.remove_edge(*cycle[-1][:2])  # the edge that closed the cycle
 
 
-def _place_loose(graph: networkx.DiGraph, layer: dict[Any, int], loose: list[Any]) -> None:
+def _place_loose(graph: networkx.DiGraph[Any], layer: dict[Any, int], loose: list[Any]) -> None:
     """Nodes no data-flow edge touches go just before their first successor, else just after
     their last predecessor (repeated, as placing one may place another), else in layer 0."""
     placed = set(graph) - set(loose)
@@ -108,7 +108,7 @@ def _place_loose(graph: networkx.DiGraph, layer: dict[Any, int], loose: list[Any
         layer[n] = 0
 
 
-def assign_layers(graph: networkx.DiGraph) -> dict[Any, int]:
+def assign_layers(graph: networkx.DiGraph[Any]) -> dict[Any, int]:
     """Each node's layer, from 0: longest path from the sources along the data flow."""
     dag = _acyclic(_flow_graph(graph))
     layer = {n: k for k, generation in enumerate(networkx.topological_generations(dag)) for n in generation}
@@ -145,7 +145,7 @@ class _Layered:
         self.up[b].append((a, weight))
 
 
-def _layered(graph: networkx.DiGraph, layer: dict[Any, int]) -> _Layered:
+def _layered(graph: networkx.DiGraph[Any], layer: dict[Any, int]) -> _Layered:
     out = _Layered({}, {}, {}, {}, {})
     for n in graph:
         out.add(n, layer[n], NODE_SIZE)
@@ -169,7 +169,7 @@ def _layered(graph: networkx.DiGraph, layer: dict[Any, int]) -> _Layered:
 # ---- order within layers ---------------------------------------------------------------------------
 
 
-def _initial_order(graph: networkx.DiGraph, layered: _Layered, n_layers: int) -> list[list[Any]]:
+def _initial_order(graph: networkx.DiGraph[Any], layered: _Layered, n_layers: int) -> list[list[Any]]:
     """Depth first from the left, following the graph's own order."""
     order: list[list[Any]] = [[] for _ in range(n_layers)]
     visited: set[int] = set()
@@ -313,7 +313,7 @@ class _Rows:
         return {n: t - top for n, t in self.row.items()}
 
 
-def build_structure(graph: networkx.DiGraph) -> Structure:
+def build_structure(graph: networkx.DiGraph[Any]) -> Structure:
     """The layered layout of ``graph``: layers, order within them, rows, lanes."""
     layer = assign_layers(graph)
     layered = _layered(graph, layer)
@@ -323,7 +323,7 @@ def build_structure(graph: networkx.DiGraph) -> Structure:
     return Structure(graph=graph, layer=layer, order=order, row=row, lanes=layered.lanes)
 
 
-def layered_layout(graph: networkx.DiGraph) -> dict[Hashable, tuple[float, float]]:
+def layered_layout(graph: networkx.DiGraph[Any]) -> dict[Hashable, tuple[float, float]]:
     """Positions for :meth:`Pipeline.graph`'s nodes: ``x`` is the layer (data flows left to right:
     a task is to the right of its inputs, a status repository right after its task), ``y`` the row
     (downwards negative). Nodes in a layer are at least 1 apart; long edges have lanes reserved.

@@ -7,11 +7,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from matplotlib.artist import Artist
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.legend_handler import HandlerBase
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyBboxPatch, Patch, PathPatch, Polygon
+from matplotlib.transforms import Transform
 
 from ..style import NODE_STATES, OCCASIONAL_NODE_STATES, STATE_COLOURS
 from . import theme
@@ -25,7 +28,17 @@ COMPACT_HEADING = "Links between tasks (labelled with the repository passed on)"
 
 
 class _TaskKey(HandlerBase):
-    def create_artists(self, legend, orig_handle, xdescent, ydescent, width, height, fontsize, trans):
+    def create_artists(
+        self,
+        legend: Legend,
+        orig_handle: Artist,
+        xdescent: float,
+        ydescent: float,
+        width: float,
+        height: float,
+        fontsize: float,
+        trans: Transform,
+    ) -> list[Artist]:
         patch = FancyBboxPatch(
             (-xdescent + 1, -ydescent), width - 2, height, boxstyle="round,pad=0,rounding_size=3", transform=trans
         )
@@ -35,12 +48,23 @@ class _TaskKey(HandlerBase):
 
 
 class _DrumKey(HandlerBase):
-    def create_artists(self, legend, orig_handle, xdescent, ydescent, width, height, fontsize, trans):
+    def create_artists(
+        self,
+        legend: Legend,
+        orig_handle: Artist,
+        xdescent: float,
+        ydescent: float,
+        width: float,
+        height: float,
+        fontsize: float,
+        trans: Transform,
+    ) -> list[Artist]:
         x, y, w, h, cap = -xdescent + width / 2, -ydescent + height / 2, width * 0.6, height * 1.3, height * 0.2
         body = PathPatch(drum_path(x, y, w, h, cap), transform=trans)
         self.update_prop(body, orig_handle, legend)
         body.set_transform(trans)
         rim = PathPatch(drum_rim(x, y, w, h, cap), fill=False, transform=trans)
+        assert isinstance(orig_handle, Patch)  # the repository key's handle (_entries)
         rim.set_edgecolor(orig_handle.get_edgecolor())
         rim.set_linewidth(orig_handle.get_linewidth())
         return [body, rim]
@@ -51,7 +75,17 @@ class _EdgeKey(HandlerBase):
         super().__init__()
         self.kind = kind
 
-    def create_artists(self, legend, orig_handle, xdescent, ydescent, width, height, fontsize, trans):
+    def create_artists(
+        self,
+        legend: Legend,
+        orig_handle: Artist,
+        xdescent: float,
+        ydescent: float,
+        width: float,
+        height: float,
+        fontsize: float,
+        trans: Transform,
+    ) -> list[Artist]:
         style = theme.EDGE_STYLES[self.kind]
         colour = style["colour"]
         x0, x1, y = -xdescent, -xdescent + width, -ydescent + height / 2
@@ -61,6 +95,7 @@ class _EdgeKey(HandlerBase):
             [x0, end], [y, y], color=colour, linestyle=style["linestyle"], linewidth=style["width"], transform=trans
         )
         shaft.set_dash_capstyle("butt")
+        tip: Artist
         if self.kind == "inhibits":
             tip = Line2D([x1 - 1, x1 - 1], [y - height * 0.45, y + height * 0.45], color=colour, linewidth=2.4)
         else:
@@ -130,7 +165,9 @@ def make_legends(
     """The legends of a drawing in ``form`` that uses edges of ``kinds`` and task nodes in the
     states ``drawn``, each on one row if it fits in ``max_width`` inches, else on as few rows as
     fit. The caller positions them."""
-    renderer = fig.canvas.get_renderer()
+    canvas = fig.canvas
+    assert isinstance(canvas, FigureCanvasAgg)  # draw_figure draws on an Agg canvas
+    renderer = canvas.get_renderer()
     legends = []
     for heading, handles, handler_map in _entries(kinds, form, drawn):
         legend = _legend(fig, heading, handles, handler_map, len(handles))

@@ -21,6 +21,7 @@ from ..style import STATE_COLOURS
 
 if TYPE_CHECKING:
     from ...pipeline import Pipeline
+    from ...repository.base import Repository
 
 __all__ = [
     "FORMS",
@@ -85,7 +86,8 @@ def edge_kind(source: Any, target: Any, attrs: dict[str, Any]) -> str:
     not an input, e.g. an upstream task's ``done``), ``inhibits`` (repository to task), ``output``,
     ``status`` (task to repository) or ``other``. A compact-form edge carries its kind."""
     if "kind" in attrs:
-        return attrs["kind"]
+        kind: str = attrs["kind"]
+        return kind
     if isinstance(target, Task) and not isinstance(source, Task):
         return _read_kind(attrs) or "other"
     if attrs.get("is_output"):
@@ -146,12 +148,12 @@ def edge_label(names: Iterable[str]) -> str:
     return shown if len(names) <= _MAX_LABEL_NAMES else f"{shown} +{len(names) - _MAX_LABEL_NAMES}"
 
 
-def compact_graph(pipeline: Pipeline) -> networkx.DiGraph:
+def compact_graph(pipeline: Pipeline) -> networkx.DiGraph[Task | Repository]:
     """The compact form: the tasks, and an edge writer -> reader for the repositories one task
     writes and another reads or waits for. Its ``kind`` is the strongest use (an input over a
     ``done`` required to start, which a plug always adds beside it) and ``label`` the repositories'
     link names, that kind's first; ``names`` lists them all."""
-    graph = networkx.DiGraph()
+    graph: networkx.DiGraph[Task | Repository] = networkx.DiGraph()
     graph.add_nodes_from(pipeline.tasks.values())
     for (writer, reader), by_kind in _shared(pipeline).items():
         kind = next(k for k in _PRECEDENCE if k in by_kind)
@@ -181,7 +183,9 @@ class GraphModel:
             raise ValueError(f"form must be 'compact' or 'full', not {form!r}")
         self.pipeline = pipeline
         self.form = form
-        self.graph: networkx.DiGraph = compact_graph(pipeline) if form == "compact" else pipeline.graph()
+        self.graph: networkx.DiGraph[Task | Repository] = (
+            compact_graph(pipeline) if form == "compact" else pipeline.graph()
+        )
         self.repository_names = repository_names(pipeline)
 
     @property

@@ -113,7 +113,8 @@ class PipelineGraph:
             buf = io.BytesIO()
             self.figure().savefig(buf, format="png", dpi=dpi, facecolor="white", metadata={"Software": "pdtnb"})
             self._cache[key] = buf.getvalue()
-        return self._cache[key]
+        png: bytes = self._cache[key]
+        return png
 
     def to_svg(self, fit: bool = True) -> str:
         """The drawing as an SVG document, text kept as text (so it can be searched and copied).

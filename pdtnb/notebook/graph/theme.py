@@ -6,7 +6,10 @@ here is the graph's own.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+#: The font styles matplotlib knows.
+FontStyle = Literal["normal", "italic", "oblique"]
 
 #: What each node state means, for the legend.
 STATE_LABELS = {
@@ -46,7 +49,7 @@ FONT_SIZES = {
     "title": 12.0,
 }
 FONT_WEIGHTS = {"name": "bold", "jobs": "bold"}
-FONT_STYLES = {"note": "italic"}
+FONT_STYLES: dict[str, FontStyle] = {"note": "italic"}
 #: The smallest text drawn: the drawing is never shown smaller than this at 9 px (see svg.py).
 SMALLEST_FONT = min(FONT_SIZES.values())
 #: Line height, in font sizes.
