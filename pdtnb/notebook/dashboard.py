@@ -120,7 +120,8 @@ class Dashboard(LiveView, ipywidgets.VBox):
         self._graph_key: Any = None
         self._graph_markup = ""  # the last drawing, for the static copy
         self._graph_at = -1e9
-        self._graph_busy = False
+        self._graph_drawing = False  # a drawer runs (see _redraw)
+        self._graph_wanted = False  # newer counts came since the drawer last looked
         self._graph_base: Any = None
         self._timeline_at = 0.0
         self._timeline_key: Any = None
@@ -507,29 +508,37 @@ class Dashboard(LiveView, ipywidgets.VBox):
         self._hint()
 
     async def _redraw(self, status: PipelineStatus) -> None:
-        key = (
-            tuple((t.name, *(t.count(s) for s in STATES), tuple(link.count for link in t.links)) for t in status.tasks),
-            id(self.controller),
-        )
-        if key == self._graph_key or self._graph_busy:
+        """Have the graph show the newest counts. One drawer at a time draws, from the newest
+        status, at most once every ``_GRAPH_EVERY`` s (drawing costs); a request while it sleeps
+        or draws makes it look again when done. So no count is lost to a request that came
+        during a drawing, and an older drawing never lands after a newer one."""
+        self._graph_wanted = True
+        if self._graph_drawing:
             return
+        self._graph_drawing = True
+        try:
+            loop = asyncio.get_running_loop()
+            while self._graph_wanted:
+                self._graph_wanted = False
+                wait = self._graph_at + _GRAPH_EVERY - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                newest = self._status if self._status is not None else status
+                key = (
+                    tuple(
+                        (t.name, *(t.count(s) for s in STATES), tuple(link.count for link in t.links))
+                        for t in newest.tasks
+                    ),
+                    id(self.controller),
+                )
+                if key != self._graph_key:
+                    await self._draw_graph(newest, key)
+        finally:
+            self._graph_drawing = False
+
+    async def _draw_graph(self, status: PipelineStatus, key: Any) -> None:
+        """Draw ``status`` into the graph view (SVG where the front end shows it, else PNG)."""
         loop = asyncio.get_running_loop()
-        wait = self._graph_at + _GRAPH_EVERY - loop.time()
-        if wait > 0:  # drawing costs: at most one every _GRAPH_EVERY s; the newest counts then
-            self._graph_busy = True
-            try:
-                await asyncio.sleep(wait)
-            finally:
-                self._graph_busy = False
-            status = self._status if self._status is not None else status
-            key = (
-                tuple(
-                    (t.name, *(t.count(s) for s in STATES), tuple(link.count for link in t.links)) for t in status.tasks
-                ),
-                id(self.controller),
-            )
-            if key == self._graph_key:
-                return
         self._graph_key = key
         self._graph_at = loop.time()
         from .graph import PipelineGraph

@@ -297,6 +297,37 @@ async def test_dashboard_draws_the_graph(demo: Demo):
         dash.close()
 
 
+async def test_a_slow_drawing_never_replaces_a_newer_one(demo: Demo, monkeypatch: pytest.MonkeyPatch):
+    """The first drawing takes longer than the graph's refresh period while the counts change:
+    the graph ends showing the newest counts, not the drawing that finished last."""
+    from pdtnb.notebook.graph import PipelineGraph
+
+    started: list[str] = []
+    for method in ("to_svg", "to_png"):
+        original = getattr(PipelineGraph, method)
+
+        def slow_first(self: PipelineGraph, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            started.append(repr(self.status.task("double").done))
+            if len(started) == 1:
+                time.sleep(3)  # more than the dashboard's 1.5 s between drawings
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(PipelineGraph, method, slow_first)
+    dash = Dashboard(demo.pipeline, interval=0.1).start()
+    try:
+        await eventually(lambda: started, what="the first drawing")
+        await demo.controller.step()  # the counts change while the first drawing is under way
+        await eventually(lambda: len(demo.out.data) == 3, what="double's jobs done")
+        await demo.controller.step()  # their records reaped
+        await asyncio.sleep(6)  # every drawing asked for has finished
+        assert started[0] == "0" and started[-1] == "3", started
+        value = dash.graph_widget.value
+        if isinstance(value, str):
+            assert "done 3" in value, "the graph shows older counts than the table"
+    finally:
+        dash.close()
+
+
 # ---- live status and the static table --------------------------------------------------------------
 
 
