@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 __all__ = ["build", "load", "TaskPriorities"]
 
 
+#: The keys of a declaration that are not its constructor's arguments (taken apart by the builder).
+_NOT_ARGUMENTS = frozenset(("kind", "links", "plug", "priority", "template_file"))
+
+
 class _Builder:
     def __init__(self, document: Document):
         from ..session import Session
@@ -48,7 +52,7 @@ class _Builder:
         args: dict[str, Any] = {}
         value = entry.value
         for key, given in value.items():
-            if key in ("kind", "links", "plug", "priority", "template_file"):
+            if key in _NOT_ARGUMENTS:
                 continue
             param = kind.params.get(key)
             if param is None:  # a user class taking **kwargs
@@ -241,15 +245,9 @@ class _Builder:
 
 def _variables(entry: Entry) -> dict[str, Any]:
     """The arguments of ``entry`` that hold a ``${NAME}``, as the file writes them (see
-    :meth:`Entry.as_written`): a dump of a loaded file keeps its variables, so neither an
+    :meth:`Entry.variables`): a dump of a loaded file keeps its variables, so neither an
     endpoint nor a path of this machine's environment is frozen into it."""
-    out = {}
-    for name in entry.value:
-        if name not in ("kind", "links", "plug", "priority", "template_file"):
-            written = entry.as_written(name)
-            if written is not None:
-                out[name] = written
-    return out
+    return {name: written for name, written in entry.variables().items() if name not in _NOT_ARGUMENTS}
 
 
 def _check_built_task(entry: Entry, task: Any) -> None:

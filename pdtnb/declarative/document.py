@@ -36,25 +36,26 @@ class Entry:
     def where(self, *sub: Any) -> Where:
         return self.source.where((*self.key, *sub))
 
-    def as_written(self, name: str) -> Any:
-        """The argument ``name`` as the file writes it, its ``${NAME}`` variables kept (a string, or
-        a list or mapping holding such strings), or None when it holds no variable: what
-        :func:`pdtnb.dump` writes back instead of the environment's values."""
-        prefix = (*self.key, name)
-        written = {k[len(prefix) :]: text for k, text in self.source.written.items() if k[: len(prefix)] == prefix}
-        if not written or name not in self.value:
-            return None
+    def variables(self) -> dict[str, Any]:
+        """Each argument of this entry that holds a ``${NAME}``, as the file writes it (a string,
+        or a list or mapping holding such strings): what :func:`pdtnb.dump` writes back instead
+        of the environment's values."""
+        by_argument: dict[Any, dict[tuple[Any, ...], str]] = {}
+        for path, text in self.source.written_under(self.key).items():
+            by_argument.setdefault(path[0], {})[path[1:]] = text
 
-        def walk(value: Any, key: tuple[Any, ...]) -> Any:
+        def walk(value: Any, key: tuple[Any, ...], written: dict[tuple[Any, ...], str]) -> Any:
             if key in written:
                 return written[key]
             if isinstance(value, dict):
-                return {k: walk(v, (*key, k)) for k, v in value.items()}
+                return {k: walk(v, (*key, k), written) for k, v in value.items()}
             if isinstance(value, list):
-                return [walk(v, (*key, i)) for i, v in enumerate(value)]
+                return [walk(v, (*key, i), written) for i, v in enumerate(value)]
             return value
 
-        return walk(self.value[name], ())
+        return {
+            name: walk(self.value[name], (), written) for name, written in by_argument.items() if name in self.value
+        }
 
     @property
     def label(self) -> str:

@@ -91,10 +91,21 @@ class Source:
     #: Each string that held a ``${NAME}``, as written (before :func:`interpolate`), by its path:
     #: :func:`pdtnb.dump` writes these back, so a file's variables stay variables in its dump.
     written: dict[PathKey, str] = field(default_factory=dict)
+    _written_index: dict[PathKey, dict[PathKey, str]] | None = field(default=None, repr=False)
 
     @property
     def directory(self) -> Path:
         return self.path.parent
+
+    def written_under(self, key: PathKey) -> dict[PathKey, str]:
+        """The strings of :attr:`written` below the entry at ``key`` (a section and a name), by
+        their path from it; indexed once, as every entry of a file asks."""
+        if self._written_index is None:
+            index: dict[PathKey, dict[PathKey, str]] = {}
+            for path, text in self.written.items():
+                index.setdefault(tuple(path[:2]), {})[tuple(path[2:])] = text
+            self._written_index = index
+        return self._written_index.get(tuple(key), {})
 
     def where(self, key: PathKey) -> Where:
         """The place of the value at ``key`` (a path of mapping keys and list indices), or of its

@@ -145,11 +145,6 @@ class ExecutorTask(FunctionTask):
             return given
         return given()
 
-    @property
-    def executor_source(self) -> Executor | Callable[[], Executor]:
-        """The executor, or the session resource giving one, as the task was given it."""
-        return self._executor
-
     async def _get_load(self) -> Resources:
         """What this task holds of its quota: every submitted job not yet reaped (a rate quota's
         ``launches`` is not counted over time here: executor tasks have no launch window)."""
